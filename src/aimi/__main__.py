@@ -1,0 +1,3 @@
+from aimi.cli.main import main
+
+main()

@@ -1,0 +1,108 @@
+"""`LlamaCppEngine`: the asyncio face of the llama.cpp scheduler thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from aimi.engines.base import Event, Finish, GenerationRequest, ModelInfo
+from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
+from aimi.errors import EngineUnavailable, RateLimited
+
+
+class LlamaCppEngine:
+    """One GGUF model, one context, `slots` sequences decoded together."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_size: int = 4096,
+        slots: int = 4,
+        threads: int | None = None,
+        max_waiting: int = 64,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self._path = model_path
+        self._context_size = context_size
+        self._slots = slots
+        self._threads = threads or os.cpu_count() or 1
+        self._max_waiting = max_waiting
+        self._on_progress = on_progress
+        self._model: LlamaModel | None = None
+        self._scheduler: Scheduler | None = None
+        self._info: ModelInfo | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            raise EngineUnavailable("the model is not loaded yet")
+        return self._info
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        model = LlamaModel(self._path, on_progress=self._on_progress)
+        context = min(self._context_size, model.n_ctx_train) if model.n_ctx_train > 0 else self._context_size
+        config = SchedulerConfig(
+            context_size=context, slots=self._slots, threads=self._threads, max_waiting=self._max_waiting
+        )
+        self._scheduler = Scheduler(model, config)
+        self._info = model.info(context_length=context)
+        self._model = model
+        self._scheduler.start()
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        scheduler, model = self._scheduler, self._model
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.drain, grace_s)
+            scheduler.close()
+        if model is not None:
+            model.close()
+        self._scheduler = self._model = None
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) sequences, for health and metrics."""
+        return self._scheduler.load() if self._scheduler else (0, 0)
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        if self._model is None:
+            raise EngineUnavailable("the model is not loaded yet")
+        return self._model.tokenize(text, add_bos=add_bos, special=special)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise EngineUnavailable("the engine is not running")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+
+        def emit(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        sequence = Sequence(request=request, emit=emit)
+        if not scheduler.submit(sequence):
+            running, waiting = scheduler.load()
+            if waiting >= self._max_waiting:
+                raise RateLimited(
+                    "The engine is busy: every slot is in use and the waiting line is full. "
+                    "Try again in a moment.",
+                    retry_after=1 + waiting // max(1, self._slots),
+                )
+            raise EngineUnavailable("The engine is shutting down.")
+        finished = False
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, Finish):
+                    finished = True
+                yield event
+                if finished:
+                    return
+        finally:
+            if not finished:
+                scheduler.cancel(sequence)

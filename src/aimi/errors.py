@@ -1,0 +1,114 @@
+"""The one error tree of aimi. Each class carries its HTTP status and wire `code`.
+
+    AimiError
+    ├── InvalidRequest                 400 invalid_request
+    │   ├── MalformedJson              400 invalid_json
+    │   ├── ExtraParametersNotAllowed  400 extra_parameters_not_allowed
+    │   └── ContextLengthExceeded      400 context_length_exceeded
+    ├── Unauthorized                   401 Unauthorized
+    ├── NotFound                       404 NotFound
+    ├── MethodNotAllowed               405 MethodNotAllowed
+    ├── PayloadTooLarge                413 RequestEntityTooLarge
+    ├── ParameterNotSupported          422 parameter_not_supported
+    ├── RateLimited                    429 429                     (carries retry_after)
+    ├── EngineError                    500 InternalServerError
+    └── EngineUnavailable              503 ServiceUnavailable      (carries retry_after)
+
+`aimi.api.errors` maps this tree to the wire envelope, in one place. Nothing below `api/` knows HTTP
+beyond these two class attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AimiError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "InternalServerError"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(AimiError):
+    status = 400
+    code = "invalid_request"
+
+
+class MalformedJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class ExtraParametersNotAllowed(InvalidRequest):
+    code = "extra_parameters_not_allowed"
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            f"Extra parameters {names!r} are not allowed when extra-parameters is not set or set to be "
+            "'error'. Set extra-parameters to 'pass-through' to pass to the model."
+        )
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class Unauthorized(AimiError):
+    status = 401
+    code = "Unauthorized"
+
+    def __init__(self, message: str = "Auth token validation failed") -> None:
+        super().__init__(message)
+
+
+class NotFound(AimiError):
+    status = 404
+    code = "NotFound"
+
+
+class MethodNotAllowed(AimiError):
+    status = 405
+    code = "MethodNotAllowed"
+
+
+class PayloadTooLarge(AimiError):
+    status = 413
+    code = "RequestEntityTooLarge"
+
+
+class ParameterNotSupported(AimiError):
+    """Valid per the API, but this model or engine cannot honour it."""
+
+    status = 422
+    code = "parameter_not_supported"
+
+    def __init__(self, message: str, *, param: str, value: Any = None) -> None:
+        super().__init__(message, param=param)
+        self.value = value
+
+
+class RateLimited(AimiError):
+    status = 429
+    code = "429"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class EngineError(AimiError):
+    status = 500
+    code = "InternalServerError"
+
+
+class EngineUnavailable(AimiError):
+    status = 503
+    code = "ServiceUnavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

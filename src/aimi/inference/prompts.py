@@ -1,0 +1,199 @@
+"""Prompt rendering: chat messages to token ids, the way the model was trained to read them.
+
+Two renderers: the GGUF's own Jinja chat template (as Hugging Face's `apply_chat_template` runs it),
+and `mistral-common` for Mistral-family models whose tokenizer it ships (checked token for token
+against the GGUF's vocabulary before it is trusted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from aimi.engines.base import ModelInfo
+from aimi.errors import InvalidRequest
+from aimi.inference.chat import Message
+
+log = logging.getLogger("aimi.inference")
+
+SAFE_PROMPT = (
+    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. "
+    "Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness and "
+    "positivity."
+)
+
+# Used when a GGUF carries no chat template at all.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}"
+)
+
+Tokenize = Callable[..., list[int]]
+
+
+class PromptRenderer(Protocol):
+    """Turns a conversation into the prompt token ids the engine evaluates."""
+
+    name: str
+
+    def render(self, messages: Sequence[Message]) -> list[int]: ...
+
+
+def with_safe_prompt(messages: Sequence[Message]) -> tuple[Message, ...]:
+    """Prepend Mistral's safety system prompt, joined to a leading system message if there is one
+    (as mistral-common joins system messages), so templates that take one system prompt keep it."""
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        joined = SAFE_PROMPT + ("\n\n" + first.content if first.content else "")
+        return (Message(role="system", content=joined), *messages[1:])
+    return (Message(role="system", content=SAFE_PROMPT), *messages)
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class ChatTemplateRenderer:
+    """Renders with the model's Jinja chat template in a sandbox, then tokenizes with specials."""
+
+    name = "chat-template"
+
+    def __init__(self, template: str, info: ModelInfo, tokenize: Tokenize) -> None:
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
+        env.globals["raise_exception"] = _raise_template_error
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        try:
+            self._template = env.from_string(template)
+        except jinja2.TemplateError as exc:
+            raise ValueError(f"the model's chat template does not compile: {exc}") from exc
+        self._info = info
+        self._tokenize = tokenize
+
+    def render_text(self, messages: Sequence[Message]) -> str:
+        try:
+            return self._template.render(
+                messages=[_message_dict(m) for m in messages],
+                add_generation_prompt=True,
+                bos_token=self._info.bos_token,
+                eos_token=self._info.eos_token,
+            )
+        except _TemplateRefusal as exc:
+            raise InvalidRequest(f"The model's chat template refused the conversation: {exc}") from exc
+        except jinja2.TemplateError as exc:
+            raise InvalidRequest(f"The model's chat template could not render the conversation: {exc}") from exc
+
+    def render(self, messages: Sequence[Message]) -> list[int]:
+        text = self.render_text(messages)
+        add_bos = self._info.add_bos and not (self._info.bos_token and text.startswith(self._info.bos_token))
+        return self._tokenize(text, add_bos=add_bos, special=True)
+
+
+class _TemplateRefusal(Exception):
+    pass
+
+
+def _raise_template_error(message: str) -> None:
+    raise _TemplateRefusal(message)
+
+
+class MistralCommonRenderer:
+    """Encodes with `mistral-common`'s instruct tokenizer (system prompt placement, control tokens)."""
+
+    name = "mistral-common"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def render(self, messages: Sequence[Message]) -> list[int]:
+        from mistral_common.exceptions import MistralCommonException
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+        from pydantic import ValidationError
+
+        payload = [_mistral_message(m) for m in messages]
+        try:
+            request = ChatCompletionRequest.from_openai(messages=payload)
+            return list(self._tokenizer.encode_chat_completion(request).tokens)
+        except (MistralCommonException, ValidationError, AssertionError, ValueError) as exc:
+            raise InvalidRequest(f"The conversation is not valid for this model: {exc}") from exc
+
+
+def _mistral_message(message: Message) -> dict[str, Any]:
+    out = _message_dict(message)
+    for call in out.get("tool_calls", []):
+        call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    return out
+
+
+_PROBE = "Hello world! [INST] Привет, 世界 123 \n\n  done."
+
+
+def mistral_tokenizer_for(info: ModelInfo, tokenize: Tokenize) -> Any | None:
+    """The shipped mistral-common tokenizer whose vocabulary is the GGUF's, token for token."""
+    try:
+        from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    except ImportError:
+        return None
+    if info.metadata.get("tokenizer.ggml.model") not in ("llama", "gpt2", "tekken"):
+        return None
+
+    def single(text: str) -> bool:
+        return len(tokenize(text, add_bos=False, special=True)) == 1
+
+    candidates: list[Callable[[], Any]] = []
+    if info.vocab_size == 32000:
+        candidates.append(MistralTokenizer.v1)
+    elif info.vocab_size == 32768 and single("[TOOL_CALLS]"):
+        candidates.append(MistralTokenizer.v7 if single("[SYSTEM_PROMPT]") else MistralTokenizer.v3)
+    elif info.vocab_size == 131072 and single("[TOOL_CALLS]") and not single("[SYSTEM_PROMPT]"):
+        candidates.append(lambda: MistralTokenizer.v3(is_tekken=True))
+    for make in candidates:
+        try:
+            tokenizer = make()
+        except Exception as exc:  # a missing optional dependency (sentencepiece) or data file
+            log.warning("mistral-common tokenizer unavailable: %s", exc)
+            continue
+        raw = tokenizer.instruct_tokenizer.tokenizer
+        if raw.encode(_PROBE, bos=False, eos=False) == tokenize(_PROBE, add_bos=False, special=False):
+            return tokenizer
+    return None
+
+
+def renderer_for(info: ModelInfo, tokenize: Tokenize) -> PromptRenderer:
+    """mistral-common where it ships this model's tokenizer, else the GGUF's chat template."""
+    tokenizer = mistral_tokenizer_for(info, tokenize)
+    if tokenizer is not None:
+        return MistralCommonRenderer(tokenizer)
+    if info.chat_template is None:
+        log.warning("the model has no chat template; using ChatML")
+    return ChatTemplateRenderer(info.chat_template or CHATML_TEMPLATE, info, tokenize)
