@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     """The deployment key; a random 32-character key is generated when not given."""
     data_dir: Path = Field(default_factory=default_data_dir)
     threads: int | None = Field(default=None, ge=1)
-    context_size: int = Field(default=8192, ge=64)
+    context_size: int = Field(default=4096, ge=64)
+    """Tokens one request may use (prompt + completion), capped by what the model was trained on."""
     parallel: int = Field(default=4, ge=1, le=64)
     """Sequence slots the engine decodes together."""
     max_queue: int = Field(default=64, ge=0)

@@ -90,7 +90,9 @@ class ChatTemplateRenderer:
         env = ImmutableSandboxedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
-        env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
+        env.filters["tojson"] = lambda value, indent=None: json.dumps(
+            value, ensure_ascii=False, indent=indent
+        )
         env.globals["raise_exception"] = _raise_template_error
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         try:
@@ -111,7 +113,9 @@ class ChatTemplateRenderer:
         except _TemplateRefusal as exc:
             raise InvalidRequest(f"The model's chat template refused the conversation: {exc}") from exc
         except jinja2.TemplateError as exc:
-            raise InvalidRequest(f"The model's chat template could not render the conversation: {exc}") from exc
+            raise InvalidRequest(
+                f"The model's chat template could not render the conversation: {exc}"
+            ) from exc
 
     def render(self, messages: Sequence[Message]) -> list[int]:
         text = self.render_text(messages)

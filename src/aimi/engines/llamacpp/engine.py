@@ -35,6 +35,7 @@ class LlamaCppEngine:
         self._model: LlamaModel | None = None
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     @property
     def info(self) -> ModelInfo:
@@ -57,6 +58,11 @@ class LlamaCppEngine:
         self._scheduler.start()
 
     async def stop(self, grace_s: float = 0.0) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._shutdown(grace_s))
+        await asyncio.shield(self._stopping)
+
+    async def _shutdown(self, grace_s: float) -> None:
         scheduler, model = self._scheduler, self._model
         if scheduler is not None:
             await asyncio.to_thread(scheduler.drain, grace_s)
@@ -86,7 +92,7 @@ class LlamaCppEngine:
 
         sequence = Sequence(request=request, emit=emit)
         if not scheduler.submit(sequence):
-            running, waiting = scheduler.load()
+            _, waiting = scheduler.load()
             if waiting >= self._max_waiting:
                 raise RateLimited(
                     "The engine is busy: every slot is in use and the waiting line is full. "

@@ -101,7 +101,10 @@ class LlamaModel:
             if ll.llama_model_meta_key_by_index(self.ptr, i, buf, len(buf)) < 0:
                 continue
             key = buf.value.decode("utf-8", "replace")
-            if key.startswith("tokenizer.ggml.") and key not in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
+            if key.startswith("tokenizer.ggml.") and key not in (
+                "tokenizer.ggml.model",
+                "tokenizer.ggml.pre",
+            ):
                 continue  # the vocabulary arrays: large and not useful as strings
             if ll.llama_model_meta_val_str_by_index(self.ptr, i, buf, len(buf)) >= 0:
                 out[key] = buf.value.decode("utf-8", "replace")

@@ -32,8 +32,7 @@ class Sampler:
         if sampling.ignore_eos and model.eog_tokens:
             biases = (ll.llama_logit_bias * len(model.eog_tokens))()
             for i, token in enumerate(sorted(model.eog_tokens)):
-                biases[i].token = token
-                biases[i].bias = float("-inf")
+                biases[i] = ll.llama_logit_bias(token, float("-inf"))
             add(ll.llama_sampler_init_logit_bias(model.n_vocab, len(model.eog_tokens), biases))
         if sampling.presence_penalty or sampling.frequency_penalty:
             # Only generated tokens are accepted into the chain, so like OpenAI's penalties these

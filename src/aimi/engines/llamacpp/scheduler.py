@@ -18,7 +18,7 @@ from typing import Any
 
 import llama_cpp as ll
 
-from aimi.engines.base import Event, Finish, FinishReason, GenerationRequest, Token
+from aimi.engines.base import Event, Finish, FinishReason, GenerationRequest, Token, TokenLogprob
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler, logprobs
 
@@ -249,7 +249,8 @@ class Scheduler:
         try:
             assert seq.sampler is not None
             token = seq.sampler.sample(self._ctx, seq.output_index)
-            logprob, top = None, ()
+            logprob: float | None = None
+            top: tuple[TokenLogprob, ...] = ()
             if request.logprobs is not None:
                 logprob, top = logprobs(self.model, self._ctx, seq.output_index, token, request.logprobs)
         except Exception as exc:
@@ -262,7 +263,10 @@ class Scheduler:
         seq.generated += 1
         seq.next_token = token
         seq.emit(Token(token, self.model.piece(token), logprob, top))
-        if seq.generated >= request.max_tokens or len(request.prompt) + seq.generated >= self.config.context_size:
+        if (
+            seq.generated >= request.max_tokens
+            or len(request.prompt) + seq.generated >= self.config.context_size
+        ):
             self._finish(seq, "length")
 
     def _finish(self, seq: Sequence, reason: FinishReason, message: str | None = None) -> None:

@@ -1,0 +1,82 @@
+"""Reading a request body: a size limit, JSON that must be an object, clear errors otherwise."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from aimi.errors import InvalidRequest, MalformedJson, PayloadTooLarge
+
+
+async def read_json_object(request: Request, *, limit: int) -> dict[str, Any]:
+    raw = await _read(request, limit)
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
+    value = _loads(text)
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Documentation examples (the Mistral deployment guide among them) carry a trailing comma;
+        # accept exactly that slip, and report the original error for anything else.
+        relaxed = _without_trailing_commas(text)
+        if relaxed != text:
+            try:
+                return json.loads(relaxed)
+            except json.JSONDecodeError:
+                pass
+        raise MalformedJson(
+            f"The request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        ) from exc
+
+
+def _without_trailing_commas(text: str) -> str:
+    out: list[str] = []
+    in_string = escaped = False
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "}]":
+                i += 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)

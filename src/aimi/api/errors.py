@@ -1,0 +1,95 @@
+"""The one place where aimi's error tree becomes the wire envelope.
+
+`{"error": {"code", "message", "status", "param", "type"}}` for every error, plus `detail` where
+some clients read it (the `extra-parameters` 400 and the 422 `parameter_not_supported`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aimi.errors import (
+    AimiError,
+    EngineUnavailable,
+    ExtraParametersNotAllowed,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ParameterNotSupported,
+    RateLimited,
+)
+
+log = logging.getLogger("aimi.api")
+
+
+def envelope(error: AimiError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "status": error.status,
+            "param": error.param,
+            "type": None,
+        }
+    }
+    if isinstance(error, ExtraParametersNotAllowed):
+        body["detail"] = error.message
+    if isinstance(error, ParameterNotSupported):
+        body["detail"] = [
+            {
+                "loc": ["body", error.param],
+                "input": error.value,
+                "msg": error.message,
+                "type": "parameter_not_supported",
+            }
+        ]
+    return body
+
+
+def headers_for(error: AimiError) -> dict[str, str]:
+    headers = {"x-ms-error-code": error.code}
+    if isinstance(error, RateLimited | EngineUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    return headers
+
+
+def error_response(error: AimiError) -> JSONResponse:
+    return JSONResponse(envelope(error), status_code=error.status, headers=headers_for(error))
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the envelope."""
+
+    async def on_aimi_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AimiError)
+        if exc.status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return error_response(exc)
+
+    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return error_response(NotFound("Resource not found"))
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed("Method not allowed for this route"))
+        code = str(exc.status_code)
+        body = {"error": {"code": code, "message": str(exc.detail), "status": exc.status_code}}
+        return JSONResponse(body, status_code=exc.status_code, headers={"x-ms-error-code": code})
+
+    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        return error_response(InvalidRequest(f"Invalid request: {exc}"))
+
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(AimiError("The server had an error while processing your request."))
+
+    app.add_exception_handler(AimiError, on_aimi_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,155 @@
+"""The inference routes: `GET /info`, `POST /chat/completions` (Azure AI Model Inference) and
+`POST /v1/chat/completions` (Mistral-native), mounted at the root, under `/models` and under
+`/deployments/{deployment}`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from aimi.api import convert, parameters, sse
+from aimi.api.auth import key_from
+from aimi.api.body import read_json_object
+from aimi.api.parameters import Policy
+from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
+from aimi.errors import AimiError, EngineUnavailable
+from aimi.inference.chat import ChatRequest, ChatResult, Delta
+from aimi.inference.pipeline import ChatService, ChatStream
+from aimi.platform.deployments import Deployment
+
+log = logging.getLogger("aimi.api")
+
+BASES = ("", "/models", "/deployments/{deployment}")
+_DISCONNECT_POLL_S = 0.25
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionsBody.model_json_schema()}},
+    }
+}
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+    r.add_api_route("/info", info, methods=["GET"], summary="The deployed model")
+    r.add_api_route(
+        "/chat/completions",
+        chat_completions,
+        methods=["POST"],
+        openapi_extra=_BODY_DOC,
+        summary="Chat completions (Azure AI Model Inference API)",
+    )
+    r.add_api_route(
+        "/v1/chat/completions",
+        mistral_chat_completions,
+        methods=["POST"],
+        openapi_extra=_BODY_DOC,
+        summary="Chat completions (Mistral-native API)",
+    )
+    return r
+
+
+def deployment_for(request: Request) -> Deployment:
+    """The key chooses the deployment at the root; the URL (or the routing header) under a base."""
+    name = request.path_params.get("deployment") or request.headers.get("azureml-model-deployment")
+    return request.app.state.deployments.authorize(key_from(request.headers), name=name)
+
+
+async def info(request: Request) -> dict[str, str]:
+    deployment = deployment_for(request)
+    return {
+        "model_name": deployment.model_name,
+        "model_type": "chat-completions",
+        "model_provider_name": deployment.provider,
+    }
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _chat(request, standard=AZURE_PARAMETERS, default_policy="error")
+
+
+async def mistral_chat_completions(request: Request) -> Response:
+    # Mistral's API has no extra-parameters header; keys it does not define are ignored by default.
+    return await _chat(request, standard=MISTRAL_PARAMETERS, default_policy="drop")
+
+
+async def _chat(request: Request, *, standard: frozenset[str], default_policy: Policy) -> Response:
+    deployment = deployment_for(request)
+    raw = await read_json_object(request, limit=request.app.state.settings.max_body_bytes)
+    raw = parameters.apply(
+        raw, standard=standard, policy=parameters.policy_from(request.headers, default=default_policy)
+    )
+    chat = convert.chat_request(convert.parse_body(raw))
+    service = deployment.service
+    meta = convert.ResponseMeta(id=uuid.uuid4().hex, created=int(time.time()), model=deployment.model_name)
+    if chat.stream:
+        stream = await service.open(chat)
+        return StreamingResponse(
+            _events(stream, meta),
+            media_type=sse.MEDIA_TYPE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    result = await _complete_unless_disconnected(request, service, chat)
+    if result is None:
+        return Response(status_code=499)
+    if result.finish_reason == "error":
+        raise EngineUnavailable("The generation was interrupted (the server is busy or shutting down).")
+    return JSONResponse(convert.completion(result=result, **meta))
+
+
+async def _complete_unless_disconnected(
+    request: Request, service: ChatService, chat: ChatRequest
+) -> ChatResult | None:
+    """Run a non-streamed completion, cancelling it if the client goes away meanwhile."""
+    task = asyncio.ensure_future(service.complete(chat))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                log.info("client went away; generation cancelled")
+                return None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def _events(stream: ChatStream, meta: convert.ResponseMeta) -> AsyncIterator[bytes]:
+    """The SSE body: role first, content deltas, finish_reason + usage last, then [DONE].
+
+    Errors after the first byte can no longer change the status: they end the stream with a final
+    error event (seen by JS clients; Python's SDK drops it) and [DONE]."""
+    try:
+        yield sse.event(convert.chunk(delta={"role": "assistant", "content": ""}, **meta))
+        async for event in stream:
+            if isinstance(event, Delta):
+                yield sse.event(convert.delta_chunk(delta=event, **meta))
+            else:
+                yield sse.event(
+                    convert.chunk(
+                        delta={"content": ""},
+                        finish_reason=event.finish_reason,
+                        usage=convert.usage_object(event),
+                        **meta,
+                    )
+                )
+        yield sse.DONE
+    except AimiError as exc:
+        yield sse.event({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
+        yield sse.DONE
+    except Exception:
+        log.exception("stream failed")
+        yield sse.event(
+            {"error": {"code": "InternalServerError", "message": "The stream failed.", "status": 500}}
+        )
+        yield sse.DONE
+    finally:
+        await stream.aclose()

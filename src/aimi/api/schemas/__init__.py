@@ -1,0 +1,1 @@
+"""Wire schemas. They never leave `aimi.api`: `aimi.api.convert` turns them into domain types."""

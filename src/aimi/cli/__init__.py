@@ -1,0 +1,1 @@
+"""The `aimi` command line."""

@@ -1,0 +1,143 @@
+"""`aimi serve`: load a model and serve it as a deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from aimi.api.app import create_app
+from aimi.platform.keys import new_key
+from aimi.settings import Settings
+
+
+@click.command()
+@click.option("--host", help="Address to listen on.  [default: 127.0.0.1; env AIMI_HOST]")
+@click.option(
+    "--port", type=int, help="Port to listen on (0: any free port).  [default: 8000; env AIMI_PORT]"
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A GGUF file to serve.  [default: the embedded SmolLM2-135M-Instruct; env AIMI_MODEL]",
+)
+@click.option(
+    "--name", help="Deployment name, part of the endpoint URL.  [default: from the model; env AIMI_NAME]"
+)
+@click.option(
+    "--api-key", help="The deployment key.  [default: a new random 32-character key; env AIMI_API_KEY]"
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where aimi keeps its data.  [default: ~/.local/share/aimi; env AIMI_DATA_DIR]",
+)
+@click.option(
+    "--threads", type=int, help="CPU threads for the engine.  [default: all cores; env AIMI_THREADS]"
+)
+@click.option(
+    "--context-size",
+    type=int,
+    help="Tokens one request may use, prompt + completion.  [default: 4096; env AIMI_CONTEXT_SIZE]",
+)
+@click.option("--parallel", type=int, help="Requests decoded together.  [default: 4; env AIMI_PARALLEL]")
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
+)
+def serve(log_level: str, **flags: Any) -> None:
+    """Serve a model behind the Azure AI Model Inference and Mistral chat APIs."""
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if settings.model is not None and not settings.model.is_file():
+        raise click.UsageError(f"--model: no such file: {settings.model}")
+    settings = settings.model_copy(update={"api_key": settings.api_key or new_key()})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]loading model"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("load", total=1.0)
+    progress.start()
+    app = create_app(
+        settings,
+        on_progress=lambda value: progress.update(task, completed=value),
+        on_ready=lambda _app: progress.stop(),
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+    server = _Server(
+        config,
+        banner=lambda port: _banner(console, app, settings, port),
+        on_exit=app.state.begin_shutdown,
+    )
+    try:
+        server.run()
+    finally:
+        progress.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: a banner once the socket is bound, and on Ctrl-C the engine starts draining
+    at once so running streams end with a final event instead of holding the shutdown."""
+
+    def __init__(self, config: uvicorn.Config, *, banner: Any, on_exit: Any) -> None:
+        super().__init__(config)
+        self._banner = banner
+        self._on_exit = on_exit
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._loop = asyncio.get_running_loop()
+        if self.started and self.servers:
+            port = self.servers[0].sockets[0].getsockname()[1]
+            self._banner(port)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        if first and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_exit)
+
+
+def _banner(console: Console, app: Any, settings: Settings, port: int) -> None:
+    deployment = app.state.deployments.all()[0]
+    host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{port}"
+    endpoint = f"{base}/deployments/{deployment.name}"
+    body = '{"messages":[{"role":"user","content":"Hello!"}]}'
+    curl = (
+        f"curl {endpoint}/chat/completions -H 'api-key: {settings.api_key}' "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    console.print(
+        f"[bold green]aimi[/] is serving [bold]{deployment.model_name}[/] as deployment "
+        f"[bold]{deployment.name}[/]"
+    )
+    console.print(f"  endpoint: {endpoint}")
+    console.print(f"  key:      {settings.api_key}")
+    console.print(f"  try it:   {curl}", soft_wrap=True)
+    console.print("  Ctrl-C stops the server.")

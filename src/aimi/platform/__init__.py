@@ -1,0 +1,1 @@
+"""The serverless platform around the models: deployments, keys, quotas, usage."""
