@@ -14,32 +14,12 @@ WHEEL_CACHE=${AIMI_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aimi/wheels}
 EXTRAS=""
 [ "${1:-}" = "--test" ] && EXTRAS="[test]"
 
-cmake_args() {
-  local flags args
-  flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
-  has() { [[ " $flags " == *" $1 "* ]]; }
-  args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF"
-  args+=" -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
-  if has avx2 && has fma && has f16c; then
-    args+=" -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-    has bmi2 && args+=" -DGGML_BMI2=ON"
-    has avx_vnni && args+=" -DGGML_AVX_VNNI=ON"
-    if has avx512f && has avx512bw && has avx512vl; then
-      args+=" -DGGML_AVX512=ON"
-      has avx512vbmi && args+=" -DGGML_AVX512_VBMI=ON"
-      has avx512_vnni && args+=" -DGGML_AVX512_VNNI=ON"
-      has avx512_bf16 && args+=" -DGGML_AVX512_BF16=ON"
-    fi
-  fi
-  echo "$args"
-}
-
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --upgrade pip
 
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  CMAKE_ARGS=$(cmake_args)
+  CMAKE_ARGS=$("$(dirname "$0")/cmake-args.sh")
   key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" | sha256sum | cut -c1-16)
   dir="$WHEEL_CACHE/llama-cpp-python-$LLAMA_CPP_VERSION-$key"
   if ! ls "$dir"/*.whl >/dev/null 2>&1; then

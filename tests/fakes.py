@@ -1,0 +1,67 @@
+"""A scripted engine for tests of the layers above the engine (never what `aimi serve` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from aimi.engines.base import Event, Finish, GenerationRequest, ModelInfo, Token, TokenLogprob
+
+FAKE_INFO = ModelInfo(
+    name="Fake-Model",
+    provider="aimi-tests",
+    context_length=64,
+    chat_template=(
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    ),
+    bos_token="",
+    eos_token="",
+    add_bos=False,
+    vocab_size=256,
+)
+
+
+class ScriptedEngine:
+    """Answers every request with the same pieces (one byte string per token), then `finish`."""
+
+    def __init__(
+        self, pieces: Sequence[bytes] = (b"Hello", b" world", b"!"), *, finish: str = "stop", delay_s: float = 0.0
+    ) -> None:
+        self.pieces = list(pieces)
+        self.finish = finish
+        self.delay_s = delay_s
+        self.requests: list[GenerationRequest] = []
+        self.cancelled = 0
+        self.started = False
+
+    @property
+    def info(self) -> ModelInfo:
+        return FAKE_INFO
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        self.started = False
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        produced = 0
+        completed = False
+        try:
+            for piece in self.pieces[: request.max_tokens]:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                produced += 1
+                top = (TokenLogprob(produced, piece, -0.5),) if request.logprobs else ()
+                yield Token(produced, piece, -0.25 if request.logprobs is not None else None, top)
+            reason = "length" if len(self.pieces) > request.max_tokens else self.finish
+            completed = True
+            yield Finish(reason, len(request.prompt), produced)  # type: ignore[arg-type]
+        finally:
+            if not completed:
+                self.cancelled += 1
