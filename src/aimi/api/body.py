@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -19,6 +20,8 @@ async def read_json_object(request: Request, *, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise MalformedJson(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
     value = _loads(text)
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(value)
     if not isinstance(value, dict):
         raise InvalidRequest(f"The request body must be a JSON object, not {type(value).__name__}.")
     return value
@@ -38,10 +41,26 @@ async def _read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """JSON may escape half of a UTF-16 pair (`"\\ud800"`); such a string is not text and can be
+    neither tokenized nor echoed back. Pairs that form a character were already joined by the parser."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedJson("The request body contains an unpaired UTF-16 surrogate escape.") from exc
+
+
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError as exc:
+        raise MalformedJson("The request body is nested too deeply.") from exc
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):  # e.g. an integer with thousands of digits
+            raise MalformedJson(f"The request body is not valid JSON: {exc}.") from exc
         # Documentation examples (the Mistral deployment guide among them) carry a trailing comma;
         # accept exactly that slip, and report the original error for anything else.
         relaxed = _without_trailing_commas(text)
