@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aimi.engines.base import Finish, GenerationRequest, Sampling, Token
+from aimi.engines.base import Finish, GenerationRequest, Grammar, Sampling, Token
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
-from aimi.errors import RateLimited
+from aimi.errors import InvalidRequest, RateLimited
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +111,40 @@ async def test_closing_a_generation_frees_its_slot_within_a_step(engine: LlamaCp
     await anext(aiter(stream))
     await stream.aclose()  # type: ignore[attr-defined]
     for _ in range(50):
-        if engine.load() == (0, 0):
+        if engine.stats().running == 0:
             break
         await asyncio.sleep(0.02)
-    assert engine.load() == (0, 0)
+    assert (engine.stats().running, engine.stats().waiting) == (0, 0)
+
+
+async def test_a_request_sharing_a_prompt_prefix_reuses_the_cached_tokens(engine: LlamaCppEngine) -> None:
+    first = request(engine, "What is the capital of France? Answer briefly.", max_tokens=4)
+    await run(engine, first)
+    before = engine.stats()
+    await run(engine, first)
+    after = engine.stats()
+    assert after.prompt_tokens_reused - before.prompt_tokens_reused == len(first.prompt) - 1
+
+
+async def test_a_seeded_request_evaluates_its_whole_prompt(engine: LlamaCppEngine) -> None:
+    seeded = request(engine, "Name a colour.", max_tokens=4, sampling=Sampling(temperature=0.7, seed=7))
+    await run(engine, seeded)
+    before = engine.stats()
+    await run(engine, seeded)
+    assert engine.stats().prompt_tokens_reused == before.prompt_tokens_reused
+
+
+async def test_a_grammar_keeps_the_output_inside_it(engine: LlamaCppEngine) -> None:
+    grammar = Grammar('root ::= ("yes" | "no") "."')
+    tokens, finish = await run(
+        engine,
+        request(engine, "Write a poem.", max_tokens=10, grammar=grammar, sampling=Sampling(temperature=1.0)),
+    )
+    assert b"".join(t.piece for t in tokens) in (b"yes.", b"no.")
+    assert finish.reason == "stop"
+
+
+async def test_a_grammar_llama_cpp_cannot_compile_fails_before_queueing(engine: LlamaCppEngine) -> None:
+    with pytest.raises(InvalidRequest):
+        await anext(aiter(engine.generate(request(engine, "Hi", grammar=Grammar("root ::= (")))))
+    assert engine.stats().requests == 0

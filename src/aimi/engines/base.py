@@ -27,6 +27,23 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class Grammar:
+    """A GBNF grammar every generated token must keep the output inside.
+
+    With `triggers` it is lazy: text is free until a trigger pattern (a regular expression over the
+    generated text) or trigger token appears, and from there on the grammar constrains the rest."""
+
+    gbnf: str
+    root: str = "root"
+    trigger_patterns: tuple[str, ...] = ()
+    trigger_tokens: tuple[int, ...] = ()
+
+    @property
+    def lazy(self) -> bool:
+        return bool(self.trigger_patterns or self.trigger_tokens)
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """What an engine generates from: a prompt already rendered to token ids."""
 
@@ -35,6 +52,7 @@ class GenerationRequest:
     max_tokens: int
     logprobs: int | None = None
     """None: no log-probabilities; k >= 0: the sampled token's and the top k alternatives'."""
+    grammar: Grammar | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +101,22 @@ class ModelInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters since start, and the current load."""
+
+    running: int = 0
+    waiting: int = 0
+    slots: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_reused: int = 0
+    """Prompt tokens whose KV cache was kept from an earlier request with the same prefix."""
+    generated_tokens: int = 0
+    decode_steps: int = 0
+    decode_seconds: float = 0.0
+
+
 @runtime_checkable
 class Engine(Protocol):
     """A model behind a scheduler. `generate` always streams; a full response is the stream folded."""
@@ -98,7 +132,10 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
 
+    def stats(self) -> EngineStats: ...
+
     def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Yield tokens, then one `Finish`. Admission errors raise on the first iteration;
-        closing the iterator early cancels the generation and frees its slot."""
+        """Yield tokens, then one `Finish`. Admission errors (busy, a grammar the engine cannot
+        compile) raise on the first iteration; closing the iterator early cancels the generation
+        and frees its slot."""
         ...

@@ -7,8 +7,9 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from aimi.engines.base import Event, Finish, GenerationRequest, ModelInfo
+from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo
 from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.sampler import Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import EngineUnavailable, RateLimited
 
@@ -71,9 +72,8 @@ class LlamaCppEngine:
             model.close()
         self._scheduler = self._model = None
 
-    def load(self) -> tuple[int, int]:
-        """(running, waiting) sequences, for health and metrics."""
-        return self._scheduler.load() if self._scheduler else (0, 0)
+    def stats(self) -> EngineStats:
+        return self._scheduler.stats() if self._scheduler else EngineStats(slots=self._slots)
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         if self._model is None:
@@ -81,18 +81,22 @@ class LlamaCppEngine:
         return self._model.tokenize(text, add_bos=add_bos, special=special)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        scheduler = self._scheduler
-        if scheduler is None:
+        scheduler, model = self._scheduler, self._model
+        if scheduler is None or model is None:
             raise EngineUnavailable("the engine is not running")
+        # Built here, on the caller's side, so that a grammar llama.cpp rejects fails this request
+        # before it is queued; the engine thread owns it from `submit` on.
+        sampler = Sampler(model, request.sampling, max_tokens=request.max_tokens, grammar=request.grammar)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        sequence = Sequence(request=request, emit=emit)
+        sequence = Sequence(request=request, sampler=sampler, emit=emit)
         if not scheduler.submit(sequence):
-            _, waiting = scheduler.load()
+            sampler.close()
+            waiting = scheduler.stats().waiting
             if waiting >= self._max_waiting:
                 raise RateLimited(
                     "The engine is busy: every slot is in use and the waiting line is full. "

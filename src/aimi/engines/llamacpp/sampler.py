@@ -1,17 +1,28 @@
-"""Per-sequence sampling: a native llama.cpp sampler chain built from `Sampling`, plus logprobs."""
+"""Per-sequence sampling: a native llama.cpp sampler chain, an optional grammar, and logprobs.
+
+Sampling follows llama.cpp's own `common_sampler`: the chain picks a token from the full logits, and
+only that one token is checked against the grammar; the grammar is applied to the whole vocabulary
+(and the chain run again) only when the pick is rejected. A grammar therefore costs almost nothing
+per token, unlike applying it to ~50k candidates every step.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import random
 from typing import Any
 
 import llama_cpp as ll
 import numpy as np
 
-from aimi.engines.base import Sampling, TokenLogprob
+from aimi.engines.base import Grammar, Sampling, TokenLogprob
 from aimi.engines.llamacpp.model import LlamaModel
+from aimi.errors import InvalidRequest
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp reads this as "pick a random seed"
+# `llama_token_data`: {int32 id; float logit; float p}
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+assert _TOKEN_DATA.itemsize == ctypes.sizeof(ll.llama_token_data)
 
 
 def native_seed(seed: int | None) -> int:
@@ -21,45 +32,121 @@ def native_seed(seed: int | None) -> int:
     return seed % _DEFAULT_SEED
 
 
-class Sampler:
-    """A sampler chain for one sequence; `sample` samples and accepts in one call."""
+class _Candidates:
+    """A reusable `llama_token_data_array` over a numpy buffer."""
 
-    def __init__(self, model: LlamaModel, sampling: Sampling, *, max_tokens: int) -> None:
-        params = ll.llama_sampler_chain_default_params()
-        params.no_perf = True
-        self.ptr: Any = ll.llama_sampler_chain_init(params)
-        add = lambda s: ll.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
-        if sampling.ignore_eos and model.eog_tokens:
-            biases = (ll.llama_logit_bias * len(model.eog_tokens))()
-            for i, token in enumerate(sorted(model.eog_tokens)):
-                biases[i] = ll.llama_logit_bias(token, float("-inf"))
-            add(ll.llama_sampler_init_logit_bias(model.n_vocab, len(model.eog_tokens), biases))
-        if sampling.presence_penalty or sampling.frequency_penalty:
-            # Only generated tokens are accepted into the chain, so like OpenAI's penalties these
-            # count the completion, not the prompt.
-            window = max(1, min(max_tokens, 8192))
-            add(
-                ll.llama_sampler_init_penalties(
-                    window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
-                )
-            )
-        if sampling.greedy:
-            add(ll.llama_sampler_init_greedy())
-        else:
-            if sampling.top_k > 0:
-                add(ll.llama_sampler_init_top_k(sampling.top_k))
-            if sampling.top_p < 1.0:
-                add(ll.llama_sampler_init_top_p(sampling.top_p, 1))
-            add(ll.llama_sampler_init_temp(sampling.temperature))
-            add(ll.llama_sampler_init_dist(native_seed(sampling.seed)))
+    def __init__(self, size: int) -> None:
+        self.ids = np.arange(size, dtype=np.int32)
+        self.data = np.zeros(size, dtype=_TOKEN_DATA)
+        self.array = ll.llama_token_data_array(
+            data=self.data.ctypes.data_as(ll.llama_token_data_p), size=size, selected=-1, sorted=False
+        )
+        self.ref = ctypes.byref(self.array)
+
+    def fill(self, logits: np.ndarray) -> None:
+        self.data["id"] = self.ids
+        self.data["logit"] = logits
+        self.data["p"] = 0.0
+        self.array.size = len(self.ids)
+        self.array.selected = -1
+        self.array.sorted = False
+
+    def selected(self) -> int:
+        return int(self.data["id"][self.array.selected])
+
+
+class Sampler:
+    """Everything one sequence needs to pick its tokens. Not thread-safe: one owner at a time."""
+
+    def __init__(
+        self, model: LlamaModel, sampling: Sampling, *, max_tokens: int, grammar: Grammar | None = None
+    ) -> None:
+        self._model = model
+        self.grammar: Any = _grammar_sampler(model, grammar) if grammar is not None else None
+        self.chain: Any = _chain(model, sampling, max_tokens=max_tokens)
+        self._all = _Candidates(model.n_vocab)
+        self._one = _Candidates(1)
 
     def sample(self, ctx: Any, index: int) -> int:
-        return int(ll.llama_sampler_sample(self.ptr, ctx, index))
+        logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx, index), shape=(self._model.n_vocab,))
+        self._all.fill(logits)
+        ll.llama_sampler_apply(self.chain, self._all.ref)
+        token = self._all.selected()
+        if self.grammar is not None:
+            self._one.ids[0] = token
+            self._one.fill(logits[token : token + 1])
+            ll.llama_sampler_apply(self.grammar, self._one.ref)
+            if not np.isfinite(self._one.data["logit"][0]):
+                self._all.fill(logits)
+                ll.llama_sampler_apply(self.grammar, self._all.ref)
+                ll.llama_sampler_apply(self.chain, self._all.ref)
+                token = self._all.selected()
+            ll.llama_sampler_accept(self.grammar, token)
+        ll.llama_sampler_accept(self.chain, token)
+        return token
 
     def close(self) -> None:
-        if self.ptr is not None:
-            ll.llama_sampler_free(self.ptr)
-            self.ptr = None
+        for ptr in (self.chain, self.grammar):
+            if ptr is not None:
+                ll.llama_sampler_free(ptr)
+        self.chain = self.grammar = None
+
+
+def _chain(model: LlamaModel, sampling: Sampling, *, max_tokens: int) -> Any:
+    params = ll.llama_sampler_chain_default_params()
+    params.no_perf = True
+    chain = ll.llama_sampler_chain_init(params)
+
+    def add(sampler: Any) -> None:
+        ll.llama_sampler_chain_add(chain, sampler)
+
+    if sampling.ignore_eos and model.eog_tokens:
+        biases = (ll.llama_logit_bias * len(model.eog_tokens))()
+        for i, token in enumerate(sorted(model.eog_tokens)):
+            biases[i] = ll.llama_logit_bias(token, float("-inf"))
+        add(ll.llama_sampler_init_logit_bias(model.n_vocab, len(model.eog_tokens), biases))
+    if sampling.presence_penalty or sampling.frequency_penalty:
+        # Only generated tokens are accepted into the chain, so like OpenAI's penalties these count
+        # the completion, not the prompt.
+        window = max(1, min(max_tokens, 8192))
+        add(
+            ll.llama_sampler_init_penalties(
+                window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
+            )
+        )
+    if sampling.greedy:
+        add(ll.llama_sampler_init_greedy())
+    else:
+        if sampling.top_k > 0:
+            add(ll.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.top_p < 1.0:
+            add(ll.llama_sampler_init_top_p(sampling.top_p, 1))
+        add(ll.llama_sampler_init_temp(sampling.temperature))
+        add(ll.llama_sampler_init_dist(native_seed(sampling.seed)))
+    return chain
+
+
+def _grammar_sampler(model: LlamaModel, grammar: Grammar) -> Any:
+    gbnf, root = grammar.gbnf.encode(), grammar.root.encode()
+    if grammar.lazy:
+        patterns = (ctypes.c_char_p * max(1, len(grammar.trigger_patterns)))(
+            *(p.encode() for p in grammar.trigger_patterns)
+        )
+        tokens = (ll.llama_token * max(1, len(grammar.trigger_tokens)))(*grammar.trigger_tokens)
+        ptr = ll.llama_sampler_init_grammar_lazy_patterns(
+            model.vocab,
+            gbnf,
+            root,
+            patterns,
+            len(grammar.trigger_patterns),
+            tokens,
+            len(grammar.trigger_tokens),
+        )
+    else:
+        ptr = ll.llama_sampler_init_grammar(model.vocab, gbnf, root)
+    if not ptr:
+        raise InvalidRequest("The output constraint could not be compiled into a grammar.")
+    return ptr
 
 
 def logprobs(

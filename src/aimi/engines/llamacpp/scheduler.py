@@ -3,7 +3,8 @@
 Between steps it admits waiting requests into free slots (their prompts are prefilled in chunks so a
 long prompt does not stall running streams), decodes one token for every running sequence in one
 batch, samples each with its own chain and hands every token to its request as soon as it exists.
-A sequence's slot and KV cells are released the moment it finishes or its consumer goes away.
+A finished sequence's slot is free at once; its KV cells stay, so the next request that starts with
+the same tokens (same system prompt, a growing conversation) skips evaluating them again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 
 import llama_cpp as ll
 
-from aimi.engines.base import Event, Finish, FinishReason, GenerationRequest, Token, TokenLogprob
+from aimi.engines.base import (
+    EngineStats,
+    Event,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    Token,
+    TokenLogprob,
+)
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler, logprobs
 
@@ -30,19 +39,25 @@ class Sequence:
     """One request's life inside the engine."""
 
     request: GenerationRequest
+    sampler: Sampler
     emit: Callable[[Event], None]
     slot: int = -1
     prefilled: int = 0
-    generated: int = 0
-    next_token: int | None = None
+    """Prompt tokens in the KV cache (or in the batch being decoded)."""
+    tokens: list[int] = field(default_factory=list)
+    """Generated tokens, in order."""
+    decoded: int = 0
+    """Generated tokens already in the KV cache (the last sampled one is not, until the next step)."""
     output_index: int = -1
-    sampler: Sampler | None = None
+    decoding: bool = False
     cancelled: bool = False
     done: bool = False
 
     @property
-    def position(self) -> int:
-        return len(self.request.prompt) + self.generated - (1 if self.next_token is not None else 0)
+    def reuses_prefix(self) -> bool:
+        # A seeded request promises the same text for the same request. KV reused from another
+        # batch shape can round differently, so seeded requests always evaluate their whole prompt.
+        return self.request.sampling.seed is None
 
 
 @dataclass
@@ -56,12 +71,13 @@ class SchedulerConfig:
 
 
 @dataclass
-class _Shared:
-    waiting: deque[Sequence] = field(default_factory=deque)
-    running: list[Sequence] = field(default_factory=list)
-    draining: bool = False
-    abort: bool = False
-    stopped: bool = False
+class _Counters:
+    requests: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_reused: int = 0
+    generated_tokens: int = 0
+    decode_steps: int = 0
+    decode_seconds: float = 0.0
 
 
 class Scheduler:
@@ -71,8 +87,13 @@ class Scheduler:
         self.model = model
         self.config = config
         self._cv = threading.Condition()
-        self._shared = _Shared()
-        self._free_slots = list(range(config.slots - 1, -1, -1))
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
+        self._draining = self._abort = self._stopped = False
+        self._free_slots = list(range(config.slots))
+        self._cached: list[list[int]] = [[] for _ in range(config.slots)]
+        self._last_used = [0] * config.slots
+        self._counters = _Counters()
         params = ll.llama_context_default_params()
         params.n_ctx = config.context_size * config.slots
         params.n_seq_max = config.slots
@@ -98,13 +119,11 @@ class Scheduler:
     def submit(self, sequence: Sequence) -> bool:
         """Queue a sequence; False when the engine is draining or the waiting line is full."""
         with self._cv:
-            shared = self._shared
-            if shared.draining or shared.stopped:
+            if self._draining or self._stopped:
                 return False
-            beyond_slots = len(shared.waiting) - len(self._free_slots)
-            if beyond_slots >= self.config.max_waiting:
+            if len(self._waiting) - len(self._free_slots) >= self.config.max_waiting:
                 return False
-            shared.waiting.append(sequence)
+            self._waiting.append(sequence)
             self._cv.notify()
             return True
 
@@ -113,23 +132,35 @@ class Scheduler:
             sequence.cancelled = True
             self._cv.notify()
 
-    def load(self) -> tuple[int, int]:
+    def stats(self) -> EngineStats:
         with self._cv:
-            return len(self._shared.running), len(self._shared.waiting)
+            c = self._counters
+            return EngineStats(
+                running=len(self._running),
+                waiting=len(self._waiting),
+                slots=self.config.slots,
+                requests=c.requests,
+                prompt_tokens=c.prompt_tokens,
+                prompt_tokens_reused=c.prompt_tokens_reused,
+                generated_tokens=c.generated_tokens,
+                decode_steps=c.decode_steps,
+                decode_seconds=c.decode_seconds,
+            )
 
     def drain(self, grace_s: float) -> None:
         """Stop admitting, let running sequences finish for `grace_s`, end the rest, stop the thread."""
         deadline = time.monotonic() + grace_s
         with self._cv:
-            self._shared.draining = True
-            for seq in self._shared.waiting:
-                seq.emit(Finish("error", len(seq.request.prompt), 0, "the server is shutting down"))
+            self._draining = True
+            for seq in self._waiting:
                 seq.done = True
-            self._shared.waiting.clear()
+                seq.sampler.close()
+                seq.emit(Finish("error", len(seq.request.prompt), 0, "the server is shutting down"))
+            self._waiting.clear()
             self._cv.notify()
-            while self._shared.running and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline:
                 self._cv.wait(timeout=max(0.0, deadline - time.monotonic()))
-            self._shared.abort = True
+            self._abort = True
             self._cv.notify()
         self._thread.join(timeout=30)
 
@@ -150,54 +181,72 @@ class Scheduler:
         except Exception:  # a bug in the loop itself: end every request rather than hang them
             log.exception("the llama.cpp engine loop failed")
             with self._cv:
-                for seq in [*self._shared.running, *self._shared.waiting]:
+                for seq in [*self._running, *self._waiting]:
                     self._finish(seq, "error", "the engine failed")
-                self._shared.waiting.clear()
+                self._waiting.clear()
         finally:
             with self._cv:
-                self._shared.stopped = True
+                self._stopped = True
                 self._cv.notify_all()
 
     def _step(self) -> bool:
         with self._cv:
-            shared = self._shared
-            while not shared.abort and not shared.running and not shared.waiting:
-                if shared.draining:
+            while not self._abort and not self._running and not self._waiting:
+                if self._draining:
                     return False
                 self._cv.wait()
-            if shared.abort:
-                for seq in shared.running:
+            if self._abort:
+                for seq in list(self._running):
                     self._finish(seq, "error", "the server is shutting down")
                 return False
-            for seq in [s for s in shared.running if s.cancelled]:
+            for seq in [s for s in self._running if s.cancelled]:
                 self._release(seq)
-            for seq in [s for s in shared.waiting if s.cancelled]:
-                shared.waiting.remove(seq)
-            while shared.waiting and self._free_slots:
-                seq = shared.waiting.popleft()
-                seq.slot = self._free_slots.pop()
-                shared.running.append(seq)
-            running = list(shared.running)
+            for seq in [s for s in self._waiting if s.cancelled]:
+                self._waiting.remove(seq)
+                seq.sampler.close()
+            while self._waiting and self._free_slots:
+                self._admit(self._waiting.popleft())
+            running = list(self._running)
         if not running:
             return True
-        for seq in running:
-            if seq.sampler is None:
-                try:
-                    seq.sampler = Sampler(self.model, seq.request.sampling, max_tokens=seq.request.max_tokens)
-                except Exception as exc:
-                    self._finish(seq, "error", f"could not build the sampler: {exc}")
-        running = [s for s in running if not s.done]
         batch = self._fill_batch(running)
         if not batch:
             return True
+        started = time.perf_counter()
         rc = ll.llama_decode(self._ctx, self._batch)
+        elapsed = time.perf_counter() - started
+        with self._cv:
+            self._counters.decode_steps += 1
+            self._counters.decode_seconds += elapsed
         if rc != 0:
             self._decode_failed(batch, rc)
             return True
         for seq in batch:
+            if seq.decoding:
+                seq.decoded += 1
             if seq.output_index >= 0:
                 self._sample(seq)
         return True
+
+    def _admit(self, seq: Sequence) -> None:
+        """Give `seq` the free slot whose cached tokens share the longest prefix with its prompt
+        (the least recently used one when none does), and drop the rest of that slot's cache."""
+        prompt = seq.request.prompt
+        best_slot, best = self._free_slots[0], -1
+        for slot in self._free_slots:
+            shared = _common_prefix(self._cached[slot], prompt) if seq.reuses_prefix else 0
+            if shared > best or (shared == best and self._last_used[slot] < self._last_used[best_slot]):
+                best_slot, best = slot, shared
+        reuse = min(best, len(prompt) - 1)  # the last prompt token is evaluated for its logits
+        self._free_slots.remove(best_slot)
+        ll.llama_memory_seq_rm(self._mem, best_slot, reuse, -1)
+        self._cached[best_slot] = []
+        seq.slot, seq.prefilled = best_slot, reuse
+        self._running.append(seq)
+        c = self._counters
+        c.requests += 1
+        c.prompt_tokens += len(prompt)
+        c.prompt_tokens_reused += reuse
 
     def _fill_batch(self, running: list[Sequence]) -> list[Sequence]:
         """Decode tokens first (one per generating sequence), then prompt chunks in the room left."""
@@ -216,21 +265,23 @@ class Scheduler:
 
         for seq in running:
             seq.output_index = -1
-            if seq.next_token is not None:
+            seq.decoding = len(seq.tokens) > seq.decoded
+            if seq.decoding:
                 seq.output_index = n
-                add(seq, seq.next_token, seq.position, True)
+                add(seq, seq.tokens[seq.decoded], len(seq.request.prompt) + seq.decoded, True)
                 members.append(seq)
         budget = min(self.config.prefill_chunk, self._n_batch - n)
         for seq in running:
-            remaining = len(seq.request.prompt) - seq.prefilled
-            if seq.next_token is not None or remaining <= 0 or budget <= 0:
+            prompt = seq.request.prompt
+            remaining = len(prompt) - seq.prefilled
+            if seq.decoding or remaining <= 0 or budget <= 0:
                 continue
             take = min(remaining, budget)
             for i in range(seq.prefilled, seq.prefilled + take):
-                last = i == len(seq.request.prompt) - 1
+                last = i == len(prompt) - 1
                 if last:
                     seq.output_index = n
-                add(seq, seq.request.prompt[i], i, last)
+                add(seq, prompt[i], i, last)
             seq.prefilled += take
             budget -= take
             members.append(seq)
@@ -242,12 +293,12 @@ class Scheduler:
         # is not a capacity problem of one request: end the requests of this batch, keep serving.
         log.error("llama_decode failed (%d) for a batch of %d sequences", rc, len(batch))
         for seq in batch:
+            seq.prefilled = seq.decoded = 0  # what reached the cache is unknown: do not reuse it
             self._finish(seq, "error", f"llama_decode failed ({rc})")
 
     def _sample(self, seq: Sequence) -> None:
         request = seq.request
         try:
-            assert seq.sampler is not None
             token = seq.sampler.sample(self._ctx, seq.output_index)
             logprob: float | None = None
             top: tuple[TokenLogprob, ...] = ()
@@ -260,29 +311,37 @@ class Scheduler:
         if token in self.model.eog_tokens and not request.sampling.ignore_eos:
             self._finish(seq, "stop")
             return
-        seq.generated += 1
-        seq.next_token = token
+        seq.tokens.append(token)
         seq.emit(Token(token, self.model.piece(token), logprob, top))
-        if (
-            seq.generated >= request.max_tokens
-            or len(request.prompt) + seq.generated >= self.config.context_size
-        ):
+        used = len(request.prompt) + len(seq.tokens)
+        if len(seq.tokens) >= request.max_tokens or used >= self.config.context_size:
             self._finish(seq, "length")
 
     def _finish(self, seq: Sequence, reason: FinishReason, message: str | None = None) -> None:
         if not seq.done:
             seq.done = True
-            seq.emit(Finish(reason, len(seq.request.prompt), seq.generated, message))
+            seq.emit(Finish(reason, len(seq.request.prompt), len(seq.tokens), message))
         self._release(seq)
 
     def _release(self, seq: Sequence) -> None:
         seq.done = True
         with self._cv:
-            if seq in self._shared.running:
-                self._shared.running.remove(seq)
-                ll.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
-                self._free_slots.append(seq.slot)
+            if seq in self._running:
+                self._running.remove(seq)
+                slot = seq.slot
+                self._cached[slot] = seq.request.prompt[: seq.prefilled] + seq.tokens[: seq.decoded]
+                if not self._cached[slot]:
+                    ll.llama_memory_seq_rm(self._mem, slot, -1, -1)
+                self._last_used[slot] = self._counters.decode_steps
+                self._free_slots.append(slot)
+                self._counters.generated_tokens += len(seq.tokens)
                 self._cv.notify_all()
-        if seq.sampler is not None:
-            seq.sampler.close()
-            seq.sampler = None
+        seq.sampler.close()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
