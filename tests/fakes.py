@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from aimi.engines.base import Event, Finish, GenerationRequest, ModelInfo, Token, TokenLogprob
+from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo, Token, TokenLogprob
 
 FAKE_INFO = ModelInfo(
     name="Fake-Model",
@@ -26,7 +26,11 @@ class ScriptedEngine:
     """Answers every request with the same pieces (one byte string per token), then `finish`."""
 
     def __init__(
-        self, pieces: Sequence[bytes] = (b"Hello", b" world", b"!"), *, finish: str = "stop", delay_s: float = 0.0
+        self,
+        pieces: Sequence[bytes] = (b"Hello", b" world", b"!"),
+        *,
+        finish: str = "stop",
+        delay_s: float = 0.0,
     ) -> None:
         self.pieces = list(pieces)
         self.finish = finish
@@ -44,6 +48,9 @@ class ScriptedEngine:
 
     async def stop(self, grace_s: float = 0.0) -> None:
         self.started = False
+
+    def stats(self) -> EngineStats:
+        return EngineStats(slots=1, requests=len(self.requests))
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         return list(text.encode("utf-8"))

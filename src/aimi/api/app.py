@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import aimi
-from aimi.api import errors, routes
+from aimi.api import errors, metrics, routes
 from aimi.engines.base import Engine
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_MODEL_PROVIDER, embedded_model_path
@@ -79,10 +79,15 @@ def create_app(
     app.state.deployments = deployments
     app.state.engine = engine
     app.state.ready = False
+    app.state.metrics = metrics.registry_for(deployments)
     app.state.begin_shutdown = lambda: asyncio.ensure_future(engine.stop(settings.shutdown_grace_s))
     errors.install(app)
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])
+
+    app.add_api_route(
+        "/metrics", metrics.metrics, methods=["GET"], tags=["operations"], include_in_schema=False
+    )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
