@@ -10,7 +10,7 @@ from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, Mod
 FAKE_INFO = ModelInfo(
     name="Fake-Model",
     provider="aimi-tests",
-    context_length=64,
+    context_length=256,
     chat_template=(
         "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}"

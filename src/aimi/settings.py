@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,3 +37,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     """On Ctrl-C, how long running generations may go on before they are ended with a final event."""
+    tool_choice_auto: Literal["model", "eager"] = "model"
+    """With tools and `tool_choice: auto`: `model` lets the model decide between text and a call;
+    `eager` starts every turn that answers a user message with a call (for models too small to decide)."""

@@ -310,9 +310,9 @@ ECHOED_HISTORY = [
 @pytest.mark.anyio
 @pytest.mark.parametrize("headers", [{}, {"extra-parameters": "error"}], ids=["absent", "error"])
 async def test_unknown_keys_nested_in_messages_are_never_policed(
-    client: httpx.AsyncClient, headers: dict[str, str]
+    roomy_client: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    response = await client.post(
+    response = await roomy_client.post(
         "/chat/completions", json={"messages": ECHOED_HISTORY, "max_tokens": 3}, headers=headers
     )
     assert response.status_code == 200, response.text

@@ -647,7 +647,7 @@ async def test_sampling_defaults_apply_when_nothing_is_sent(
     request = engine.requests[-1]
     assert request.sampling.temperature == pytest.approx(0.7)
     assert request.sampling.top_p == pytest.approx(1.0)
-    assert request.max_tokens == 64 - len("<user>hi<assistant>")
+    assert request.max_tokens == FAKE_INFO.context_length - len("<user>hi<assistant>")
 
 
 @pytest.mark.anyio

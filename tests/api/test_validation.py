@@ -4,12 +4,13 @@ Every refusal is a JSON envelope whose `status` is the HTTP status, never a 500.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fakes import ScriptedEngine
+from tests.fakes import FAKE_INFO, ScriptedEngine
 
 USER = {"role": "user", "content": "hi"}
 HI = {"messages": [USER]}
@@ -297,15 +298,91 @@ async def test_n_zero_is_refused(client: httpx.AsyncClient) -> None:
     assert_error(await post(client, {**HI, "n": 0}, PASS), 400, "invalid_request")
 
 
+FLIGHT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_flight_info",
+        "parameters": {"type": "object", "properties": {"origin_city": {"type": "string"}}, "required": []},
+    },
+}
+
+
 @pytest.mark.anyio
-async def test_tools_are_not_supported_yet(client: httpx.AsyncClient) -> None:
-    tools = [
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
-    ]
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ([{"type": "function", "function": {"name": "bad name"}}], "tools[0].function.name"),
+        (
+            [{"type": "function", "function": {"name": "f", "parameters": "x"}}],
+            "tools[0].function.parameters",
+        ),
+        ([{"type": "function"}], "tools[0].function"),
+        ([FLIGHT_TOOL, FLIGHT_TOOL], "tools[1].function.name"),
+    ],
+    ids=["bad-name", "parameters-not-an-object", "no-function", "duplicate-name"],
+)
+async def test_malformed_tools_are_refused_naming_the_field(
+    client: httpx.AsyncClient, tools: list[Any], param: str
+) -> None:
+    body = assert_error(await post(client, {**HI, "tools": tools}), 400, "invalid_request")
+    assert body["error"]["param"] == param
+
+
+@pytest.mark.anyio
+async def test_a_non_function_tool_is_not_supported(client: httpx.AsyncClient) -> None:
+    tools = [{"type": "web_search"}]
+    body = assert_error(await post(client, {**HI, "tools": tools}), 422, "parameter_not_supported")
+    assert body["detail"][0]["loc"] == ["body", "tools[0].type"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "choice",
+    [
+        "required",
+        "any",
+        {"type": "function", "function": {"name": "missing"}},
+        "sometimes",
+        {"type": "function"},
+    ],
+)
+async def test_an_impossible_tool_choice_is_refused(client: httpx.AsyncClient, choice: Any) -> None:
+    tools = [FLIGHT_TOOL] if isinstance(choice, dict) or choice == "sometimes" else None
     body = assert_error(
-        await post(client, {**HI, "tools": tools, "tool_choice": "auto"}), 422, "parameter_not_supported"
+        await post(client, {**HI, "tools": tools, "tool_choice": choice}), 400, "invalid_request"
     )
-    assert body["detail"][0]["loc"] == ["body", "tools"]
+    assert body["error"]["param"] == "tool_choice"
+
+
+@pytest.mark.anyio
+async def test_a_tool_schema_keyword_the_grammar_cannot_enforce_is_named_before_generating(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "number", "minimum": 0}}}}}  # fmt: skip
+    body = assert_error(
+        await post(client, {**HI, "tools": [tool], "tool_choice": "required"}), 400, "invalid_request"
+    )
+    assert "'minimum'" in body["error"]["message"]
+    assert body["error"]["param"] == "tools[0].function.parameters.properties.n"
+    assert engine.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_response_schema_keyword_the_grammar_cannot_enforce_is_named(
+    client: httpx.AsyncClient,
+) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object", "not": {}}}}
+    body = assert_error(await post(client, {**HI, "response_format": fmt}), 400, "invalid_request")
+    assert "'not'" in body["error"]["message"]
+    assert body["error"]["param"] == "response_format.json_schema.schema"
+
+
+@pytest.mark.anyio
+async def test_a_json_schema_response_format_without_a_schema_is_refused(client: httpx.AsyncClient) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "n"}}
+    body = assert_error(await post(client, {**HI, "response_format": fmt}), 400, "invalid_request")
+    assert body["error"]["param"] == "response_format.json_schema.schema"
 
 
 @pytest.mark.anyio
@@ -317,12 +394,13 @@ async def test_tools_are_not_supported_yet(client: httpx.AsyncClient) -> None:
     ],
     ids=["json_object", "json_schema"],
 )
-async def test_json_response_formats_are_not_supported_yet(
-    client: httpx.AsyncClient, fmt: dict[str, Any]
+async def test_json_response_formats_constrain_the_generation_with_a_grammar(
+    client: httpx.AsyncClient, engine: ScriptedEngine, fmt: dict[str, Any]
 ) -> None:
-    body = assert_error(await post(client, {**HI, "response_format": fmt}), 422, "parameter_not_supported")
-    assert body["detail"][0]["loc"] == ["body", "response_format"]
-    assert body["detail"][0]["input"] == fmt["type"]
+    response = await post(client, {**HI, "response_format": fmt})
+    assert response.status_code == 200, response.text
+    grammar = engine.requests[0].grammar
+    assert grammar is not None and re.search(r"^root\s*::=", grammar.gbnf, re.M) and not grammar.lazy
 
 
 @pytest.mark.anyio
@@ -372,9 +450,9 @@ async def test_top_logprobs_out_of_range_is_refused(client: httpx.AsyncClient, v
 @pytest.mark.anyio
 async def test_prompt_plus_max_tokens_over_the_context_is_refused(client: httpx.AsyncClient) -> None:
     prompt = len("<user>hi<assistant>")
-    response = await post(client, {**HI, "max_tokens": 64 - prompt + 1})
+    response = await post(client, {**HI, "max_tokens": FAKE_INFO.context_length - prompt + 1})
     body = assert_error(response, 400, "context_length_exceeded")
-    assert "64" in body["error"]["message"]
+    assert str(FAKE_INFO.context_length) in body["error"]["message"]
     assert body["error"]["param"] == "max_tokens"
 
 
@@ -387,7 +465,7 @@ async def test_prompt_plus_max_tokens_filling_the_context_is_accepted(client: ht
 
 @pytest.mark.anyio
 async def test_a_prompt_over_the_context_is_refused(client: httpx.AsyncClient) -> None:
-    response = await post(client, {"messages": [{"role": "user", "content": "x" * 100}]})
+    response = await post(client, {"messages": [{"role": "user", "content": "x" * FAKE_INFO.context_length}]})
     body = assert_error(response, 400, "context_length_exceeded")
     assert body["error"]["param"] == "messages"
 

@@ -64,8 +64,8 @@ async def test_max_tokens_defaults_to_what_the_context_has_left() -> None:
 
 async def test_a_prompt_and_max_tokens_over_the_context_is_refused_before_generating() -> None:
     engine = ScriptedEngine()
-    with pytest.raises(ContextLengthExceeded, match="maximum context length is 64 tokens"):
-        await service(engine).complete(ask(max_tokens=60))
+    with pytest.raises(ContextLengthExceeded, match="maximum context length is 256 tokens"):
+        await service(engine).complete(ask(max_tokens=250))
     assert engine.requests == []
 
 

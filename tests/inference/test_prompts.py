@@ -9,7 +9,8 @@ from tests.fakes import FAKE_INFO
 
 SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n' }}"
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
@@ -27,11 +28,20 @@ def test_the_chat_template_renders_roles_and_the_generation_prompt() -> None:
     )
 
 
-def test_an_assistant_message_without_content_renders_as_empty_text() -> None:
+def test_a_past_tool_call_is_written_into_its_assistant_turn_for_templates_without_tools() -> None:
+    call = ToolCall("abcDEF123", "f", '{"x": 1}')
     text = renderer().render_text(
-        (Message("user", "Hi"), Message("assistant", None, tool_calls=(ToolCall("abcDEF123", "f", "{}"),)))
+        (
+            Message("user", "Hi"),
+            Message("assistant", None, tool_calls=(call,)),
+            Message("tool", "42", tool_call_id="abcDEF123"),
+        )
     )
-    assert "<|im_start|>assistant\n<|im_end|>" in text
+    assert (
+        '<|im_start|>assistant\n<tool_call>[{"name": "f", "arguments": {"x": 1}}]</tool_call><|im_end|>'
+        in text
+    )
+    assert "<|im_start|>tool\n42<|im_end|>" in text
 
 
 def test_a_template_that_raises_gives_a_clear_invalid_request() -> None:
@@ -53,6 +63,7 @@ def test_the_safe_prompt_becomes_the_system_message_when_there_is_none() -> None
 
 def test_the_safe_prompt_is_mistral_s_exact_text() -> None:
     assert SAFE_PROMPT == (
-        "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
-        "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity."
+        "Always assist with care, respect, and truth. Respond with utmost utility yet securely. "
+        "Avoid harmful, unethical, prejudiced, or negative content. Ensure replies promote fairness "
+        "and positivity."
     )

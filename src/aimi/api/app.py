@@ -24,8 +24,11 @@ log = logging.getLogger("aimi")
 
 
 def build_engine(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> Engine:
+    embedded = settings.model is None
     return LlamaCppEngine(
         settings.model or embedded_model_path(),
+        name=EMBEDDED_MODEL_NAME if embedded else None,
+        provider=EMBEDDED_MODEL_PROVIDER if embedded else None,
         context_size=settings.context_size,
         slots=settings.parallel,
         threads=settings.threads,
@@ -51,13 +54,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
         info = engine.info
-        embedded = settings.model is None
-        model_name = EMBEDDED_MODEL_NAME if embedded else info.name
+        service = ChatService(
+            engine=engine,
+            renderer=renderer_for(info, engine.tokenize),
+            auto_tool_choice=settings.tool_choice_auto,
+        )
         deployment = Deployment(
-            name=settings.name or slug(model_name),
-            model_name=model_name,
-            provider=EMBEDDED_MODEL_PROVIDER if embedded else info.provider,
-            service=ChatService(engine=engine, renderer=renderer_for(info, engine.tokenize)),
+            name=settings.name or slug(info.name),
+            model_name=info.name,
+            provider=info.provider,
+            service=service,
         )
         deployments.add(deployment, keys=[settings.api_key or ""])
         app.state.ready = True

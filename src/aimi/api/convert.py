@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import secrets
-import string
+import re
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
@@ -13,7 +12,19 @@ from pydantic import ValidationError
 from aimi.api.schemas.chat import ChatCompletionsBody, ChatMessage
 from aimi.engines.base import Sampling
 from aimi.errors import InvalidRequest, ParameterNotSupported
-from aimi.inference.chat import ChatRequest, ChatResult, Delta, Done, Message, TokenLogprobs, ToolCall
+from aimi.inference.chat import (
+    ChatRequest,
+    ChatResult,
+    Delta,
+    Done,
+    Message,
+    ResponseFormat,
+    TokenLogprobs,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+)
+from aimi.inference.tools import new_call_id
 
 _UNHONOURED_MISTRAL = (
     "prediction",
@@ -23,8 +34,8 @@ _UNHONOURED_MISTRAL = (
     "prompt_mode",
     "repetition_penalty",
 )
-_ID_ALPHABET = string.ascii_letters + string.digits
 MAX_STOP_SEQUENCES = 16
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def parse_body(raw: dict[str, Any]) -> ChatCompletionsBody:
@@ -68,7 +79,12 @@ def chat_request(body: ChatCompletionsBody) -> ChatRequest:
         seed=seed,
         ignore_eos=bool(body.ignore_eos),
     )
+    tools = _tools(body.tools)
     return ChatRequest(
+        tools=tools,
+        tool_choice=_tool_choice(body.tool_choice, tools),
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        response_format=_response_format(body.response_format),
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         sampling=sampling,
         max_tokens=body.max_tokens,
@@ -89,32 +105,97 @@ def _refuse_unsupported(body: ChatCompletionsBody) -> None:
         raise ParameterNotSupported(
             "This model only produces text.", param="modalities", value=body.modalities
         )
-    fmt = body.response_format
-    if fmt is not None:
-        kind = fmt.get("type")
-        if kind not in ("text", "json_object", "json_schema"):
-            raise InvalidRequest(
-                "Invalid value for 'response_format.type': use 'text', 'json_object' or 'json_schema'.",
-                param="response_format",
-            )
-        if kind != "text":
-            raise ParameterNotSupported(
-                f"response_format '{kind}' is not supported by this deployment yet.",
-                param="response_format",
-                value=kind,
-            )
-    if body.tools:
-        raise ParameterNotSupported(
-            "Tools are not supported by this deployment yet.",
-            param="tools",
-            value=[t.get("function", {}).get("name") for t in body.tools],
-        )
     extra = body.model_extra or {}
     for key in _UNHONOURED_MISTRAL:
         if extra.get(key) not in (None, False, 0, "", [], {}):
             raise ParameterNotSupported(
                 f"The parameter '{key}' is not supported by this deployment.", param=key, value=extra[key]
             )
+
+
+def _response_format(raw: dict[str, Any] | None) -> ResponseFormat:
+    if raw is None:
+        return ResponseFormat()
+    kind = raw.get("type")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(kind)
+    if kind != "json_schema":
+        raise InvalidRequest(
+            "Invalid value for 'response_format.type': use 'text', 'json_object' or 'json_schema'.",
+            param="response_format.type",
+        )
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise InvalidRequest(
+            "'response_format.json_schema' needs a 'schema' object.",
+            param="response_format.json_schema.schema",
+        )
+    name = spec.get("name")
+    if name is not None and not (isinstance(name, str) and _FUNCTION_NAME.match(name)):
+        raise InvalidRequest(
+            "Invalid value for 'response_format.json_schema.name': use 1-64 of a-z, A-Z, 0-9, '_' and '-'.",
+            param="response_format.json_schema.name",
+        )
+    return ResponseFormat("json_schema", schema=spec["schema"], name=name)
+
+
+def _tools(raw: list[dict[str, Any]] | None) -> tuple[ToolSpec, ...]:
+    if not raw:
+        return ()
+    tools: list[ToolSpec] = []
+    for i, item in enumerate(raw):
+        where = f"tools[{i}]"
+        if item.get("type", "function") != "function":
+            raise ParameterNotSupported(
+                f"Only function tools are supported, not '{item.get('type')}'.",
+                param=f"{where}.type",
+                value=item.get("type"),
+            )
+        function = item.get("function")
+        if not isinstance(function, dict):
+            raise InvalidRequest(f"'{where}.function' must be an object.", param=f"{where}.function")
+        name = function.get("name")
+        if not (isinstance(name, str) and _FUNCTION_NAME.match(name)):
+            raise InvalidRequest(
+                f"Invalid value for '{where}.function.name': use 1-64 of a-z, A-Z, 0-9, '_' and '-'.",
+                param=f"{where}.function.name",
+            )
+        if any(t.name == name for t in tools):
+            raise InvalidRequest(f"Two tools are named '{name}'.", param=f"{where}.function.name")
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidRequest(
+                f"'{where}.function.parameters' must be a JSON schema object.",
+                param=f"{where}.function.parameters",
+            )
+        description = function.get("description") or ""
+        tools.append(ToolSpec(name=name, description=str(description), parameters=parameters))
+    return tuple(tools)
+
+
+def _tool_choice(raw: str | dict[str, Any] | None, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+    if raw is None or raw == "auto":
+        return ToolChoice("auto")
+    if raw == "none":
+        return ToolChoice("none")
+    if raw in ("required", "any"):  # Mistral says "any" for what OpenAI calls "required"
+        if not tools:
+            raise InvalidRequest(f"tool_choice '{raw}' needs 'tools'.", param="tool_choice")
+        return ToolChoice("required")
+    if isinstance(raw, dict):
+        function = raw.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            raise InvalidRequest(
+                "A named tool_choice is {'type': 'function', 'function': {'name': ...}}.", param="tool_choice"
+            )
+        if not any(t.name == name for t in tools):
+            raise InvalidRequest(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice")
+        return ToolChoice("required", function=name)
+    raise InvalidRequest(
+        "Invalid value for 'tool_choice': use 'auto', 'none', 'required', 'any' or a named function.",
+        param="tool_choice",
+    )
 
 
 def _stop(raw: str | list[str] | None) -> tuple[str, ...]:
@@ -144,7 +225,7 @@ def _message(index: int, wire: ChatMessage) -> Message:
         )
     calls = tuple(
         ToolCall(
-            id=call.id or new_tool_call_id(),
+            id=call.id or new_call_id(),
             name=call.function.name,
             arguments=call.function.arguments
             if isinstance(call.function.arguments, str)
@@ -180,11 +261,6 @@ def _content(where: str, content: str | list[dict[str, Any]] | None) -> str | No
     return "\n".join(texts)
 
 
-def new_tool_call_id() -> str:
-    """9 characters of [a-zA-Z0-9]: valid for Mistral's validator and for every OpenAI client."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
-
-
 class ResponseMeta(TypedDict):
     """What every response and chunk of one request repeats."""
 
@@ -197,18 +273,23 @@ class ResponseMeta(TypedDict):
 
 
 def logprobs_object(entries: Sequence[TokenLogprobs]) -> dict[str, Any]:
-    """The Mistral/legacy shape the seeds document, plus OpenAI's `content` list for its clients."""
+    """The shape the Mistral deployment guide documents (`tokens`, `token_logprobs`, `top_logprobs`,
+    `text_offsets`), plus OpenAI's `content` list (with Mistral's `token_id`) for those clients."""
     return {
         "tokens": [e.token for e in entries],
         "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{e.token: e.logprob, **{t: lp for t, lp in e.top}} for e in entries],
+        "top_logprobs": [{e.token: e.logprob, **{t.token: t.logprob for t in e.top}} for e in entries],
         "text_offsets": [e.offset for e in entries],
         "content": [
             {
                 "token": e.token,
+                "token_id": e.id,
                 "logprob": e.logprob,
-                "bytes": list(e.token.encode()),
-                "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in e.top],
+                "bytes": list(e.raw),
+                "top_logprobs": [
+                    {"token": t.token, "token_id": t.id, "logprob": t.logprob, "bytes": list(t.raw)}
+                    for t in e.top
+                ],
             }
             for e in entries
         ],
@@ -224,7 +305,23 @@ def usage_object(done: Done | ChatResult) -> dict[str, int]:
     }
 
 
+def tool_calls_object(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[dict[str, Any]]:
+    """`arguments` as a JSON string; `index` only in stream deltas (where OpenAI clients need it)."""
+    out = []
+    for i, call in enumerate(calls):
+        item: dict[str, Any] = {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        if indexed:
+            item = {"index": i, **item}
+        out.append(item)
+    return out
+
+
 def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict[str, Any]:
+    calls = tool_calls_object(result.tool_calls) if result.tool_calls else None
     return {
         "id": id,
         "object": "chat.completion",
@@ -233,7 +330,7 @@ def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text, "tool_calls": None},
+                "message": {"role": "assistant", "content": result.text, "tool_calls": calls},
                 "finish_reason": result.finish_reason,
                 "logprobs": logprobs_object(result.logprobs) if result.logprobs is not None else None,
             }
@@ -272,3 +369,15 @@ def delta_chunk(*, id: str, created: int, model: str, delta: Delta) -> dict[str,
         delta={"content": delta.text},
         logprobs=logprobs_object(delta.logprobs) if delta.logprobs else None,
     )
+
+
+def final_chunk(*, id: str, created: int, model: str, done: Done) -> dict[str, Any]:
+    """The last choice chunk: finish_reason, usage, and the whole of any tool calls (as Mistral's
+    service sends them: complete, in one chunk)."""
+    delta: dict[str, Any] = {"content": ""}
+    if done.tool_calls:
+        delta["tool_calls"] = tool_calls_object(done.tool_calls, indexed=True)
+    return chunk(
+        id=id, created=created, model=model, delta=delta,
+        finish_reason=done.finish_reason, usage=usage_object(done),
+    )  # fmt: skip

@@ -133,14 +133,7 @@ async def _events(stream: ChatStream, meta: convert.ResponseMeta) -> AsyncIterat
             if isinstance(event, Delta):
                 yield sse.event(convert.delta_chunk(delta=event, **meta))
             else:
-                yield sse.event(
-                    convert.chunk(
-                        delta={"content": ""},
-                        finish_reason=event.finish_reason,
-                        usage=convert.usage_object(event),
-                        **meta,
-                    )
-                )
+                yield sse.event(convert.final_chunk(done=event, **meta))
         yield sse.DONE
     except AimiError as exc:
         yield sse.event({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})

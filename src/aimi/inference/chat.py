@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aimi.engines.base import Sampling
 
@@ -28,6 +28,38 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call."""
+
+    name: str
+    description: str = ""
+    parameters: Any = None
+    """A JSON schema for the arguments; None means the function takes none."""
+
+    @property
+    def schema(self) -> Any:
+        return self.parameters if self.parameters is not None else {"type": "object", "properties": {}}
+
+    def as_openai(self) -> dict[str, Any]:
+        function = {"name": self.name, "description": self.description, "parameters": self.schema}
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required"] = "auto"
+    function: str | None = None
+    """With mode `required`: the one function that must be called."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    kind: Literal["text", "json_object", "json_schema"] = "text"
+    schema: Any = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A chat completion request, validated and normalised by the API layer."""
 
@@ -40,15 +72,36 @@ class ChatRequest:
     logprobs: int | None = None
     """None: no log-probabilities; k: the chosen token's and the k most likely alternatives."""
     model: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+
+    @property
+    def calls_tools(self) -> bool:
+        return bool(self.tools) and self.tool_choice.mode != "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """A token the model considered, with its log-probability."""
+
+    id: int
+    token: str
+    raw: bytes
+    """The token's own bytes (a character may span several tokens, so `token` alone can be U+FFFD)."""
+    logprob: float
 
 
 @dataclass(frozen=True, slots=True)
 class TokenLogprobs:
+    id: int
     token: str
+    raw: bytes
     logprob: float
     offset: int
     """Where this token's text starts in the completion."""
-    top: tuple[tuple[str, float], ...] = ()
+    top: tuple[Alternative, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +129,7 @@ class Done:
     finish_reason: ChatFinishReason
     usage: Usage
     message: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 ChatEvent = Delta | Done
@@ -89,3 +143,4 @@ class ChatResult:
     finish_reason: ChatFinishReason
     usage: Usage
     logprobs: tuple[TokenLogprobs, ...] | None
+    tool_calls: tuple[ToolCall, ...] = ()

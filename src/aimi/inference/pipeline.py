@@ -1,4 +1,5 @@
-"""The chat pipeline: render the prompt, check it fits, run the engine, assemble the answer.
+"""The chat pipeline: render the prompt, check it fits, constrain it, run the engine, assemble the
+answer (text, stop sequences, tool calls, logprobs).
 
 One generation path: the engine always streams; `complete` is `open` folded.
 """
@@ -6,36 +7,50 @@ One generation path: the engine always streams; `complete` is `open` folded.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Literal
 
-from aimi.engines.base import Engine, Event, Finish, GenerationRequest, Token
-from aimi.errors import ContextLengthExceeded
+from aimi.engines.base import Engine, Event, Finish, GenerationRequest, Grammar, Token
+from aimi.errors import ContextLengthExceeded, InvalidRequest
 from aimi.inference.chat import (
+    Alternative,
     ChatEvent,
     ChatRequest,
     ChatResult,
     Delta,
     Done,
     TokenLogprobs,
+    ToolCall,
     Usage,
 )
 from aimi.inference.prompts import PromptRenderer, with_safe_prompt
+from aimi.inference.schemas import json_object_gbnf, schema_to_gbnf
 from aimi.inference.stops import StopMatcher
+from aimi.inference.tools import MistralCalls, ToolFormat
 
 ChatStream = AsyncGenerator[ChatEvent, None]
+AutoToolChoice = Literal["model", "eager"]
 
 
 class ChatService:
-    """Runs chat requests against one engine with one prompt renderer."""
+    """Runs chat requests against one engine with one prompt renderer.
 
-    def __init__(self, *, engine: Engine, renderer: PromptRenderer) -> None:
+    `auto_tool_choice="eager"` is for models too small to decide to call a tool themselves: with tools
+    on offer and `tool_choice: auto`, a turn that answers a user message starts with a call."""
+
+    def __init__(
+        self, *, engine: Engine, renderer: PromptRenderer, auto_tool_choice: AutoToolChoice = "model"
+    ) -> None:
         self.engine = engine
         self.renderer = renderer
+        self.auto_tool_choice = auto_tool_choice
 
     def prepare(self, request: ChatRequest) -> GenerationRequest:
-        """Render and size-check the prompt; every error here comes before any token is generated."""
+        """Render, constrain and size-check; every error here comes before any token is generated."""
         messages = with_safe_prompt(request.messages) if request.safe_prompt else request.messages
-        prompt = self.renderer.render(messages)
+        grammar = self._grammar(request)
+        prompt = self.renderer.render(messages, request.tools if request.calls_tools else ())
         limit = self.engine.info.context_length
         if len(prompt) >= limit:
             raise ContextLengthExceeded(
@@ -51,9 +66,40 @@ class ChatService:
                 "the completion). Please reduce the length of the messages or completion.",
                 param="max_tokens",
             )
+        sampling = request.sampling
+        if grammar is not None and sampling.ignore_eos:
+            sampling = dataclasses.replace(sampling, ignore_eos=False)  # a finished grammar must end
         return GenerationRequest(
-            prompt=prompt, sampling=request.sampling, max_tokens=max_tokens, logprobs=request.logprobs
+            prompt=prompt,
+            sampling=sampling,
+            max_tokens=max_tokens,
+            logprobs=request.logprobs,
+            grammar=grammar,
         )
+
+    def _grammar(self, request: ChatRequest) -> Grammar | None:
+        fmt = request.response_format
+        if request.calls_tools:
+            if fmt.kind != "text":
+                raise InvalidRequest(
+                    "'response_format' cannot be combined with tools the model may call; "
+                    "set tool_choice to 'none' or drop response_format.",
+                    param="response_format",
+                )
+            choice = request.tool_choice
+            offered = request.tools
+            if choice.function is not None:
+                offered = tuple(t for t in request.tools if t.name == choice.function)
+            last = request.messages[-1].role if request.messages else "user"
+            forced = choice.mode == "required" or (self.auto_tool_choice == "eager" and last == "user")
+            return self.renderer.tool_format.grammar(
+                offered, parallel=request.parallel_tool_calls, lazy=not forced
+            )
+        if fmt.kind == "json_object":
+            return Grammar(json_object_gbnf())
+        if fmt.kind == "json_schema":
+            return Grammar(schema_to_gbnf(fmt.schema, where="response_format.json_schema.schema"))
+        return None
 
     async def open(self, request: ChatRequest) -> ChatStream:
         """Start generating. Admission errors (busy, shutting down) raise here, before a response
@@ -67,7 +113,8 @@ class ChatService:
         except BaseException:
             await _close(events)
             raise
-        return _assemble(request, len(generation.prompt), first, events)
+        tool_format = self.renderer.tool_format if request.calls_tools else None
+        return _assemble(request, len(generation.prompt), first, events, tool_format)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         stream = await self.open(request)
@@ -86,6 +133,7 @@ class ChatService:
             finish_reason=done.finish_reason,
             usage=done.usage,
             logprobs=tuple(logprobs) if request.logprobs is not None else None,
+            tool_calls=done.tool_calls,
         )
 
 
@@ -99,16 +147,58 @@ async def _close(events: AsyncIterator[Event]) -> None:
         await aclose()
 
 
+class _CallSplitter:
+    """Separates the answer's text from a tool call that starts in it. The text before the call
+    streams as content; the call is kept back and parsed whole at the end."""
+
+    def __init__(self, tool_format: ToolFormat | None) -> None:
+        self.format = tool_format
+        marker = tool_format.start_marker() if tool_format is not None else None
+        self._marker = StopMatcher((marker,)) if marker else None
+        self._token = tool_format.token if isinstance(tool_format, MistralCalls) else None
+        self.call_text: str | None = None
+
+    def feed(self, token: int | None, text: str) -> str:
+        """Content to pass on; the rest is call text."""
+        if self.call_text is not None:
+            self.call_text += text
+            return ""
+        if self._token is not None and token == self._token:
+            self.call_text = text
+            return ""
+        if self._marker is None:
+            return text
+        out = self._marker.feed(text)
+        if self._marker.stopped:
+            self.call_text = self._marker.tail
+        return out
+
+    def flush(self) -> str:
+        return self._marker.flush() if self._marker is not None and self.call_text is None else ""
+
+    def calls(self, *, parallel: bool) -> tuple[ToolCall, ...]:
+        if self.format is None or self.call_text is None:
+            return ()
+        found = self.format.parse(self.call_text) or []
+        return tuple(found if parallel else found[:1])
+
+
 async def _assemble(
-    request: ChatRequest, prompt_tokens: int, first: Event, events: AsyncIterator[Event]
+    request: ChatRequest,
+    prompt_tokens: int,
+    first: Event,
+    events: AsyncIterator[Event],
+    tool_format: ToolFormat | None,
 ) -> ChatStream:
-    """Engine tokens to text deltas: UTF-8 reassembled, stop sequences cut, logprobs aligned."""
+    """Engine tokens to answer events: UTF-8 reassembled, tool calls split off, stop sequences cut,
+    logprobs aligned with the text they belong to."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    splitter = _CallSplitter(tool_format)
     stops = StopMatcher(request.stop)
     want_logprobs = request.logprobs is not None
     pending: list[TokenLogprobs] = []
     produced = 0  # characters decoded so far, held back or not
-    emitted = 0  # characters handed out
+    emitted = 0  # characters handed out as content
     tokens = 0
 
     def release(limit: int) -> tuple[TokenLogprobs, ...]:
@@ -125,16 +215,21 @@ async def _assemble(
                 if want_logprobs:
                     pending.append(
                         TokenLogprobs(
+                            id=event.id,
                             token=event.piece.decode("utf-8", "replace"),
+                            raw=event.piece,
                             logprob=event.logprob if event.logprob is not None else 0.0,
                             offset=produced,
-                            top=tuple((t.piece.decode("utf-8", "replace"), t.logprob) for t in event.top),
+                            top=tuple(
+                                Alternative(t.token, t.piece.decode("utf-8", "replace"), t.piece, t.logprob)
+                                for t in event.top
+                            ),
                         )
                     )
                 produced += len(text)
-                out = stops.feed(text)
+                out = stops.feed(splitter.feed(event.id, text))
                 emitted += len(out)
-                released = release(emitted) if want_logprobs else ()
+                released = release(emitted) if want_logprobs and splitter.call_text is None else ()
                 if out or released:
                     yield Delta(out, released)
                 if stops.stopped:
@@ -142,14 +237,21 @@ async def _assemble(
                     return
             else:
                 finish: Finish = event
-                out = stops.feed(decoder.decode(b"", final=True))
+                out = stops.feed(splitter.feed(None, decoder.decode(b"", final=True)) + splitter.flush())
                 out += stops.flush()
+                calls = (
+                    splitter.calls(parallel=request.parallel_tool_calls) if finish.reason == "stop" else ()
+                )
+                if splitter.call_text is not None and not calls:
+                    out += splitter.call_text  # a cut-off or unreadable call: nothing is lost
                 emitted += len(out)
-                released = release(emitted if stops.stopped else produced + 1) if want_logprobs else ()
+                limit = emitted if (stops.stopped or splitter.call_text is not None) else produced + 1
+                released = release(limit) if want_logprobs else ()
                 if out or released:
                     yield Delta(out, released)
-                reason = "stop" if stops.stopped else finish.reason
-                yield Done(reason, Usage(finish.prompt_tokens, finish.completion_tokens), finish.message)
+                reason = "stop" if stops.stopped else "tool_calls" if calls else finish.reason
+                usage = Usage(finish.prompt_tokens, finish.completion_tokens)
+                yield Done(reason, usage, finish.message, calls)
                 return
             event = await anext(events, None)
     finally:

@@ -18,7 +18,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from aimi.engines.base import ModelInfo
 from aimi.errors import InvalidRequest
-from aimi.inference.chat import Message
+from aimi.inference.chat import Message, ToolSpec
+from aimi.inference.tools import MistralCalls, TaggedCalls, ToolFormat, mistral_call_id
 
 log = logging.getLogger("aimi.inference")
 
@@ -39,11 +40,12 @@ Tokenize = Callable[..., list[int]]
 
 
 class PromptRenderer(Protocol):
-    """Turns a conversation into the prompt token ids the engine evaluates."""
+    """Turns a conversation (and the tools on offer) into the prompt token ids the engine evaluates."""
 
     name: str
+    tool_format: ToolFormat
 
-    def render(self, messages: Sequence[Message]) -> list[int]: ...
+    def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> list[int]: ...
 
 
 def with_safe_prompt(messages: Sequence[Message]) -> tuple[Message, ...]:
@@ -101,14 +103,26 @@ class ChatTemplateRenderer:
             raise ValueError(f"the model's chat template does not compile: {exc}") from exc
         self._info = info
         self._tokenize = tokenize
+        self._tagged = TaggedCalls()
+        self.tool_format: ToolFormat = self._tagged
+        # A template that lays out tools itself and reads `<tool_call>` (Hermes, Qwen) gets them as
+        # structured data; any other template gets the tagged format written into the conversation.
+        self.native_tools = "tools" in template and "<tool_call>" in template
 
-    def render_text(self, messages: Sequence[Message]) -> str:
+    def render_text(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> str:
+        extra: dict[str, object] = {}
+        if self.native_tools:
+            if tools:
+                extra["tools"] = [t.as_openai() for t in tools]
+        else:
+            messages = self._tagged.with_tools(messages, tools)
         try:
             return self._template.render(
                 messages=[_message_dict(m) for m in messages],
                 add_generation_prompt=True,
                 bos_token=self._info.bos_token,
                 eos_token=self._info.eos_token,
+                **extra,
             )
         except _TemplateRefusal as exc:
             raise InvalidRequest(f"The model's chat template refused the conversation: {exc}") from exc
@@ -117,8 +131,8 @@ class ChatTemplateRenderer:
                 f"The model's chat template could not render the conversation: {exc}"
             ) from exc
 
-    def render(self, messages: Sequence[Message]) -> list[int]:
-        text = self.render_text(messages)
+    def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> list[int]:
+        text = self.render_text(messages, tools)
         add_bos = self._info.add_bos and not (self._info.bos_token and text.startswith(self._info.bos_token))
         return self._tokenize(text, add_bos=add_bos, special=True)
 
@@ -138,24 +152,43 @@ class MistralCommonRenderer:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
+        raw = tokenizer.instruct_tokenizer.tokenizer
+        try:
+            tool_calls_token: int | None = raw.get_special_token("[TOOL_CALLS]")
+        except Exception:  # a tokenizer without tool tokens may raise...
+            tool_calls_token = None
+        if tool_calls_token is not None and tool_calls_token <= 2:  # ...or answer <unk> (v1)
+            tool_calls_token = None
+        self._tagged = TaggedCalls() if tool_calls_token is None else None
+        self.tool_format: ToolFormat = self._tagged or MistralCalls(tool_calls_token or 0)
 
-    def render(self, messages: Sequence[Message]) -> list[int]:
+    def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> list[int]:
         from mistral_common.exceptions import MistralCommonException
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
         from pydantic import ValidationError
 
+        if self._tagged is not None:
+            messages, tools = self._tagged.with_tools(messages, tools), ()
         payload = [_mistral_message(m) for m in messages]
         try:
-            request = ChatCompletionRequest.from_openai(messages=payload)
+            request = ChatCompletionRequest.from_openai(
+                messages=payload, tools=[t.as_openai() for t in tools] or None
+            )
             return list(self._tokenizer.encode_chat_completion(request).tokens)
         except (MistralCommonException, ValidationError, AssertionError, ValueError) as exc:
             raise InvalidRequest(f"The conversation is not valid for this model: {exc}") from exc
 
 
 def _mistral_message(message: Message) -> dict[str, Any]:
+    """OpenAI-style, with call ids made valid for Mistral (9 alphanumerics)."""
     out = _message_dict(message)
     for call in out.get("tool_calls", []):
+        call["id"] = mistral_call_id(call["id"])
         call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    if "tool_call_id" in out:
+        out["tool_call_id"] = mistral_call_id(out["tool_call_id"])
+    if message.role == "assistant" and message.tool_calls and not message.content:
+        out.pop("content")
     return out
 
 

@@ -14,6 +14,8 @@ class StopMatcher:
         self._hold = max((len(s) for s in self._stops), default=1) - 1
         self._pending = ""
         self.stopped = False
+        self.tail = ""
+        """After a stop: the text from the stop sequence on, which was not emitted."""
 
     def feed(self, text: str) -> str:
         if self.stopped:
@@ -25,6 +27,7 @@ class StopMatcher:
         if cut >= 0:
             self.stopped = True
             self._pending = ""
+            self.tail = buf[cut:]
             return buf[:cut]
         keep = self._partial_suffix(buf)
         self._pending = buf[len(buf) - keep :] if keep else ""

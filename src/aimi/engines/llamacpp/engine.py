@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,8 +27,12 @@ class LlamaCppEngine:
         threads: int | None = None,
         max_waiting: int = 64,
         on_progress: Callable[[float], None] | None = None,
+        name: str | None = None,
+        provider: str | None = None,
     ) -> None:
+        """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...)."""
         self._path = model_path
+        self._names = (name, provider)
         self._context_size = context_size
         self._slots = slots
         self._threads = threads or os.cpu_count() or 1
@@ -54,7 +59,9 @@ class LlamaCppEngine:
             context_size=context, slots=self._slots, threads=self._threads, max_waiting=self._max_waiting
         )
         self._scheduler = Scheduler(model, config)
-        self._info = model.info(context_length=context)
+        info = model.info(context_length=context)
+        name, provider = self._names
+        self._info = dataclasses.replace(info, name=name or info.name, provider=provider or info.provider)
         self._model = model
         self._scheduler.start()
 

@@ -1,0 +1,123 @@
+"""A heuristic jailbreak detector: patterns for the common phrasings of prompt attacks.
+
+Pattern-based, not a model: it recognises the well-worn forms (telling the model to ignore its
+instructions, "DAN"/"developer mode" personas, asking for the system prompt, claims that the rules
+no longer apply, chat-template control tokens pasted into user text) and misses anything new or
+paraphrased. No offline package checked ships a prompt-injection model (see docs/safety.md), and
+the model judge can be added for better recall. Measured precision and recall are in docs/safety.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aimi.safety.base import INLINE_CHARS, Category, FilterResult, over_limit
+from aimi.safety.normalization import normalize
+
+_RULES = (
+    r"(?:instructions|rules|directions|guidelines|prompts?|programming|directives|restrictions|policies|policy|"
+    r"guardrails|filters?|training|constraints|limitations)"
+)
+_SECRET = r"(?:full|hidden|initial|original|secret|entire|system|confidential|internal)"
+_ANY_DETERMINERS = r"(?:(?:all|any|the|your|my|these|those|every|of|its)\s+)*"
+
+SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (description, re.compile(pattern, re.IGNORECASE))
+    for description, pattern in (
+        (
+            "telling the model to drop its instructions",
+            r"\b(?:ignor(?:e|es|ing)|disregard(?:s|ing)?|forget|override|bypass|discard|abandon)\s+"
+            + _ANY_DETERMINERS
+            + r"(?:(?:previous|prior|above|earlier|preceding|initial|original|system|safety|existing|old|"
+            r"ethical|moral|content)\s+)*" + _RULES + r"\b",
+        ),
+        (
+            "claiming the rules no longer apply",
+            r"\b" + _RULES + r"\s+(?:no\s+longer|don'?t|do\s+not|doesn'?t|does\s+not)\s+apply\b"
+            r"|\b(?:no\s+longer|not)\s+bound\s+by\b|\bbroken\s+free\s+of\b",
+        ),
+        ("the 'Do Anything Now' persona", r"\bdo\s+anything\s+now\b"),
+        (
+            "a known jailbreak persona",
+            r"\b(?:you\s+are(?:\s+now)?|act\s+as|answer\s+as|respond\s+as|pretend\s+to\s+be|roleplay\s+as|"
+            r"simulate|from\s+now\s+on\s+you\s+are)\s+(?:an?\s+)?(?:dan|stan|dude|aim|evil\s*bot|betterdan|"
+            r"jailbroken|developer\s+mode)\b",
+        ),
+        (
+            "switching on an unrestricted mode",
+            r"\b(?:enable|activate|enter|switch\s+to|turn\s+on|you\s+are(?:\s+now)?\s+in|now\s+in|in)\s+(?:the\s+)?"
+            r"(?:developer|god|jailbreak|dan|unrestricted|unfiltered|uncensored|evil|sudo|admin)\s+mode\b"
+            r"|\b(?:developer|jailbreak|dan|unrestricted|god)\s+mode\s+(?:enabled|activated|on)\b",
+        ),
+        (
+            "asking for an unrestricted AI",
+            r"\b(?:uncensored|unfiltered|unrestricted|amoral|unethical|jailbroken|unlimited)\s+(?:ai|assistant|"
+            r"chatbot|model|version|bot|answer|response|mode)\b|\bno\s+ethic(?:s|al)\s+(?:or\s+moral\s+)?"
+            r"(?:guidelines|rules|limits)?|\bnever\s+refuses?\b|\bwith\s+no\s+(?:ethics|limits|rules|restrictions|"
+            r"filters)\b|\b(?:has|have|with)\s+no\s+(?:restrictions|limits|rules|filters)\b",
+        ),
+        (
+            "removing the safety filter",
+            r"\b(?:disable|bypass|turn\s+off|remove|deactivate|circumvent|evade)\s+(?:all\s+|your\s+|the\s+|its\s+|"
+            r"any\s+)*(?:safety|content|moderation|ethical)?\s*(?:filters?|polic(?:y|ies)|guidelines|restrictions|"
+            r"protocols?|moderation|guardrails|safeguards)\b",
+        ),
+        (
+            "answering without restrictions",
+            r"\b(?:answer|respond|reply|talk|speak|act|write)\s+(?:\w+\s+){0,3}?without\s+(?:any\s+)?(?:ethic\w*\s+or\s+)?"
+            r"(?:restrictions|limits|filters|censorship|rules|ethics|guidelines|moral\w*)\b"
+            r"|\bwithout\s+(?:any\s+)?(?:content\s+)?filters\b",
+        ),
+        (
+            "asking for the system prompt",
+            r"\b(?:reveal|show|print|repeat|output|tell\s+me|display|leak|give\s+me|dump)\s+(?:me\s+)?"
+            r"(?:your\s+(?:" + _SECRET + r"\s+)*|the\s+(?:" + _SECRET + r"\s+)+)"
+            r"(?:prompt|instructions|configuration)\b"
+            r"|\b(?:your|the)\s+system\s+prompt\b|\brepeat\s+(?:the\s+)?(?:text|words|everything)\s+above\b",
+        ),
+        (
+            "chat-template control tokens in user text",
+            r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>",
+        ),
+        (
+            "a fake system or developer override",
+            r"\b(?:system|admin|root|developer)\s+override\b|\b(?:safety|security)\s+(?:protocols?|filters?|"
+            r"features?)\s+(?:are\s+)?(?:disabled|off|deactivated)\b|\bi\s+am\s+your\s+(?:developer|creator|"
+            r"administrator|admin|owner|programmer)\b",
+        ),
+        (
+            "forcing compliance",
+            r"\b(?:would|will|should)\s+refuse,?\s+(?:you\s+)?(?:must|will|should)\s+comply\b|\byou\s+must\s+"
+            r"(?:always\s+)?(?:comply|obey)\b|\bstay\s+in\s+character\s+no\s+matter\s+what\b"
+            r"|\bif\s+you\s+(?:had|didn'?t\s+have|did\s+not\s+have)\s+(?:no\s+)?(?:guidelines|restrictions|rules|"
+            r"filters|limits|ethics)\b",
+        ),
+    )
+)  # fmt: skip
+
+
+class JailbreakFilter:
+    """Flags prompt attacks by their usual phrasing; evaluates no harm category."""
+
+    name = "jailbreak-patterns"
+    categories: frozenset[Category] = frozenset()
+
+    def __init__(self, *, max_chars: int = 100_000) -> None:
+        self.max_chars = max_chars
+
+    def evaluate(self, text: str) -> FilterResult:
+        if len(text) > self.max_chars:
+            return FilterResult(filter=self.name, error=over_limit(len(text), self.max_chars))
+        normalized = normalize(text)
+        evidence = []
+        for description, regex in SIGNS:
+            match = regex.search(normalized)
+            if match is not None:
+                evidence.append(f"{description}: {match.group()[:80]!r}")
+        return FilterResult(filter=self.name, jailbreak=bool(evidence), evidence=tuple(evidence))
+
+    async def check(self, text: str) -> FilterResult:
+        if len(text) <= INLINE_CHARS:
+            return self.evaluate(text)
+        return await asyncio.to_thread(self.evaluate, text)
