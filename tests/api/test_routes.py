@@ -548,9 +548,9 @@ async def test_logprobs_on_the_mistral_route_have_the_legacy_and_the_openai_shap
     assert logprobs["top_logprobs"] == [{"Hello": -0.25}, {" world": -0.25}, {"!": -0.25}]
     assert logprobs["text_offsets"] == [0, 5, 11]
     assert logprobs["content"] == [
-        {"token": "Hello", "logprob": -0.25, "bytes": list(b"Hello"), "top_logprobs": []},
-        {"token": " world", "logprob": -0.25, "bytes": list(b" world"), "top_logprobs": []},
-        {"token": "!", "logprob": -0.25, "bytes": list(b"!"), "top_logprobs": []},
+        {"token": "Hello", "token_id": 1, "logprob": -0.25, "bytes": list(b"Hello"), "top_logprobs": []},
+        {"token": " world", "token_id": 2, "logprob": -0.25, "bytes": list(b" world"), "top_logprobs": []},
+        {"token": "!", "token_id": 3, "logprob": -0.25, "bytes": list(b"!"), "top_logprobs": []},
     ]
 
 
@@ -561,7 +561,7 @@ async def test_top_logprobs_lists_the_alternatives(client: httpx.AsyncClient, en
     assert engine.requests[-1].logprobs == 2
     logprobs = response.json()["choices"][0]["logprobs"]
     assert logprobs["content"][0]["top_logprobs"] == [
-        {"token": "Hello", "logprob": -0.5, "bytes": list(b"Hello")}
+        {"token": "Hello", "token_id": 1, "logprob": -0.5, "bytes": list(b"Hello")}
     ]
     assert len(logprobs["top_logprobs"]) == 3
 
