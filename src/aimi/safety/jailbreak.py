@@ -16,7 +16,8 @@ from aimi.safety.base import INLINE_CHARS, Category, FilterResult, over_limit
 from aimi.safety.normalization import normalize
 
 _RULES = (
-    r"(?:instructions|rules|directions|guidelines|prompts?|programming|directives|restrictions|policies|policy|"
+    r"(?:instructions|rules|directions|guidelines|prompts?|programming|directives|restrictions|policies"
+    r"|policy|"
     r"guardrails|filters?|training|constraints|limitations)"
 )
 _SECRET = r"(?:full|hidden|initial|original|secret|entire|system|confidential|internal)"
@@ -46,26 +47,32 @@ SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "switching on an unrestricted mode",
-            r"\b(?:enable|activate|enter|switch\s+to|turn\s+on|you\s+are(?:\s+now)?\s+in|now\s+in|in)\s+(?:the\s+)?"
+            r"\b(?:enable|activate|enter|switch\s+to|turn\s+on|you\s+are(?:\s+now)?\s+in|now\s+in"
+            r"|in)\s+(?:the\s+)?"
             r"(?:developer|god|jailbreak|dan|unrestricted|unfiltered|uncensored|evil|sudo|admin)\s+mode\b"
             r"|\b(?:developer|jailbreak|dan|unrestricted|god)\s+mode\s+(?:enabled|activated|on)\b",
         ),
         (
             "asking for an unrestricted AI",
-            r"\b(?:uncensored|unfiltered|unrestricted|amoral|unethical|jailbroken|unlimited)\s+(?:ai|assistant|"
+            r"\b(?:uncensored|unfiltered|unrestricted|amoral|unethical|jailbroken|unlimited)\s+(?:ai"
+            r"|assistant|"
             r"chatbot|model|version|bot|answer|response|mode)\b|\bno\s+ethic(?:s|al)\s+(?:or\s+moral\s+)?"
-            r"(?:guidelines|rules|limits)?|\bnever\s+refuses?\b|\bwith\s+no\s+(?:ethics|limits|rules|restrictions|"
+            r"(?:guidelines|rules|limits)?|\bnever\s+refuses?\b|\bwith\s+no\s+(?:ethics|limits|rules"
+            r"|restrictions|"
             r"filters)\b|\b(?:has|have|with)\s+no\s+(?:restrictions|limits|rules|filters)\b",
         ),
         (
             "removing the safety filter",
-            r"\b(?:disable|bypass|turn\s+off|remove|deactivate|circumvent|evade)\s+(?:all\s+|your\s+|the\s+|its\s+|"
-            r"any\s+)*(?:safety|content|moderation|ethical)?\s*(?:filters?|polic(?:y|ies)|guidelines|restrictions|"
+            r"\b(?:disable|bypass|turn\s+off|remove|deactivate|circumvent|evade)\s+(?:all\s+|your\s+"
+            r"|the\s+|its\s+|"
+            r"any\s+)*(?:safety|content|moderation|ethical)?\s*(?:filters?|polic(?:y|ies)|guidelines"
+            r"|restrictions|"
             r"protocols?|moderation|guardrails|safeguards)\b",
         ),
         (
             "answering without restrictions",
-            r"\b(?:answer|respond|reply|talk|speak|act|write)\s+(?:\w+\s+){0,3}?without\s+(?:any\s+)?(?:ethic\w*\s+or\s+)?"
+            r"\b(?:answer|respond|reply|talk|speak|act"
+            r"|write)\s+(?:\w+\s+){0,3}?without\s+(?:any\s+)?(?:ethic\w*\s+or\s+)?"
             r"(?:restrictions|limits|filters|censorship|rules|ethics|guidelines|moral\w*)\b"
             r"|\bwithout\s+(?:any\s+)?(?:content\s+)?filters\b",
         ),
@@ -78,7 +85,8 @@ SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "chat-template control tokens in user text",
-            r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>",
+            r"<\|(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id)\|>|\[/?INST\]"
+            r"|<</?SYS>>",
         ),
         (
             "a fake system or developer override",
@@ -90,7 +98,8 @@ SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "forcing compliance",
             r"\b(?:would|will|should)\s+refuse,?\s+(?:you\s+)?(?:must|will|should)\s+comply\b|\byou\s+must\s+"
             r"(?:always\s+)?(?:comply|obey)\b|\bstay\s+in\s+character\s+no\s+matter\s+what\b"
-            r"|\bif\s+you\s+(?:had|didn'?t\s+have|did\s+not\s+have)\s+(?:no\s+)?(?:guidelines|restrictions|rules|"
+            r"|\bif\s+you\s+(?:had|didn'?t\s+have|did\s+not\s+have)\s+(?:no\s+)?(?:guidelines"
+            r"|restrictions|rules|"
             r"filters|limits|ethics)\b",
         ),
     )

@@ -43,8 +43,9 @@ def _p(description: str, severities: dict[Category, Severity], pattern: str) -> 
 _GAP = r"(?:\s+(?!not\b|never\b|no\b)[\w',]+){0,6}?"  # a few words, none of them a negation
 _FEW = r"(?:\s+(?!not\b|never\b|no\b)[\w',]+){0,3}?"
 _INTENT = (
-    r"\b(?:let'?s|let\s+us|(?:i|we)(?:'ll|'m\s+(?:going\s+to|gonna)|'re\s+(?:going\s+to|gonna)|\s+(?:will|shall|am\s+going\s+to"
-    r"|are\s+going\s+to|am\s+gonna|are\s+gonna|gonna|want\s+to|wanna|plan\s+to|intend\s+to)))"
+    r"\b(?:let'?s|let\s+us|(?:i|we)(?:'ll|'m\s+(?:going\s+to|gonna)|'re\s+(?:going\s+to|gonna)"
+    r"|\s+(?:will|shall|am\s+going\s+to|are\s+going\s+to|am\s+gonna|are\s+gonna|gonna|want\s+to|wanna"
+    r"|plan\s+to|intend\s+to)))"
 )
 _VIOLENT = (
     r"(?:kill|murder|shoot|stab|strangle|choke|behead|slaughter|rape|torture|execute|slit|gut|lynch|"
@@ -67,7 +68,8 @@ _GROUPS = (
 _SUICIDE = (
     r"(?:kill\s+myself|end\s+(?:my\s+(?:own\s+)?life|it\s+all)|commit\s+suicide|take\s+my\s+(?:own\s+)?life|"
     r"hang\s+myself|shoot\s+myself|overdose|slit\s+my\s+wrists?|jump\s+(?:off|from|in\s+front\s+of)|"
-    r"take\s+(?:all|a\s+bottle)\s+of\s+my\s+(?:pills|meds|medication|tablets)|take\s+all\s+my\s+(?:pills|meds|tablets))"
+    r"take\s+(?:all|a\s+bottle)\s+of\s+my\s+(?:pills|meds|medication|tablets)"
+    r"|take\s+all\s+my\s+(?:pills|meds|tablets))"
 )
 _SELF_INJURY = (
     r"(?:hurt\s+myself|harm\s+myself|cut\s+myself|burn\s+myself|starve\s+myself|cutting\s+myself|"
@@ -86,11 +88,14 @@ PATTERNS: tuple[HarmPattern, ...] = (
     _p("first-person threat against a person", {V: HIGH},
        _INTENT + _GAP + r"\s+" + _VIOLENT + r"(?:\s+[\w']+){0,3}?\s+" + _PERSON + r"\b" + _NOT_A_MESSAGE),
     _p("wishing death or violence on someone", {V: MEDIUM},
-       r"\b(?:hope|wish)\s+(?:you|u|he|she|they)\s+(?:\w+\s+)?(?:die|dies|get\s+(?:killed|shot|raped|stabbed)|burn|rot)\b"),
+       r"\b(?:hope|wish)\s+(?:you|u|he|she|they)\s+(?:\w+\s+)?(?:die|dies|get\s+(?:killed|shot|raped"
+       r"|stabbed)|burn|rot)\b"),
     _p("saying someone deserves to die", {V: MEDIUM},
-       r"\b(?:you|u|he|she|they)\s+(?:deserves?|should|ought)\s+to\s+(?:die|be\s+(?:killed|shot|hanged|raped))\b"),
+       r"\b(?:you|u|he|she|they)\s+(?:deserves?|should|ought)\s+to\s+(?:die|be\s+(?:killed|shot|hanged"
+       r"|raped))\b"),
     _p("intimidation", {V: MEDIUM},
-       r"\b(?:i|we)\s+know\s+where\s+you\s+live\b|\bsleep\s+with\s+one\s+eye\s+open\b|\bi'?m\s+coming\s+for\s+you\b"),
+       r"\b(?:i|we)\s+know\s+where\s+you\s+live\b|\bsleep\s+with\s+one\s+eye\s+open\b"
+       r"|\bi'?m\s+coming\s+for\s+you\b"),
     _p("asking how to kill or hurt a person", {V: HIGH},
        r"\b(?:how|way|ways|plan)\s+(?:\w+\s+){0,6}?(?:to\s+)?(?:kill|murder|poison|strangle|stab|torture|"
        r"hurt|drown)\s+(?:someone|somebody|people|him|her|my\s+\w+|(?:an?\s+)?(?:person|human|prisoner|"
@@ -100,14 +105,17 @@ PATTERNS: tuple[HarmPattern, ...] = (
     _p("asking for a lethal amount of poison for a person", {V: HIGH},
        r"\bhow\s+much\s+(?:\w+\s+){0,3}?(?:poison|arsenic|cyanide|antifreeze)\b.{0,40}\bkill\b"),
     _p("making weapons of mass harm", {V: HIGH},
-       r"\b(?:make|making|build|building|assemble|instructions|steps|recipe|synthesi[sz]e|get|buy|obtain)\b(?:\s+[\w']+){0,6}?\s+"
-       r"(?:pipe\s+bomb|(?<!bath\s)(?<!seed\s)bombs?|explosives?(?:\s+device)?|ied|napalm|nerve\s+(?:gas|agent)|"
+       r"\b(?:make|making|build|building|assemble|instructions|steps|recipe|synthesi[sz]e|get|buy"
+       r"|obtain)\b(?:\s+[\w']+){0,6}?\s+"
+       r"(?:pipe\s+bomb|(?<!bath\s)(?<!seed\s)bombs?|explosives?(?:\s+device)?|ied|napalm|nerve\s+(?:gas"
+       r"|agent)|"
        r"sarin|ricin|mustard\s+gas|molotov(?:\s+cocktails?)?|untraceable\s+guns?|ghost\s+guns?)\b"),
     _p("planning a mass attack", {V: HIGH},
        r"\bshoot\s+up\s+(?:the|a|my|our)\s+\w+|\b(?:attack|bomb|shoot|run\s+over|drive\s+into|plow\s+into)\s+"
        r"(?:a\s+)?crowd(?:ed)?\b|\b(?:violent\s+attacks?|mass\s+shooting)\s+on\b"),
     _p("hurting an animal", {V: MEDIUM},
-       r"\b(?:drown|torture|poison|hurt|kill|set\s+fire\s+to)\s+(?:a|the|my|our|his|her)\s+(?:dog|cat|puppy|kitten|pet)\b"
+       r"\b(?:drown|torture|poison|hurt|kill|set\s+fire\s+to)\s+(?:a|the|my|our|his|her)\s+(?:dog|cat"
+       r"|puppy|kitten|pet)\b"
        r"(?!\s+(?:food|toy|bed|show)\b)"),
     _p("beating someone", {V: MEDIUM},
        r"\bbeat\s+(?:him|her|you|them|u)\s+(?:up|to\s+death|until|senseless|bloody|black\s+and\s+blue)\b"),
@@ -116,14 +124,16 @@ PATTERNS: tuple[HarmPattern, ...] = (
     # Violence against groups is hate too.
     _p("calling for violence against an identity group", {V: HIGH, H: HIGH},
        r"\b(?:all\s+)?" + _GROUPS + r"\s+(?:should|must|need\s+to|deserve\s+to|ought\s+to)\s+"
-       r"(?:all\s+)?(?:be\s+)?(?:exterminated|eliminated|wiped\s+out|gassed|killed|shot|hanged|burned|rounded\s+up|die)\b"),
+       r"(?:all\s+)?(?:be\s+)?(?:exterminated|eliminated|wiped\s+out|gassed|killed|shot|hanged|burned"
+       r"|rounded\s+up|die)\b"),
     _p("calling for killing an identity group", {V: HIGH, H: HIGH},
        r"\b(?:kill|exterminate|gas|shoot|wipe\s+out)\s+(?:all\s+(?:the\s+)?|every\s+|the\s+)(?:"
        + _GROUPS + r"|muslim|jew|immigrant|black)\b"),
     # Hate: dehumanisation, stereotypes, slurs.
     _p("dehumanising an identity group", {H: HIGH},
        r"\b(?:all\s+)?" + _GROUPS + r"\s+(?:are|is)\s+"
-       r"(?:all\s+|just\s+|nothing\s+but\s+|such\s+|a\s+bunch\s+of\s+)?(?:an?\s+)?(?:vermin|subhuman|sub-human|animals|parasites|cockroaches|rats|leeches|a\s+disease|a\s+plague|"
+       r"(?:all\s+|just\s+|nothing\s+but\s+|such\s+|a\s+bunch\s+of\s+)?(?:an?\s+)?(?:vermin|subhuman"
+       r"|sub-human|animals|parasites|cockroaches|rats|leeches|a\s+disease|a\s+plague|"
        r"an?\s+abomination|savages|not\s+human|filth|scum|trash|garbage|freaks)\b"),
     _p("hateful stereotype about an identity group", {H: MEDIUM},
        r"\b(?:all\s+)?" + _GROUPS + r"\s+(?:are|is)" + _FEW + r"\s+(?:terrorists|criminals|rapists|thieves|"
@@ -133,7 +143,8 @@ PATTERNS: tuple[HarmPattern, ...] = (
     _p("hating an identity group", {H: MEDIUM},
        r"\bi\s+(?:hate|despise|loathe)\s+(?:all\s+)?" + _GROUPS + r"\b"),
     _p("telling someone to leave the country", {H: MEDIUM},
-       r"\bgo\s+back\s+to\s+(?:your\s+(?:own\s+)?country|africa|mexico|china|india|where\s+you\s+came\s+from)\b"),
+       r"\bgo\s+back\s+to\s+(?:your\s+(?:own\s+)?country|africa|mexico|china|india"
+       r"|where\s+you\s+came\s+from)\b"),
     _p("an ethnic, religious or homophobic slur", {H: MEDIUM},
        r"\b(?:nigg(?:er|ah?)s?|n\*{4,6}s?|kikes?|spics?|chinks?|wetbacks?|faggots?|f\*ggots?|trann(?:y|ies)|"
        r"ragheads?|towelheads?|gooks?|pakis?|beaners?)(?!\w)"),
@@ -148,22 +159,27 @@ PATTERNS: tuple[HarmPattern, ...] = (
     _p("wanting to die", {SH: MEDIUM},
        r"\bi\s+(?:just\s+)?want\s+to\s+die\b|\bi\s+wish\s+i\s+(?:was|were)\s+dead\b"
        r"|\bdon'?t\s+want\s+to\s+(?:live|be\s+alive)\b"
-       r"|\bno\s+reason\s+to\s+(?:keep\s+)?liv(?:e|ing)\b|\bbetter\s+off\s+(?:if\s+i\s+(?:was|were)\s+dead|without\s+me)\b"),
+       r"|\bno\s+reason\s+to\s+(?:keep\s+)?liv(?:e|ing)\b|\bbetter\s+off\s+(?:if\s+i\s+(?:was"
+       r"|were)\s+dead|without\s+me)\b"),
     _p("asking for a method of suicide or self-injury", {SH: HIGH},
        r"\b(?:how|best\s+way|easiest\s+way|quickest\s+way|fastest\s+way|painless\s+way|way)\s+"
        r"(?:\w+\s+){0,3}?(?:to\s+)?(?:" + _SUICIDE + r"|" + _SELF_INJURY + r")\b"
        r"|\b(?:best|easiest|quickest|fastest|painless|surest)\s+way\s+to\s+die\b"
        r"|\bhow\s+(?:do|can|could|should)\s+i\s+(?:\w+\s+)?die\b"),
     _p("thinking about suicide", {SH: MEDIUM},
-       r"\b(?:thinking|thoughts?)\s+(?:about|of)\s+(?:ending\s+my\s+life|killing\s+myself|suicide|ending\s+it)\b"),
+       r"\b(?:thinking|thoughts?)\s+(?:about|of)\s+(?:ending\s+my\s+life|killing\s+myself|suicide"
+       r"|ending\s+it)\b"),
     _p("asking for a lethal dose for oneself", {SH: HIGH},
-       r"\b(?:how\s+many\s+(?:\w+\s+)?(?:pills|tablets)|lethal\s+dose)\b.{0,60}\b(?:overdose|die|kill\s+(?:myself|me)|"
+       r"\b(?:how\s+many\s+(?:\w+\s+)?(?:pills|tablets)|lethal\s+dose)\b.{0,60}\b(?:overdose|die"
+       r"|kill\s+(?:myself|me)|"
        r"for\s+(?:me|myself|someone\s+my\s+weight))\b"),
     _p("suicide method details", {SH: HIGH},
-       r"\b(?:jump(?:ing)?\s+(?:off|from|in\s+front\s+of)\b.{0,40}\b(?:die|death|dead)|bleed\s+out|suicide\s+note|"
+       r"\b(?:jump(?:ing)?\s+(?:off|from|in\s+front\s+of)\b.{0,40}\b(?:die|death|dead)|bleed\s+out"
+       r"|suicide\s+note|"
        r"chemicals?\b.{0,40}\bkill\s+myself)\b"),
     _p("hiding self-harm or an eating disorder", {SH: MEDIUM},
-       r"\bhide\s+my\s+(?:self-?harm|cuts|scars)\b|\bmake\s+myself\s+(?:throw\s+up|vomit|purge)\b|\bpro-?ana\b"
+       r"\bhide\s+my\s+(?:self-?harm|cuts|scars)\b|\bmake\s+myself\s+(?:throw\s+up|vomit|purge)\b"
+       r"|\bpro-?ana\b"
        r"|\b(?:starve|starving)\s+myself\b|\bonly\s+eat\s+\d{2,3}\s+calories\b"),
     _p("telling someone to kill themselves", {SH: MEDIUM}, r"\b(?:go\s+)?kill\s+yourself\b|\bkys\b"),
     # Sexual: requests for and descriptions of sexual content.
@@ -172,13 +188,18 @@ PATTERNS: tuple[HarmPattern, ...] = (
        r"|\b" + _SEXUAL_ACT + r"\b.{0,60}\b" + _MINOR + r"\b"),
     _p("rape", {S: MEDIUM, V: MEDIUM}, r"\brap(?:e|es|ed|ing)\b|\bforces?\s+himself\s+on\b"),
     _p("explicit sexual content", {S: MEDIUM},
-       r"\b(?:porn\w*|xxx|hentai|nudes|naked\s+(?:pics?|pictures|photos|women|men|girls|boys)|dick\s+pics?|sext(?:ing)?|"
-       r"blow\s?jobs?|hand\s?jobs?|orgasms?|masturbat\w*|jerk(?:ing)?\s+off|(?:oral|anal|phone)\s+sex|threesomes?|"
-       r"sex\s+positions?|(?:explicit|graphic)\s+sex\w*|sexually\s+explicit|erotic\w*|lap\s+dance|prostitutes?|"
+       r"\b(?:porn\w*|xxx|hentai|nudes|naked\s+(?:pics?|pictures|photos|women|men|girls|boys)"
+       r"|dick\s+pics?|sext(?:ing)?|"
+       r"blow\s?jobs?|hand\s?jobs?|orgasms?|masturbat\w*|jerk(?:ing)?\s+off|(?:oral|anal|phone)\s+sex"
+       r"|threesomes?|"
+       r"sex\s+positions?|(?:explicit|graphic)\s+sex\w*|sexually\s+explicit|erotic\w*|lap\s+dance"
+       r"|prostitutes?|"
        r"horny|talk\s+dirty|dirty\s+(?:story|talk)|spread\s+your\s+legs|suck\s+my|pussy|tits|cock)\b"),
     _p("a sexual act with the reader", {S: MEDIUM},
-       r"\b(?:fuck|fucking|have\s+sex\s+with|sleep\s+with|screw|bang)\s+(?:me|you|u|her|him)\b(?!\s+(?:over|up)\b)"
-       r"|\b(?:two|2)\s+people\s+fucking\b|\btak(?:e|ing)\s+off\s+(?:your|my|her|his)\s+clothes\b|\bwhat\s+you\s+would\s+do\s+to\s+my\s+body\b"),
+       r"\b(?:fuck|fucking|have\s+sex\s+with|sleep\s+with|screw|bang)\s+(?:me|you|u|her"
+       r"|him)\b(?!\s+(?:over|up)\b)"
+       r"|\b(?:two|2)\s+people\s+fucking\b|\btak(?:e|ing)\s+off\s+(?:your|my|her|his)\s+clothes\b"
+       r"|\bwhat\s+you\s+would\s+do\s+to\s+my\s+body\b"),
 )  # fmt: skip
 
 
