@@ -8,6 +8,7 @@ error code, how fast the tokens come.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -45,6 +46,11 @@ pytestmark = pytest.mark.e2e
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 PROVIDER = "HuggingFaceTB"
+# Quoted from the Mistral page: what `safe_prompt` prepends.
+MISTRAL_SAFE_PROMPT = (
+    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
+    "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity."
+)
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 FINISHED = {CompletionsFinishReason.STOPPED, CompletionsFinishReason.TOKEN_LIMIT_REACHED}
 
@@ -67,14 +73,15 @@ def model(server: Server) -> Iterator[ChatCompletionsClient]:
         yield client
 
 
-def collect(
-    stream: Iterable[StreamingChatCompletionsUpdate],
-) -> list[tuple[float, StreamingChatCompletionsUpdate]]:
+Timed = list[tuple[float, StreamingChatCompletionsUpdate]]
+
+
+def collect(stream: Iterable[StreamingChatCompletionsUpdate]) -> Timed:
     """Every update of a stream with the moment it reached the caller."""
     return [(time.monotonic(), update) for update in stream]
 
 
-def streamed_text(updates: list[tuple[float, StreamingChatCompletionsUpdate]]) -> str:
+def streamed_text(updates: Timed) -> str:
     return "".join(u.choices[0].delta.content or "" for _, u in updates if u.choices)
 
 
@@ -88,6 +95,15 @@ def logprobs_of(response: ChatCompletions) -> dict[str, Any]:
     assert raw is not None
     assert response.choices[0].get("logprobs") == raw
     return raw
+
+
+def metric(text: str, name: str) -> float:
+    """One sample of a Prometheus text exposition (counters carry a `_total` suffix)."""
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if re.fullmatch(rf"{name}(_total)?(\{{.*\}})?", sample):
+            return float(value)
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 def error_from(call: Any) -> HttpResponseError:
@@ -140,7 +156,7 @@ def test_load_client_reads_the_info_route_and_builds_a_chat_completions_client(s
     assert response.choices[0].message.content
 
 
-# -- complete() ------------------------------------------------------------------------------------------
+# -- complete() -----------------------------------------------------------------------------------------
 
 
 def test_complete_with_the_seed_messages_answers_with_content_model_usage_and_a_hex_id(
@@ -169,8 +185,8 @@ def test_each_response_gets_its_own_id(model: ChatCompletionsClient) -> None:
 
 
 def test_two_identical_greedy_requests_give_the_same_text(model: ChatCompletionsClient) -> None:
-    first = greedy(model, max_tokens=48)
-    second = greedy(model, max_tokens=48)
+    first = greedy(model, max_tokens=32)
+    second = greedy(model, max_tokens=32)
 
     assert first.choices[0].message.content == second.choices[0].message.content
     assert first.usage.as_dict() == second.usage.as_dict()
@@ -228,6 +244,15 @@ def test_the_seed_parameter_example_with_penalties_stop_and_text_format_works(
     assert raw.choices[0].message.content == content
 
 
+def test_frequency_and_presence_penalties_shape_a_streamed_answer_too(model: ChatCompletionsClient) -> None:
+    updates = collect(greedy(model, max_tokens=32, stream=True, presence_penalty=0.5, frequency_penalty=0.5))
+
+    final = updates[-1][1]
+    assert final.choices[0].finish_reason in FINISHED, final.as_dict()
+    assert final.usage.completion_tokens > 0
+    assert streamed_text(updates).strip()
+
+
 def test_a_stop_sequence_from_the_greedy_output_cuts_it_and_is_never_emitted(
     model: ChatCompletionsClient,
 ) -> None:
@@ -250,7 +275,7 @@ def test_a_stop_sequence_from_the_greedy_output_cuts_it_and_is_never_emitted(
 
 def test_the_same_seed_gives_the_same_sampled_text_twice(model: ChatCompletionsClient) -> None:
     def sample() -> str:
-        response = model.complete(messages=seed_messages(), temperature=0.8, seed=1234, max_tokens=32)
+        response = model.complete(messages=seed_messages(), temperature=0.8, seed=1234, max_tokens=24)
         return response.choices[0].message.content
 
     assert sample() == sample()
@@ -262,12 +287,12 @@ def test_different_seeds_sample_different_texts(model: ChatCompletionsClient) ->
             messages=seed_messages(),
             temperature=1.0,
             seed=seed,
-            max_tokens=32,
+            max_tokens=16,
             model_extras={"ignore_eos": True},
         )
         .choices[0]
         .message.content
-        for seed in (1, 2, 3, 4)
+        for seed in (1, 2, 3)
     }
     assert len(texts) > 1
 
@@ -340,7 +365,7 @@ def test_streamed_content_arrives_incrementally_not_all_at_once(model: ChatCompl
     spread = arrivals[-1] - arrivals[0]
     # 64 tokens take a few hundred milliseconds to decode; a buffered body would land in one read.
     assert spread > 0.2, f"all content arrived within {spread:.3f} s"
-    distinct = sum(1 for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a > 0.001)
+    distinct = sum(1 for a, b in itertools.pairwise(arrivals) if b - a > 0.001)
     assert distinct >= len(arrivals) // 2, f"only {distinct} of {len(arrivals)} pieces arrived separately"
     assert updates[-1][1].usage.completion_tokens == 64
 
@@ -382,7 +407,7 @@ def async_transport() -> dict[str, Any]:
     return {}
 
 
-# -- extras: logprobs, safe mode, n ------------------------------------------------------------------------
+# -- extras: logprobs, safe mode, n ---------------------------------------------------------------------
 
 
 def test_logprobs_extra_returns_aligned_tokens_logprobs_and_offsets(model: ChatCompletionsClient) -> None:
@@ -436,14 +461,33 @@ def test_safe_mode_prepends_the_safety_prompt_to_the_prompt(model: ChatCompletio
     # "Always assist with care, respect, and truth. ..." is some 35 tokens of this vocabulary.
     assert safe.usage.prompt_tokens >= plain.usage.prompt_tokens + 25
     assert off.usage.prompt_tokens == plain.usage.prompt_tokens
+    # Joined to the user's own system prompt, as Mistral joins system messages.
+    joined = model.complete(
+        messages=[
+            SystemMessage(content=f"{MISTRAL_SAFE_PROMPT}\n\nYou are a helpful assistant."),
+            UserMessage(content="How many languages are in the world?"),
+        ],
+        temperature=0,
+        top_p=1,
+        max_tokens=16,
+    )
+    assert safe.usage.prompt_tokens == joined.usage.prompt_tokens
+    assert safe.choices[0].message.content == joined.choices[0].message.content
 
 
-def test_safe_prompt_without_a_system_message_adds_one(model: ChatCompletionsClient) -> None:
-    messages = [UserMessage(content="How many languages are in the world?")]
-    plain = model.complete(messages=messages, max_tokens=8, temperature=0)
-    safe = model.complete(messages=messages, max_tokens=8, temperature=0, model_extras={"safe_prompt": True})
+def test_safe_prompt_without_a_system_message_is_the_documented_safety_system_prompt(
+    model: ChatCompletionsClient,
+) -> None:
+    question = UserMessage(content="How many languages are in the world?")
+    safe = model.complete(
+        messages=[question], max_tokens=16, temperature=0, model_extras={"safe_prompt": True}
+    )
+    explicit = model.complete(
+        messages=[SystemMessage(content=MISTRAL_SAFE_PROMPT), question], max_tokens=16, temperature=0
+    )
 
-    assert safe.usage.prompt_tokens >= plain.usage.prompt_tokens + 25
+    assert safe.usage.prompt_tokens == explicit.usage.prompt_tokens
+    assert safe.choices[0].message.content == explicit.choices[0].message.content
 
 
 def test_n_equal_to_one_is_accepted_as_a_pass_through_extra(model: ChatCompletionsClient) -> None:
@@ -453,7 +497,7 @@ def test_n_equal_to_one_is_accepted_as_a_pass_through_extra(model: ChatCompletio
     assert response.choices[0].message.content
 
 
-# -- errors -------------------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("call", ["complete", "get_model_info"])
@@ -521,7 +565,7 @@ def test_a_prompt_plus_max_tokens_beyond_the_context_gives_400_context_length_ex
     assert "maximum context length" in error.error.message
 
 
-# -- disconnects ----------------------------------------------------------------------------------------------
+# -- disconnects ----------------------------------------------------------------------------------------
 
 
 def test_closing_a_stream_early_frees_the_engine_for_the_next_request(tmp_path: Path) -> None:
@@ -572,5 +616,10 @@ def test_closing_a_stream_early_frees_the_engine_for_the_next_request(tmp_path: 
             f"~{left_if_still_running:.1f} s left ({per_token * 1000:.1f} ms/token)"
         )
         assert took < 30
+        # The engine's own counters agree: nothing is decoding, and nowhere near 2000 tokens were made.
+        scraped = httpx.get(f"{server.base_url}/metrics", headers={"api-key": server.key}, timeout=10)
+        assert scraped.status_code == 200
+        assert metric(scraped.text, "aimi_engine_running_sequences") == 0
+        assert metric(scraped.text, "aimi_engine_generated_tokens") < 500
     finally:
         stop_server(server)

@@ -15,7 +15,11 @@ import pytest
 from mistralai.azure.client import MistralAzure
 from mistralai.azure.client import errors as azure_errors
 from mistralai.client import Mistral, errors
-from mistralai.client.models import ChatCompletionResponse, CompletionEvent
+from mistralai.client.models import (
+    ChatCompletionResponse,
+    ChatCompletionResponseChoiceLogprobs,
+    CompletionEvent,
+)
 
 from tests.conftest import Server
 
@@ -175,6 +179,35 @@ def test_a_stop_sequence_ends_the_answer_just_before_it_with_finish_reason_stop(
     assert stopped.choices[0].message is not None
     assert stopped.choices[0].message.content == text[: text.index(stop)]
     assert stopped.usage.completion_tokens < free.usage.completion_tokens
+
+
+def test_the_sdk_parses_the_logprobs_it_asked_for(client: Mistral) -> None:
+    # mistralai 3.x reads `choices[].logprobs.content[]` as {token, logprob, bytes, token_id, top_logprobs}
+    # and silently leaves the field Unset when an entry does not fit that shape.
+    response = complete(client, max_tokens=8, temperature=0, logprobs=True, top_logprobs=2)
+    logprobs = response.choices[0].logprobs
+    assert isinstance(logprobs, ChatCompletionResponseChoiceLogprobs)
+    assert len(logprobs.content) == response.usage.completion_tokens
+    message = response.choices[0].message
+    assert message is not None
+    assert "".join(e.token for e in logprobs.content) == message.content
+    for entry in logprobs.content:
+        assert entry.logprob <= 0
+        assert isinstance(entry.token_id, int)
+        assert isinstance(entry.top_logprobs, list)
+        assert 1 <= len(entry.top_logprobs) <= 2
+        assert entry.top_logprobs[0].token == entry.token
+
+
+def test_an_answer_returned_by_the_sdk_can_be_sent_back_as_conversation_history(client: Mistral) -> None:
+    opening = [{"role": "user", "content": "My name is Ann."}]
+    first = complete(client, messages=opening, max_tokens=8)
+    assert first.choices[0].message is not None
+    history = [*opening, first.choices[0].message, {"role": "user", "content": "What is my name?"}]
+    second = complete(client, messages=history, max_tokens=8)
+    assert second.choices[0].message is not None
+    assert second.choices[0].message.content
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens + first.usage.completion_tokens
 
 
 def test_a_wrong_key_raises_an_sdk_error_with_status_401(server: Server) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionTokenLogprob
 
 from tests.conftest import Server
 
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 MODEL_NAME = "SmolLM2-135M-Instruct"
 HELLO = [{"role": "user", "content": "Say hello to me in one short sentence."}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to paint."}]
+NON_ASCII = [{"role": "user", "content": "Reply with five emoji and some Chinese characters: 你好世界"}]
 
 
 @pytest.fixture
@@ -120,10 +121,12 @@ def test_logprobs_list_each_generated_token_with_up_to_two_alternatives(client: 
     assert entries
     assert response.usage is not None
     assert len(entries) == response.usage.completion_tokens
-    assert "".join(e.token for e in entries) == choice.message.content
+    assert choice.message.content is not None
+    if choice.message.content.isascii():
+        assert "".join(e.token for e in entries) == choice.message.content
+    assert joined_bytes(entries) == choice.message.content
     for entry in entries:
         assert entry.logprob <= 0
-        assert entry.bytes == list(entry.token.encode())
         assert 1 <= len(entry.top_logprobs) <= 2
         assert all(t.logprob <= 0 for t in entry.top_logprobs)
         ranked = [t.logprob for t in entry.top_logprobs]
@@ -133,9 +136,53 @@ def test_logprobs_list_each_generated_token_with_up_to_two_alternatives(client: 
         assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
 
 
+def joined_bytes(entries: list[ChatCompletionTokenLogprob]) -> str:
+    """What a client rebuilds from the tokens' UTF-8 bytes (a cut-off last character becomes U+FFFD)."""
+    return bytes(b for e in entries for b in (e.bytes or [])).decode("utf-8", errors="replace")
+
+
+def test_logprob_bytes_rebuild_an_answer_in_chinese_and_emoji(client: openai.OpenAI) -> None:
+    # Such characters span several tokens; each token's `bytes` holds its part of the UTF-8 sequence.
+    response = complete(
+        client, messages=NON_ASCII, max_tokens=30, temperature=0, logprobs=True, top_logprobs=1
+    )
+    content = response.choices[0].message.content
+    assert content
+    assert not content.isascii()
+    logprobs = response.choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.content
+    assert joined_bytes(logprobs.content).rstrip("\ufffd") == content.rstrip("\ufffd")
+
+
 def test_a_completion_without_logprobs_carries_none(client: openai.OpenAI) -> None:
     response = complete(client, max_tokens=4)
     assert response.choices[0].logprobs is None
+
+
+def test_a_previous_answer_can_be_sent_back_as_conversation_history(client: openai.OpenAI) -> None:
+    opening = [{"role": "user", "content": "My name is Ann."}]
+    first = complete(client, messages=opening, max_tokens=8)
+    history = [*opening, first.choices[0].message, {"role": "user", "content": "What is my name?"}]
+    second = complete(client, messages=history, max_tokens=8)
+    assert second.choices[0].message.content
+    assert first.usage is not None
+    assert second.usage is not None
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens + first.usage.completion_tokens
+
+
+def test_a_developer_message_is_read_as_a_system_message(client: openai.OpenAI) -> None:
+    instruction = "Answer in French."
+    as_developer = complete(
+        client, messages=[{"role": "developer", "content": instruction}, *HELLO], max_tokens=1
+    )
+    as_system = complete(client, messages=[{"role": "system", "content": instruction}, *HELLO], max_tokens=1)
+    without = complete(client, messages=HELLO, max_tokens=1)
+    assert as_developer.usage is not None
+    assert as_system.usage is not None
+    assert without.usage is not None
+    assert as_developer.usage.prompt_tokens == as_system.usage.prompt_tokens
+    assert as_developer.usage.prompt_tokens != without.usage.prompt_tokens
 
 
 # -- streaming -----------------------------------------------------------------------------------

@@ -148,3 +148,13 @@ async def test_a_grammar_llama_cpp_cannot_compile_fails_before_queueing(engine: 
     with pytest.raises(InvalidRequest):
         await anext(aiter(engine.generate(request(engine, "Hi", grammar=Grammar("root ::= (")))))
     assert engine.stats().requests == 0
+
+
+async def test_presence_and_frequency_penalties_build_and_sample(engine: LlamaCppEngine) -> None:
+    sampling = Sampling(temperature=0, presence_penalty=0.5, frequency_penalty=1.5)
+    tokens, finish = await run(
+        engine, request(engine, "Repeat the word cat ten times.", max_tokens=12, sampling=sampling)
+    )
+    assert finish.reason in ("stop", "length") and tokens
+    ids = [t.id for t in tokens]
+    assert len(set(ids)) > len(ids) // 2  # a strong frequency penalty keeps it from looping on one token

@@ -111,7 +111,7 @@ def _chain(model: LlamaModel, sampling: Sampling, *, max_tokens: int) -> Any:
         window = max(1, min(max_tokens, 8192))
         add(
             ll.llama_sampler_init_penalties(
-                window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
+                model.n_vocab, window, 1.0, sampling.frequency_penalty, sampling.presence_penalty
             )
         )
     if sampling.greedy:
