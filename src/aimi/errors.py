@@ -8,6 +8,7 @@
     ├── Unauthorized                   401 Unauthorized
     ├── NotFound                       404 NotFound
     ├── MethodNotAllowed               405 MethodNotAllowed
+    ├── Conflict                       409 Conflict
     ├── PayloadTooLarge                413 RequestEntityTooLarge
     ├── ParameterNotSupported          422 parameter_not_supported
     ├── RateLimited                    429 429                     (carries retry_after)
@@ -73,6 +74,11 @@ class NotFound(AimiError):
 class MethodNotAllowed(AimiError):
     status = 405
     code = "MethodNotAllowed"
+
+
+class Conflict(AimiError):
+    status = 409
+    code = "Conflict"
 
 
 class PayloadTooLarge(AimiError):

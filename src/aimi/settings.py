@@ -25,7 +25,15 @@ class Settings(BaseSettings):
     name: str | None = None
     """Deployment name (part of the endpoint URL); derived from the model when not given."""
     api_key: str | None = None
-    """The deployment key; a random 32-character key is generated when not given."""
+    """The served deployment's primary key; a random 32-character one is made when it is created."""
+    admin_key: str | None = None
+    """The key of the management API (`/api/...`); made (and shown once) at first start if not given."""
+    database_url: str | None = None
+    """SQLAlchemy URL (e.g. postgresql+psycopg://...); default: SQLite in the data dir."""
+    redis_url: str | None = None
+    """Share quotas between aimi processes through this Redis; default: in-process."""
+    serves_quickstart: bool = True
+    """Make sure a deployment of `model` (or the embedded model) exists in project `default`."""
     data_dir: Path = Field(default_factory=default_data_dir)
     threads: int | None = Field(default=None, ge=1)
     context_size: int = Field(default=4096, ge=64)

@@ -6,91 +6,145 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import aimi
-from aimi.api import errors, metrics, routes
+from aimi.api import errors, management, metrics, routes
+from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import Engine
 from aimi.engines.llamacpp import LlamaCppEngine
-from aimi.engines.llamacpp.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_MODEL_PROVIDER, embedded_model_path
-from aimi.inference.pipeline import ChatService
-from aimi.inference.prompts import renderer_for
-from aimi.platform.deployments import Deployment, Deployments, slug
+from aimi.engines.llamacpp.embedded import embedded_model_path
+from aimi.errors import InvalidRequest
+from aimi.inference.fleet import EngineFactory, Fleet
+from aimi.platform.catalog import EMBEDDED, Catalog, Offer
+from aimi.platform.deployments import DeploymentStore
+from aimi.platform.keys import IssuedKey, KeyStore
+from aimi.platform.quickstart import ServeTarget, ensure_served
+from aimi.platform.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
+from aimi.platform.usage import UsageLedger
 from aimi.settings import Settings
 
 log = logging.getLogger("aimi")
 
 
-def build_engine(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> Engine:
-    embedded = settings.model is None
-    return LlamaCppEngine(
-        settings.model or embedded_model_path(),
-        name=EMBEDDED_MODEL_NAME if embedded else None,
-        provider=EMBEDDED_MODEL_PROVIDER if embedded else None,
-        context_size=settings.context_size,
-        slots=settings.parallel,
-        threads=settings.threads,
-        max_waiting=settings.max_queue,
-        on_progress=on_progress,
-    )
+@dataclass
+class Platform:
+    """The platform services, built once per app."""
+
+    db: Database
+    catalog: Catalog
+    keys: KeyStore
+    deployments: DeploymentStore
+    ledger: UsageLedger
+    quotas: QuotaStore
+
+
+def open_platform(settings: Settings) -> Platform:
+    """Open (and migrate) the database and build the services on it. Also used by the CLI."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url or sqlite_url(settings.data_dir))
+    db.migrate()
+    catalog = Catalog(db)
+    catalog.seed()
+    keys = KeyStore(db)
+    quotas: QuotaStore = RedisQuotaStore(settings.redis_url) if settings.redis_url else MemoryQuotaStore()
+    return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), UsageLedger(db), quotas)
+
+
+def llama_engines(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
+    def build(source: str, offer: Offer) -> Engine:
+        if source.startswith(("http://", "https://")):
+            raise InvalidRequest(f"Upstream sources are not supported by this server yet ({source}).")
+        return LlamaCppEngine(
+            embedded_model_path() if source == EMBEDDED else Path(source),
+            name=offer.name,
+            provider=offer.provider,
+            context_size=settings.context_size,
+            slots=settings.parallel,
+            threads=settings.threads,
+            max_waiting=settings.max_queue,
+            on_progress=on_progress,
+        )
+
+    return build
+
+
+@dataclass(frozen=True)
+class Started:
+    """What the banner shows once the server is up."""
+
+    target: ServeTarget | None
+    admin_key: IssuedKey | None
 
 
 def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
-    on_ready: Callable[[FastAPI], None] | None = None,
+    on_ready: Callable[[FastAPI, Started], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastAPI:
-    """The ASGI app serving one deployment of one model; `settings.api_key` is its key."""
-    if not settings.api_key:
-        raise ValueError("settings.api_key must be set (the CLI generates one)")
-    engine = engine or build_engine(settings, on_progress=on_progress)
-    deployments = Deployments()
+    """The ASGI app. `engine` (for tests) serves every deployment instead of llama.cpp engines."""
+    factory: EngineFactory = (
+        (lambda _source, _offer: engine)
+        if engine is not None
+        else llama_engines(settings, on_progress=on_progress)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await engine.start()
-        info = engine.info
-        service = ChatService(
-            engine=engine,
-            renderer=renderer_for(info, engine.tokenize),
+        platform = await asyncio.to_thread(open_platform, settings)
+        target = None
+        if settings.serves_quickstart:
+            target = await asyncio.to_thread(
+                ensure_served,
+                platform.deployments,
+                model=settings.model,
+                name=settings.name,
+                api_key=settings.api_key,
+                context_length=settings.context_size,
+            )
+        admin = await asyncio.to_thread(platform.keys.ensure_admin, settings.admin_key)
+        fleet = Fleet(
+            store=platform.deployments,
+            engine_factory=factory,
             auto_tool_choice=settings.tool_choice_auto,
+            shutdown_grace_s=settings.shutdown_grace_s,
         )
-        deployment = Deployment(
-            name=settings.name or slug(info.name),
-            model_name=info.name,
-            provider=info.provider,
-            service=service,
-        )
-        deployments.add(deployment, keys=[settings.api_key or ""])
+        await fleet.reconcile()
+        app.state.platform = platform
+        app.state.fleet = fleet
+        app.state.metrics = metrics.registry_for(fleet)
+        app.state.begin_shutdown = lambda: asyncio.ensure_future(fleet.stop())
         app.state.ready = True
         if on_ready is not None:
-            on_ready(app)
+            on_ready(app, Started(target, admin))
         try:
             yield
         finally:
             app.state.ready = False
-            await engine.stop(settings.shutdown_grace_s)
+            await fleet.stop()
+            await platform.quotas.close()
+            platform.db.close()
 
     app = FastAPI(
         title="aimi",
         version=aimi.__version__,
-        description="The Azure AI Model Inference API and Mistral's chat API, self-hosted.",
+        description="The Azure AI Model Inference API and Mistral's chat API, self-hosted, with a "
+        "platform around them: model catalog, deployments, keys, quotas and a usage ledger.",
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.deployments = deployments
-    app.state.engine = engine
     app.state.ready = False
-    app.state.metrics = metrics.registry_for(deployments)
-    app.state.begin_shutdown = lambda: asyncio.ensure_future(engine.stop(settings.shutdown_grace_s))
+    app.state.begin_shutdown = lambda: None
     errors.install(app)
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])
-
+    app.include_router(management.router(), prefix="/api", tags=["management"])
     app.add_api_route(
         "/metrics", metrics.metrics, methods=["GET"], tags=["operations"], include_in_schema=False
     )

@@ -9,14 +9,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aimi.platform.deployments import Deployments
+from aimi.inference.fleet import Fleet
 
 
 class EngineCollector(Collector):
     """One sample per deployment for each engine counter."""
 
-    def __init__(self, deployments: Deployments) -> None:
-        self._deployments = deployments
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
@@ -44,19 +44,20 @@ class EngineCollector(Collector):
             "Share of prompt tokens served from the prefix cache",
             labels=["deployment"],
         )
-        for deployment in self._deployments.all():
-            stats = deployment.service.engine.stats()
+        for served in self._fleet.all():
+            name = served.deployment.name
+            stats = served.service.engine.stats()
             for field, family in families.items():
-                family.add_metric([deployment.name], float(getattr(stats, field)))
+                family.add_metric([name], float(getattr(stats, field)))
             rate = stats.prompt_tokens_reused / stats.prompt_tokens if stats.prompt_tokens else 0.0
-            hit_rate.add_metric([deployment.name], rate)
+            hit_rate.add_metric([name], rate)
         yield from families.values()
         yield hit_rate
 
 
-def registry_for(deployments: Deployments) -> CollectorRegistry:
+def registry_for(fleet: Fleet) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(deployments))
+    registry.register(EngineCollector(fleet))
     return registry
 
 

@@ -18,10 +18,12 @@ from aimi.api.auth import key_from
 from aimi.api.body import read_json_object
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
-from aimi.errors import AimiError, EngineUnavailable
+from aimi.errors import AimiError, EngineUnavailable, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
-from aimi.inference.pipeline import ChatService, ChatStream
-from aimi.platform.deployments import Deployment
+from aimi.inference.fleet import Served
+from aimi.inference.pipeline import ChatService, ChatStream, Meter
+from aimi.platform.keys import Principal
+from aimi.platform.metering import DeploymentMeter, QuotaState
 
 log = logging.getLogger("aimi.api")
 
@@ -55,18 +57,26 @@ def router() -> APIRouter:
     return r
 
 
-def deployment_for(request: Request) -> Deployment:
-    """The key chooses the deployment at the root; the URL (or the routing header) under a base."""
+async def deployment_for(request: Request) -> tuple[Served, Principal]:
+    """The key chooses the deployment at the root; the URL (or the routing header) names it under a
+    base, and the key must then be one of that deployment's. Keys are checked against the store on
+    every request, so a rotated-out key stops working at once."""
     name = request.path_params.get("deployment") or request.headers.get("azureml-model-deployment")
-    return request.app.state.deployments.authorize(key_from(request.headers), name=name)
+    fleet = request.app.state.fleet
+    served = await fleet.get(name) if name else None
+    key = key_from(request.headers)
+    principal = await asyncio.to_thread(request.app.state.platform.keys.lookup, key) if key else None
+    if principal is None or (name is not None and principal.deployment_name != name):
+        raise Unauthorized()
+    return served or await fleet.get(principal.deployment_name), principal
 
 
 async def info(request: Request) -> dict[str, str]:
-    deployment = deployment_for(request)
+    served, _ = await deployment_for(request)
     return {
-        "model_name": deployment.model_name,
+        "model_name": served.offer.name,
         "model_type": "chat-completions",
-        "model_provider_name": deployment.provider,
+        "model_provider_name": served.offer.provider,
     }
 
 
@@ -80,34 +90,51 @@ async def mistral_chat_completions(request: Request) -> Response:
 
 
 async def _chat(request: Request, *, standard: frozenset[str], default_policy: Policy) -> Response:
-    deployment = deployment_for(request)
+    served, principal = await deployment_for(request)
     raw = await read_json_object(request, limit=request.app.state.settings.max_body_bytes)
     raw = parameters.apply(
         raw, standard=standard, policy=parameters.policy_from(request.headers, default=default_policy)
     )
     chat = convert.chat_request(convert.parse_body(raw))
-    service = deployment.service
-    meta = convert.ResponseMeta(id=uuid.uuid4().hex, created=int(time.time()), model=deployment.model_name)
+    platform = request.app.state.platform
+    meter = DeploymentMeter(
+        deployment=served.deployment,
+        offer=served.offer,
+        key_id=principal.key_id,
+        quotas=platform.quotas,
+        ledger=platform.ledger,
+        streamed=chat.stream,
+    )
+    meta = convert.ResponseMeta(id=uuid.uuid4().hex, created=int(time.time()), model=served.offer.name)
     if chat.stream:
-        stream = await service.open(chat)
+        stream = await served.service.open(chat, meter)
         return StreamingResponse(
             _events(stream, meta),
             media_type=sse.MEDIA_TYPE,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_quota_headers(meter.quota)},
         )
-    result = await _complete_unless_disconnected(request, service, chat)
+    result = await _complete_unless_disconnected(request, served.service, chat, meter)
     if result is None:
         return Response(status_code=499)
     if result.finish_reason == "error":
         raise EngineUnavailable("The generation was interrupted (the server is busy or shutting down).")
-    return JSONResponse(convert.completion(result=result, **meta))
+    return JSONResponse(convert.completion(result=result, **meta), headers=_quota_headers(meter.quota))
+
+
+def _quota_headers(quota: QuotaState | None) -> dict[str, str]:
+    if quota is None:
+        return {}
+    return {
+        "x-ratelimit-remaining-requests": str(max(0, quota.remaining_requests)),
+        "x-ratelimit-remaining-tokens": str(max(0, quota.remaining_tokens)),
+    }
 
 
 async def _complete_unless_disconnected(
-    request: Request, service: ChatService, chat: ChatRequest
+    request: Request, service: ChatService, chat: ChatRequest, meter: Meter
 ) -> ChatResult | None:
     """Run a non-streamed completion, cancelling it if the client goes away meanwhile."""
-    task = asyncio.ensure_future(service.complete(chat))
+    task = asyncio.ensure_future(service.complete(chat, meter))
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_S)

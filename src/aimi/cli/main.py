@@ -5,7 +5,11 @@ from __future__ import annotations
 import click
 
 import aimi
+from aimi.cli.deployments import deployments
+from aimi.cli.keys import keys
+from aimi.cli.models import models
 from aimi.cli.serve import serve
+from aimi.cli.usage import usage
 
 
 @click.group()
@@ -14,4 +18,5 @@ def main() -> None:
     """aimi: the Azure AI Model Inference and Mistral chat APIs on your own machine."""
 
 
-main.add_command(serve)
+for command in (serve, models, deployments, keys, usage):
+    main.add_command(command)

@@ -14,8 +14,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aimi.api.app import create_app
-from aimi.platform.keys import new_key
+from aimi.api.app import Started, create_app
 from aimi.settings import Settings
 
 
@@ -61,7 +60,6 @@ def serve(log_level: str, **flags: Any) -> None:
         raise click.UsageError(str(exc)) from exc
     if settings.model is not None and not settings.model.is_file():
         raise click.UsageError(f"--model: no such file: {settings.model}")
-    settings = settings.model_copy(update={"api_key": settings.api_key or new_key()})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
@@ -76,10 +74,14 @@ def serve(log_level: str, **flags: Any) -> None:
     )
     task = progress.add_task("load", total=1.0)
     progress.start()
+    started: list[Started] = []
+
+    def on_ready(_app: object, info: Started) -> None:
+        progress.stop()
+        started.append(info)
+
     app = create_app(
-        settings,
-        on_progress=lambda value: progress.update(task, completed=value),
-        on_ready=lambda _app: progress.stop(),
+        settings, on_progress=lambda value: progress.update(task, completed=value), on_ready=on_ready
     )
     config = uvicorn.Config(
         app,
@@ -90,7 +92,7 @@ def serve(log_level: str, **flags: Any) -> None:
     )
     server = _Server(
         config,
-        banner=lambda port: _banner(console, app, settings, port),
+        banner=lambda port: _banner(console, started[0] if started else None, settings, port),
         on_exit=app.state.begin_shutdown,
     )
     try:
@@ -123,21 +125,29 @@ class _Server(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._on_exit)
 
 
-def _banner(console: Console, app: Any, settings: Settings, port: int) -> None:
-    deployment = app.state.deployments.all()[0]
+def _banner(console: Console, started: Started | None, settings: Settings, port: int) -> None:
     host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{port}"
-    endpoint = f"{base}/deployments/{deployment.name}"
-    body = '{"messages":[{"role":"user","content":"Hello!"}]}'
-    curl = (
-        f"curl {endpoint}/chat/completions -H 'api-key: {settings.api_key}' "
-        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
-    )
-    console.print(
-        f"[bold green]aimi[/] is serving [bold]{deployment.model_name}[/] as deployment "
-        f"[bold]{deployment.name}[/]"
-    )
-    console.print(f"  endpoint: {endpoint}")
-    console.print(f"  key:      {settings.api_key}")
-    console.print(f"  try it:   {curl}", soft_wrap=True)
+    target = started.target if started else None
+    if target is None:
+        console.print(f"[bold green]aimi[/] is serving every deployment at {base}/deployments/<name>")
+    else:
+        deployment = target.deployment
+        endpoint = f"{base}/deployments/{deployment.name}"
+        key = (
+            target.key
+            or f"(ends in {target.key_hint}; shown when it was made, `aimi keys regenerate` makes a new one)"
+        )
+        body = '{"messages":[{"role":"user","content":"Hello!"}]}'
+        curl = (
+            f"curl {endpoint}/chat/completions -H 'api-key: {target.key or '<key>'}' "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+        )
+        what = f"[bold]{deployment.model}[/] as deployment [bold]{deployment.name}[/]"
+        console.print(f"[bold green]aimi[/] is serving {what}")
+        console.print(f"  endpoint: {endpoint}")
+        console.print(f"  key:      {key}")
+        console.print(f"  try it:   {curl}", soft_wrap=True)
+    if started is not None and started.admin_key is not None:
+        console.print(f"  admin key for {base}/api/ and the portal (shown once): {started.admin_key.key}")
     console.print("  Ctrl-C stops the server.")

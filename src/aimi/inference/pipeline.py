@@ -6,13 +6,14 @@ One generation path: the engine always streams; `complete` is `open` folded.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from typing import Any, Literal, Protocol
 
 from aimi.engines.base import Engine, Event, Finish, GenerationRequest, Grammar, Token
-from aimi.errors import ContextLengthExceeded, InvalidRequest
+from aimi.errors import AimiError, ContextLengthExceeded, InvalidRequest
 from aimi.inference.chat import (
     Alternative,
     ChatEvent,
@@ -33,6 +34,40 @@ ChatStream = AsyncGenerator[ChatEvent, None]
 AutoToolChoice = Literal["model", "eager"]
 
 
+class Meter(Protocol):
+    """Quota admission and metering for one request (implemented by the platform)."""
+
+    async def admit(self, tokens: int) -> Any:
+        """Reserve `tokens` (prompt + max_tokens); raises RateLimited when over quota."""
+        ...
+
+    async def finish(
+        self,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        finish_reason: str | None,
+        status: int,
+        safety: dict[str, Any] | None = None,
+    ) -> None:
+        """Settle the reservation and record the request, however it ended."""
+        ...
+
+
+class _Afterwards:
+    """Work that must finish even when the request around it is cancelled (a client that went away):
+    it runs as its own task, and is awaited unless the caller is cancelled meanwhile."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
+
+
 class ChatService:
     """Runs chat requests against one engine with one prompt renderer.
 
@@ -45,6 +80,7 @@ class ChatService:
         self.engine = engine
         self.renderer = renderer
         self.auto_tool_choice = auto_tool_choice
+        self._afterwards = _Afterwards()
 
     def prepare(self, request: ChatRequest) -> GenerationRequest:
         """Render, constrain and size-check; every error here comes before any token is generated."""
@@ -101,23 +137,59 @@ class ChatService:
             return Grammar(schema_to_gbnf(fmt.schema, where="response_format.json_schema.schema"))
         return None
 
-    async def open(self, request: ChatRequest) -> ChatStream:
-        """Start generating. Admission errors (busy, shutting down) raise here, before a response
-        is committed; the returned stream must be iterated to its end or closed."""
+    async def open(self, request: ChatRequest, meter: Meter | None = None) -> ChatStream:
+        """Start generating. Quota and admission errors (over quota, busy, shutting down) raise here,
+        before a response is committed; the returned stream must be iterated to its end or closed,
+        and meters the request when it ends, however it ends."""
         generation = self.prepare(request)
+        prompt_tokens = len(generation.prompt)
+        if meter is not None:
+            await meter.admit(prompt_tokens + generation.max_tokens)
         if generation.max_tokens == 0:
-            return _empty(len(generation.prompt))
+            return self._metered(_empty(prompt_tokens), meter, prompt_tokens)
         events = aiter(self.engine.generate(generation))
         try:
             first = await anext(events)
-        except BaseException:
+        except BaseException as exc:
             await _close(events)
+            if meter is not None:
+                status = exc.status if isinstance(exc, AimiError) else 500
+                await self._afterwards.run(
+                    meter.finish(prompt_tokens=0, completion_tokens=0, finish_reason=None, status=status)
+                )
             raise
         tool_format = self.renderer.tool_format if request.calls_tools else None
-        return _assemble(request, len(generation.prompt), first, events, tool_format)
+        progress = _Progress()
+        stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
+        return self._metered(stream, meter, prompt_tokens, progress)
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        stream = await self.open(request)
+    async def _metered(
+        self, stream: ChatStream, meter: Meter | None, prompt_tokens: int, progress: _Progress | None = None
+    ) -> ChatStream:
+        """Pass the stream through; when it ends (or is abandoned), meter what was produced."""
+        done: Done | None = None
+        try:
+            async for event in stream:
+                if isinstance(event, Done):
+                    done = event
+                yield event
+        finally:
+            await stream.aclose()
+            if meter is not None:
+                completion_tokens = progress.completion_tokens if progress is not None else 0
+                if done is not None:
+                    prompt_tokens, completion_tokens = done.usage.prompt_tokens, done.usage.completion_tokens
+                await self._afterwards.run(
+                    meter.finish(
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
+                        finish_reason=done.finish_reason if done is not None else "cancelled",
+                        status=200,
+                    )
+                )
+
+    async def complete(self, request: ChatRequest, meter: Meter | None = None) -> ChatResult:
+        stream = await self.open(request, meter)
         parts: list[str] = []
         logprobs: list[TokenLogprobs] = []
         done: Done | None = None
@@ -183,12 +255,20 @@ class _CallSplitter:
         return tuple(found if parallel else found[:1])
 
 
+@dataclasses.dataclass
+class _Progress:
+    """How far an answer got, for metering one that is abandoned half-way."""
+
+    completion_tokens: int = 0
+
+
 async def _assemble(
     request: ChatRequest,
     prompt_tokens: int,
     first: Event,
     events: AsyncIterator[Event],
     tool_format: ToolFormat | None,
+    progress: _Progress,
 ) -> ChatStream:
     """Engine tokens to answer events: UTF-8 reassembled, tool calls split off, stop sequences cut,
     logprobs aligned with the text they belong to."""
@@ -211,6 +291,7 @@ async def _assemble(
         while event is not None:
             if isinstance(event, Token):
                 tokens += 1
+                progress.completion_tokens = tokens
                 text = decoder.decode(event.piece)
                 if want_logprobs:
                     pending.append(

@@ -1,15 +1,27 @@
-"""Deployments: a name (part of the endpoint URL) bound to a model, its engine and its keys."""
+"""Projects and deployments: a deployment is a model from the catalog, given a name that becomes
+its endpoint URL (`{base}/deployments/{name}`), two keys, quotas and a safety policy. One deployment
+per model per project; the first deployment of an offer in a project records the terms acceptance."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from aimi.errors import NotFound, Unauthorized
-from aimi.inference.pipeline import ChatService
-from aimi.platform.keys import key_hash, matches
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from aimi.db.database import Database
+from aimi.db.tables import DeploymentRow, Project, TermsAcceptance
+from aimi.errors import Conflict, InvalidRequest, NotFound
+from aimi.platform.catalog import EMBEDDED, Catalog, Offer
+from aimi.platform.keys import IssuedKey, KeyStore
 
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+DEFAULT_REQUESTS_PER_MINUTE = 1000
+DEFAULT_TOKENS_PER_MINUTE = 200_000
 
 
 def slug(text: str) -> str:
@@ -18,50 +30,167 @@ def slug(text: str) -> str:
     return out[:64].rstrip("-") or "model"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deployment:
+    id: int
     name: str
-    model_name: str
-    provider: str
-    service: ChatService
-    key_hashes: list[bytes] = field(default_factory=list)
-
-    def opens(self, key: str) -> bool:
-        # Check every stored hash so the time taken does not tell which one matched.
-        found = False
-        for stored in self.key_hashes:
-            found |= matches(key, stored)
-        return found
+    project: str
+    model: str
+    source: str
+    requests_per_minute: int
+    tokens_per_minute: int
+    created_at: datetime
+    safety: dict[str, Any] = field(default_factory=dict)
 
 
-class Deployments:
-    """The deployments this process serves, found by name or by key."""
+@dataclass(frozen=True)
+class Created:
+    deployment: Deployment
+    keys: tuple[IssuedKey, ...]
+    terms_accepted: bool
+    """True when this deployment subscribed its project to the offer (first of its kind there)."""
 
-    def __init__(self) -> None:
-        self._by_name: dict[str, Deployment] = {}
 
-    def add(self, deployment: Deployment, *, keys: list[str]) -> None:
-        deployment.key_hashes = [key_hash(k) for k in keys]
-        self._by_name[deployment.name] = deployment
+def check_source(source: str) -> str:
+    """`embedded`, an existing GGUF file, or an http(s) URL of an upstream server."""
+    if source == EMBEDDED or re.match(r"^https?://[^\s/]+", source):
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InvalidRequest(
+            f"The source '{source}' is neither a file on this machine nor an http(s) URL.", param="source"
+        )
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise InvalidRequest(f"The source '{source}' is not a GGUF file.", param="source")
+    return str(path.resolve())
 
-    def all(self) -> list[Deployment]:
-        return list(self._by_name.values())
 
-    def named(self, name: str) -> Deployment:
-        deployment = self._by_name.get(name)
-        if deployment is None:
-            raise NotFound(f"Deployment '{name}' not found.")
-        return deployment
+def _deployment(row: DeploymentRow, project: str) -> Deployment:
+    return Deployment(
+        id=row.id,
+        name=row.name,
+        project=project,
+        model=row.model_name,
+        source=row.source,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        created_at=row.created_at,
+        safety=dict(row.safety or {}),
+    )
 
-    def authorize(self, key: str | None, *, name: str | None = None) -> Deployment:
-        """The deployment this key opens (the named one, when a name is given)."""
-        if name is not None:
-            deployment = self.named(name)
-            if key and deployment.opens(key):
-                return deployment
-            raise Unauthorized()
-        if key:
-            opened = [d for d in self._by_name.values() if d.opens(key)]
-            if opened:
-                return opened[0]
-        raise Unauthorized()
+
+class DeploymentStore:
+    def __init__(self, db: Database, catalog: Catalog, keys: KeyStore) -> None:
+        self._db = db
+        self.catalog = catalog
+        self.keys = keys
+
+    def create(
+        self,
+        *,
+        project: str,
+        model: str,
+        name: str,
+        source: str | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        primary_key: str | None = None,
+        safety: dict[str, Any] | None = None,
+    ) -> Created:
+        if not NAME_PATTERN.match(name):
+            raise InvalidRequest(
+                f"Invalid deployment name '{name}': use 1-64 lowercase letters, digits and dashes, "
+                "starting and ending with a letter or digit.",
+                param="name",
+            )
+        if not project or len(project) > 128:
+            raise InvalidRequest("A project name needs 1-128 characters.", param="project")
+        offer = self.catalog.get(model)
+        chosen = source or offer.source
+        if chosen is None:
+            raise InvalidRequest(
+                f"The weights of '{model}' are not on this machine: give a source, a GGUF file or the URL "
+                "of an upstream server (aimi never downloads models).",
+                param="source",
+            )
+        chosen = check_source(chosen)
+        rpm = requests_per_minute if requests_per_minute is not None else DEFAULT_REQUESTS_PER_MINUTE
+        tpm = tokens_per_minute if tokens_per_minute is not None else DEFAULT_TOKENS_PER_MINUTE
+        if rpm < 1 or tpm < 1:
+            raise InvalidRequest("Quotas must be at least 1 per minute.", param="quota")
+        try:
+            with self._db.session() as s:
+                if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == name)) is not None:
+                    raise Conflict(f"A deployment named '{name}' already exists; names are unique.")
+                project_row = s.scalar(select(Project).where(Project.name == project))
+                if project_row is None:
+                    project_row = Project(name=project)
+                    s.add(project_row)
+                    s.flush()
+                existing = s.scalar(
+                    select(DeploymentRow.name).where(
+                        DeploymentRow.project_id == project_row.id, DeploymentRow.model_name == offer.name
+                    )
+                )
+                if existing is not None:
+                    raise Conflict(
+                        f"Project '{project}' already has a deployment of '{offer.name}' ('{existing}'); "
+                        "there can be one deployment per model per project."
+                    )
+                accepted = s.scalar(
+                    select(TermsAcceptance.id).where(
+                        TermsAcceptance.project_id == project_row.id, TermsAcceptance.model_name == offer.name
+                    )
+                )
+                if accepted is None:
+                    s.add(TermsAcceptance(project_id=project_row.id, model_name=offer.name))
+                row = DeploymentRow(
+                    name=name,
+                    project_id=project_row.id,
+                    model_name=offer.name,
+                    source=chosen,
+                    requests_per_minute=rpm,
+                    tokens_per_minute=tpm,
+                    safety=safety or {},
+                )
+                s.add(row)
+                s.flush()
+                keys = (
+                    self.keys.issue(s, row.id, "primary", primary_key),
+                    self.keys.issue(s, row.id, "secondary"),
+                )
+                return Created(_deployment(row, project), keys, terms_accepted=accepted is None)
+        except IntegrityError as exc:  # a concurrent create won the race
+            raise Conflict(
+                f"A deployment named '{name}' (or of '{model}' in '{project}') already exists."
+            ) from exc
+
+    def list(self, project: str | None = None) -> list[Deployment]:
+        with self._db.session() as s:
+            query = select(DeploymentRow, Project.name).join(Project).order_by(DeploymentRow.name)
+            if project is not None:
+                query = query.where(Project.name == project)
+            return [_deployment(row, p) for row, p in s.execute(query)]
+
+    def get(self, name: str) -> Deployment:
+        with self._db.session() as s:
+            found = s.execute(
+                select(DeploymentRow, Project.name).join(Project).where(DeploymentRow.name == name)
+            ).first()
+            if found is None:
+                raise NotFound(f"Deployment '{name}' not found.")
+            return _deployment(found[0], found[1])
+
+    def find(self, project: str, model: str) -> Deployment | None:
+        return next((d for d in self.list(project) if d.model == model), None)
+
+    def delete(self, name: str) -> None:
+        with self._db.session() as s:
+            row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
+            if row is None:
+                raise NotFound(f"Deployment '{name}' not found.")
+            s.delete(row)
+
+    def offer(self, deployment: Deployment) -> Offer:
+        return self.catalog.get(deployment.model)

@@ -1,0 +1,164 @@
+"""The management API under `/api/` (admin key): catalog, deployments, keys, usage.
+Everything the CLI does, as JSON; documented in `/openapi.json`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from aimi.api.auth import key_from
+from aimi.api.schemas.management import (
+    CreatedOut,
+    DeploymentIn,
+    DeploymentOut,
+    IssuedKeyOut,
+    KeyOut,
+    ModelIn,
+    ModelOut,
+    Period,
+    UsageLineOut,
+    UsageOut,
+)
+from aimi.errors import Unauthorized
+from aimi.platform.catalog import Offer
+from aimi.platform.deployments import Deployment
+from aimi.platform.keys import Which
+from aimi.platform.usage import UsageLine, parse_since
+
+
+async def require_admin(request: Request) -> None:
+    key = key_from(request.headers)
+    if not key or not await asyncio.to_thread(request.app.state.platform.keys.is_admin, key):
+        raise Unauthorized()
+
+
+def router() -> APIRouter:
+    r = APIRouter(dependencies=[Depends(require_admin)])
+    r.add_api_route("/models", list_models, methods=["GET"], summary="The model catalog")
+    r.add_api_route(
+        "/models", add_model, methods=["POST"], status_code=201, summary="Add a model to the catalog"
+    )
+    r.add_api_route("/models/{name}", show_model, methods=["GET"], summary="One catalog entry")
+    r.add_api_route("/deployments", list_deployments, methods=["GET"], summary="Deployments")
+    r.add_api_route(
+        "/deployments",
+        create_deployment,
+        methods=["POST"],
+        status_code=201,
+        summary="Deploy a catalog model (its name becomes the endpoint URL)",
+    )
+    r.add_api_route("/deployments/{name}", show_deployment, methods=["GET"], summary="One deployment")
+    r.add_api_route(
+        "/deployments/{name}",
+        delete_deployment,
+        methods=["DELETE"],
+        status_code=204,
+        summary="Delete a deployment",
+    )
+    r.add_api_route(
+        "/deployments/{name}/keys", show_keys, methods=["GET"], summary="A deployment's keys (hints)"
+    )
+    r.add_api_route(
+        "/deployments/{name}/keys/{which}/regenerate",
+        regenerate_key,
+        methods=["POST"],
+        summary="Replace the primary or the secondary key; the other keeps working",
+    )
+    r.add_api_route("/usage", usage, methods=["GET"], summary="Requests, tokens and cost, with totals")
+    return r
+
+
+def _model(offer: Offer) -> ModelOut:
+    return ModelOut(**{field: getattr(offer, field) for field in ModelOut.model_fields})
+
+
+def _deployment(request: Request, deployment: Deployment, keys: list[KeyOut] | None = None) -> DeploymentOut:
+    base = str(request.base_url).rstrip("/")
+    return DeploymentOut(
+        name=deployment.name,
+        project=deployment.project,
+        model=deployment.model,
+        source=deployment.source,
+        requests_per_minute=deployment.requests_per_minute,
+        tokens_per_minute=deployment.tokens_per_minute,
+        created_at=deployment.created_at,
+        endpoint=f"{base}/deployments/{deployment.name}",
+        keys=keys or [],
+    )
+
+
+async def list_models(request: Request) -> list[ModelOut]:
+    offers = await asyncio.to_thread(request.app.state.platform.catalog.list)
+    return [_model(o) for o in offers]
+
+
+async def show_model(request: Request, name: str) -> ModelOut:
+    return _model(await asyncio.to_thread(request.app.state.platform.catalog.get, name))
+
+
+async def add_model(request: Request, body: ModelIn) -> ModelOut:
+    offer = Offer(**body.model_dump())
+    return _model(await asyncio.to_thread(request.app.state.platform.catalog.add, offer))
+
+
+async def list_deployments(request: Request, project: str | None = None) -> list[DeploymentOut]:
+    found = await asyncio.to_thread(request.app.state.platform.deployments.list, project)
+    return [_deployment(request, d) for d in found]
+
+
+async def create_deployment(request: Request, body: DeploymentIn) -> CreatedOut:
+    platform = request.app.state.platform
+    created = await asyncio.to_thread(lambda: platform.deployments.create(**body.model_dump()))
+    await request.app.state.fleet.reconcile()  # served from this response on
+    offer = await asyncio.to_thread(platform.catalog.get, created.deployment.model)
+    return CreatedOut(
+        deployment=_deployment(request, created.deployment),
+        keys=[IssuedKeyOut(which=k.which, key=k.key) for k in created.keys],
+        terms_accepted=created.terms_accepted,
+        terms=offer.terms,
+    )
+
+
+async def show_deployment(request: Request, name: str) -> DeploymentOut:
+    platform = request.app.state.platform
+    deployment = await asyncio.to_thread(platform.deployments.get, name)
+    keys = await show_keys(request, name)
+    return _deployment(request, deployment, keys)
+
+
+async def delete_deployment(request: Request, name: str) -> Response:
+    await asyncio.to_thread(request.app.state.platform.deployments.delete, name)
+    await request.app.state.fleet.reconcile()
+    return Response(status_code=204)
+
+
+async def show_keys(request: Request, name: str) -> list[KeyOut]:
+    keys = await asyncio.to_thread(request.app.state.platform.keys.show, name)
+    return [KeyOut(id=k.id, which=k.which, hint=k.hint, created_at=k.created_at) for k in keys]
+
+
+async def regenerate_key(request: Request, name: str, which: Which) -> IssuedKeyOut:
+    issued = await asyncio.to_thread(request.app.state.platform.keys.regenerate, name, which)
+    return IssuedKeyOut(which=issued.which, key=issued.key)
+
+
+def _line(line: UsageLine) -> UsageLineOut:
+    return UsageLineOut(
+        deployment=line.deployment,
+        period=line.period,
+        requests=line.requests,
+        prompt_tokens=line.prompt_tokens,
+        completion_tokens=line.completion_tokens,
+        total_tokens=line.total_tokens,
+        cost=line.cost,
+    )
+
+
+async def usage(
+    request: Request, deployment: str | None = None, since: str | None = None, by: Period | None = None
+) -> UsageOut:
+    start = parse_since(since) if since else None
+    ledger = request.app.state.platform.ledger
+    lines, total = await asyncio.to_thread(lambda: ledger.summary(deployment=deployment, since=start, by=by))
+    return UsageOut(lines=[_line(x) for x in lines], total=_line(total))

@@ -1,0 +1,132 @@
+"""The deployments this process serves: one engine per model source (shared by the deployments that
+use it) and one chat service per deployment, kept in step with the deployment store.
+
+Deployments are read at start and again whenever a request names one this process does not know yet,
+so a deployment created while the server runs (through the API or the CLI) is served at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aimi.engines.base import Engine
+from aimi.errors import NotFound
+from aimi.inference.pipeline import AutoToolChoice, ChatService
+from aimi.inference.prompts import renderer_for
+from aimi.platform.catalog import Offer
+from aimi.platform.deployments import Deployment, DeploymentStore
+
+log = logging.getLogger("aimi.inference")
+
+EngineFactory = Callable[[str, Offer], Engine]
+_MISS_REFRESH_S = 1.0
+
+
+@dataclass
+class Served:
+    deployment: Deployment
+    offer: Offer
+    service: ChatService
+
+
+@dataclass
+class _Loaded:
+    engine: Engine
+    users: int = 0
+
+
+class Fleet:
+    def __init__(
+        self,
+        *,
+        store: DeploymentStore,
+        engine_factory: EngineFactory,
+        auto_tool_choice: AutoToolChoice = "model",
+        shutdown_grace_s: float = 0.0,
+    ) -> None:
+        self._store = store
+        self._factory = engine_factory
+        self._auto_tool_choice = auto_tool_choice
+        self._grace = shutdown_grace_s
+        self._served: dict[str, Served] = {}
+        self._engines: dict[str, _Loaded] = {}
+        self._lock = asyncio.Lock()
+        self._last_refresh = 0.0
+        self._stopping: asyncio.Future[None] | None = None
+
+    def all(self) -> list[Served]:
+        return list(self._served.values())
+
+    def engines(self) -> list[Engine]:
+        return [loaded.engine for loaded in self._engines.values()]
+
+    async def get(self, name: str) -> Served:
+        served = self._served.get(name)
+        if served is None and time.monotonic() - self._last_refresh > _MISS_REFRESH_S:
+            await self.reconcile()
+            served = self._served.get(name)
+        if served is None:
+            raise NotFound(f"Deployment '{name}' not found.")
+        return served
+
+    async def reconcile(self) -> None:
+        """Load what the store has and this process does not; let go of what it no longer has."""
+        async with self._lock:
+            self._last_refresh = time.monotonic()
+            wanted = {d.name: d for d in await asyncio.to_thread(self._store.list)}
+            for name in [n for n in self._served if n not in wanted]:
+                await self._unload(self._served.pop(name))
+            for name, deployment in wanted.items():
+                current = self._served.get(name)
+                if current is not None and current.deployment.source == deployment.source:
+                    current.deployment = deployment  # quotas or policy may have changed
+                    continue
+                if current is not None:
+                    await self._unload(self._served.pop(name))
+                try:
+                    self._served[name] = await self._load(deployment)
+                except Exception:
+                    log.exception("could not load deployment %s (source %s)", name, deployment.source)
+
+    async def _load(self, deployment: Deployment) -> Served:
+        offer = await asyncio.to_thread(self._store.offer, deployment)
+        loaded = self._engines.get(deployment.source)
+        if loaded is None:
+            engine = self._factory(deployment.source, offer)
+            await engine.start()
+            loaded = self._engines[deployment.source] = _Loaded(engine)
+        loaded.users += 1
+        engine = loaded.engine
+        service = ChatService(
+            engine=engine,
+            renderer=renderer_for(engine.info, engine.tokenize),
+            auto_tool_choice=self._auto_tool_choice,
+        )
+        log.info("serving deployment %s (%s from %s)", deployment.name, offer.name, deployment.source)
+        return Served(deployment, offer, service)
+
+    async def _unload(self, served: Served) -> None:
+        loaded = self._engines.get(served.deployment.source)
+        if loaded is None:
+            return
+        loaded.users -= 1
+        if loaded.users <= 0:
+            del self._engines[served.deployment.source]
+            await loaded.engine.stop(self._grace)
+
+    async def stop(self) -> None:
+        """Drain every engine (running answers get `shutdown_grace_s`); safe to call twice."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        async with self._lock:
+            engines = [loaded.engine for loaded in self._engines.values()]
+            self._engines.clear()
+            self._served.clear()
+        await asyncio.gather(*(engine.stop(self._grace) for engine in engines))

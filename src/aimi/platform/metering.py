@@ -1,0 +1,85 @@
+"""Metering one request: quota admission before it runs, and after it ends (always, also when it
+is aborted) quota settlement and its row in the usage ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aimi.platform.catalog import Offer
+from aimi.platform.deployments import Deployment
+from aimi.platform.quotas import Admission, Limits, QuotaStore
+from aimi.platform.usage import UsageEntry, UsageLedger
+
+log = logging.getLogger("aimi.platform")
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    remaining_requests: int
+    remaining_tokens: int
+
+
+class DeploymentMeter:
+    """Implements the pipeline's `Meter` port for one request on one deployment."""
+
+    def __init__(
+        self,
+        *,
+        deployment: Deployment,
+        offer: Offer,
+        key_id: int | None,
+        quotas: QuotaStore,
+        ledger: UsageLedger,
+        streamed: bool,
+    ) -> None:
+        self._deployment = deployment
+        self._offer = offer
+        self._key_id = key_id
+        self._quotas = quotas
+        self._ledger = ledger
+        self._streamed = streamed
+        self._admission: Admission | None = None
+        self._started = time.monotonic()
+        self.quota: QuotaState | None = None
+
+    async def admit(self, tokens: int) -> QuotaState:
+        limits = Limits(self._deployment.requests_per_minute, self._deployment.tokens_per_minute)
+        self._admission = await self._quotas.admit(self._deployment.name, limits, tokens)
+        self.quota = QuotaState(self._admission.remaining_requests, self._admission.remaining_tokens)
+        return self.quota
+
+    async def finish(
+        self,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        finish_reason: str | None,
+        status: int,
+        safety: dict[str, Any] | None = None,
+    ) -> None:
+        """Settle the reservation to the tokens really used and write the ledger row."""
+        used = prompt_tokens + completion_tokens
+        try:
+            if self._admission is not None:
+                await self._quotas.settle(self._deployment.name, self._admission, used)
+            entry = UsageEntry(
+                deployment=self._deployment.name,
+                project=self._deployment.project,
+                model=self._offer.name,
+                key_id=self._key_id,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                finish_reason=finish_reason,
+                status=status,
+                latency_ms=int((time.monotonic() - self._started) * 1000),
+                streamed=self._streamed,
+                cost=self._offer.cost(prompt_tokens, completion_tokens),
+                safety=safety,
+            )
+            await asyncio.to_thread(self._ledger.record, entry)
+        except Exception:  # metering must never break an answer already given; it is logged
+            log.exception("could not meter a request on %s", self._deployment.name)
