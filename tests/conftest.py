@@ -34,7 +34,7 @@ def engine() -> ScriptedEngine:
 @pytest.fixture
 async def client(engine: ScriptedEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app in process (streams arrive buffered)."""
-    app = create_app(Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path), engine=engine)
+    app = create_app(Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path, safety=False), engine=engine)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

@@ -4,6 +4,7 @@
     ├── InvalidRequest                 400 invalid_request
     │   ├── MalformedJson              400 invalid_json
     │   ├── ExtraParametersNotAllowed  400 extra_parameters_not_allowed
+    │   ├── ContentFiltered            400 content_filter          (carries the safety decision)
     │   └── ContextLengthExceeded      400 context_length_exceeded
     ├── Unauthorized                   401 Unauthorized
     ├── NotFound                       404 NotFound
@@ -52,6 +53,20 @@ class ExtraParametersNotAllowed(InvalidRequest):
             f"Extra parameters {names!r} are not allowed when extra-parameters is not set or set to be "
             "'error'. Set extra-parameters to 'pass-through' to pass to the model."
         )
+
+
+class ContentFiltered(InvalidRequest):
+    """The prompt was blocked by the deployment's content-safety policy."""
+
+    code = "content_filter"
+
+    def __init__(self, decision: Any) -> None:
+        super().__init__(
+            "The response was filtered due to the prompt triggering Microsoft's content management policy. "
+            "Please modify your prompt and retry.",
+            param="prompt",
+        )
+        self.decision = decision
 
 
 class ContextLengthExceeded(InvalidRequest):

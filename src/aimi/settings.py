@@ -48,3 +48,6 @@ class Settings(BaseSettings):
     tool_choice_auto: Literal["model", "eager"] = "model"
     """With tools and `tool_choice: auto`: `model` lets the model decide between text and a call;
     `eager` starts every turn that answers a user message with a call (for models too small to decide)."""
+    safety: bool | None = None
+    """Turn content safety on or off for the served deployment (kept with it); None leaves it as it is
+    (on for a new deployment)."""

@@ -64,7 +64,9 @@ def roomy_engine() -> RoomyEngine:
 
 @pytest.fixture
 async def roomy_client(roomy_engine: RoomyEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path), engine=roomy_engine)
+    app = create_app(
+        Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path, safety=False), engine=roomy_engine
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(

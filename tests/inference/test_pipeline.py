@@ -71,7 +71,7 @@ async def test_a_prompt_and_max_tokens_over_the_context_is_refused_before_genera
 
 async def test_closing_a_stream_early_cancels_the_generation() -> None:
     engine = ScriptedEngine([b"a"] * 40, delay_s=0.01)
-    stream = await service(engine).open(ask(max_tokens=40))
+    stream = (await service(engine).open(ask(max_tokens=40))).events
     seen = [await anext(stream) for _ in range(3)]
     await stream.aclose()
     assert all(isinstance(e, Delta) for e in seen)
@@ -80,7 +80,7 @@ async def test_closing_a_stream_early_cancels_the_generation() -> None:
 
 async def test_a_stream_ends_with_done_carrying_usage() -> None:
     engine = ScriptedEngine([b"x", b"y"])
-    stream = await service(engine).open(ask(max_tokens=5))
+    stream = (await service(engine).open(ask(max_tokens=5))).events
     events = [event async for event in stream]
     assert isinstance(events[-1], Done)
     assert events[-1].usage.completion_tokens == 2

@@ -19,7 +19,7 @@ from aimi.engines.base import Engine
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
 from aimi.errors import InvalidRequest
-from aimi.inference.fleet import EngineFactory, Fleet
+from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
 from aimi.platform.catalog import EMBEDDED, Catalog, Offer
 from aimi.platform.deployments import DeploymentStore
 from aimi.platform.keys import IssuedKey, KeyStore
@@ -87,8 +87,10 @@ def create_app(
     engine: Engine | None = None,
     on_ready: Callable[[FastAPI, Started], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    safety_filters: Callable[[], Filters] = load_offline_filters,
 ) -> FastAPI:
-    """The ASGI app. `engine` (for tests) serves every deployment instead of llama.cpp engines."""
+    """The ASGI app. `engine` (for tests) serves every deployment instead of llama.cpp engines;
+    `safety_filters` (for tests) replaces loading the built-in content-safety filters."""
     factory: EngineFactory = (
         (lambda _source, _offer: engine)
         if engine is not None
@@ -107,6 +109,7 @@ def create_app(
                 name=settings.name,
                 api_key=settings.api_key,
                 context_length=settings.context_size,
+                safety=settings.safety,
             )
         admin = await asyncio.to_thread(platform.keys.ensure_admin, settings.admin_key)
         fleet = Fleet(
@@ -114,6 +117,7 @@ def create_app(
             engine_factory=factory,
             auto_tool_choice=settings.tool_choice_auto,
             shutdown_grace_s=settings.shutdown_grace_s,
+            safety_filters=safety_filters,
         )
         await fleet.reconcile()
         app.state.platform = platform

@@ -25,6 +25,7 @@ from aimi.inference.chat import (
     ToolSpec,
 )
 from aimi.inference.tools import new_call_id
+from aimi.safety import Decision
 
 _UNHONOURED_MISTRAL = (
     "prediction",
@@ -305,6 +306,36 @@ def usage_object(done: Done | ChatResult) -> dict[str, int]:
     }
 
 
+def content_filter_results(decision: Decision | None, *, prompt: bool = False) -> dict[str, Any] | None:
+    """Azure's per-category shape. A category no filter evaluated says so (`evaluated: false`)
+    instead of claiming a severity; jailbreak is reported for prompts."""
+    if decision is None or not decision.enabled:
+        return None
+    out: dict[str, Any] = {}
+    for category, verdict in decision.categories.items():
+        if verdict.evaluated or verdict.severity is not None:
+            severity = verdict.severity.value if verdict.severity is not None else "safe"
+            out[category.value] = {"filtered": verdict.filtered, "severity": severity}
+        else:
+            out[category.value] = {"filtered": False, "evaluated": False}
+    if prompt and decision.jailbreak.detected is not None:
+        out["jailbreak"] = {"filtered": decision.jailbreak.filtered, "detected": decision.jailbreak.detected}
+    if decision.blocklist_matches:
+        out["custom_blocklists"] = {
+            "filtered": True,
+            "details": [
+                {"id": m.blocklist, "filtered": True, "terms": list(m.terms)}
+                for m in decision.blocklist_matches
+            ],
+        }
+    return out
+
+
+def prompt_filter_results(decision: Decision | None) -> list[dict[str, Any]] | None:
+    results = content_filter_results(decision, prompt=True)
+    return None if results is None else [{"prompt_index": 0, "content_filter_results": results}]
+
+
 def tool_calls_object(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[dict[str, Any]]:
     """`arguments` as a JSON string; `index` only in stream deltas (where OpenAI clients need it)."""
     out = []
@@ -322,7 +353,7 @@ def tool_calls_object(calls: Sequence[ToolCall], *, indexed: bool = False) -> li
 
 def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict[str, Any]:
     calls = tool_calls_object(result.tool_calls) if result.tool_calls else None
-    return {
+    body = {
         "id": id,
         "object": "chat.completion",
         "created": created,
@@ -337,6 +368,15 @@ def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict
         ],
         "usage": usage_object(result),
     }
+    _add_safety(body, result.prompt_safety, result.output_safety)
+    return body
+
+
+def _add_safety(body: dict[str, Any], prompt: Decision | None, output: Decision | None) -> None:
+    if (prompt_results := prompt_filter_results(prompt)) is not None:
+        body["prompt_filter_results"] = prompt_results
+    if (output_results := content_filter_results(output)) is not None:
+        body["choices"][0]["content_filter_results"] = output_results
 
 
 def chunk(
@@ -369,6 +409,12 @@ def delta_chunk(*, id: str, created: int, model: str, delta: Delta) -> dict[str,
         delta={"content": delta.text},
         logprobs=logprobs_object(delta.logprobs) if delta.logprobs else None,
     )
+
+
+def first_chunk(*, id: str, created: int, model: str, prompt_safety: Decision | None) -> dict[str, Any]:
+    body = chunk(id=id, created=created, model=model, delta={"role": "assistant", "content": ""})
+    _add_safety(body, prompt_safety, None)
+    return body
 
 
 def final_chunk(*, id: str, created: int, model: str, done: Done) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aimi.api import convert
 from aimi.errors import (
     AimiError,
+    ContentFiltered,
     EngineUnavailable,
     ExtraParametersNotAllowed,
     InvalidRequest,
@@ -40,6 +42,11 @@ def envelope(error: AimiError) -> dict[str, Any]:
     }
     if isinstance(error, ExtraParametersNotAllowed):
         body["detail"] = error.message
+    if isinstance(error, ContentFiltered):
+        body["error"]["innererror"] = {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": convert.content_filter_results(error.decision, prompt=True),
+        }
     if isinstance(error, ParameterNotSupported):
         body["detail"] = [
             {

@@ -4,6 +4,7 @@ Everything the CLI does, as JSON; documented in `/openapi.json`."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -17,6 +18,7 @@ from aimi.api.schemas.management import (
     ModelIn,
     ModelOut,
     Period,
+    SafetyIn,
     UsageLineOut,
     UsageOut,
 )
@@ -25,6 +27,7 @@ from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment
 from aimi.platform.keys import Which
 from aimi.platform.usage import UsageLine, parse_since
+from aimi.safety.config import policy_from_dict, policy_to_dict
 
 
 async def require_admin(request: Request) -> None:
@@ -162,3 +165,20 @@ async def usage(
     ledger = request.app.state.platform.ledger
     lines, total = await asyncio.to_thread(lambda: ledger.summary(deployment=deployment, since=start, by=by))
     return UsageOut(lines=[_line(x) for x in lines], total=_line(total))
+
+
+async def show_safety(request: Request, name: str) -> dict[str, Any]:
+    deployment = await asyncio.to_thread(request.app.state.platform.deployments.get, name)
+    return policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
+
+
+async def set_safety(request: Request, name: str, body: SafetyIn) -> dict[str, Any]:
+    """E.g. `{"enabled": true, "input": {"hate": "low"}, "output": {"violence": "high"},
+    "block_jailbreak": true, "blocklists": [{"name": "legal", "terms": ["lawsuit"], "patterns": []}],
+    "judge": "my-mistral"}`; unset fields take the defaults (medium)."""
+    raw = {k: v for k, v in body.model_dump().items() if v is not None}  # nested None: never block
+    policy_from_dict(raw)  # validate
+    platform = request.app.state.platform
+    await asyncio.to_thread(platform.deployments.set_safety, name, raw)
+    await request.app.state.fleet.reconcile()
+    return await show_safety(request, name)

@@ -21,7 +21,7 @@ from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatComp
 from aimi.errors import AimiError, EngineUnavailable, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
 from aimi.inference.fleet import Served
-from aimi.inference.pipeline import ChatService, ChatStream, Meter
+from aimi.inference.pipeline import Answer, ChatService, Meter
 from aimi.platform.keys import Principal
 from aimi.platform.metering import DeploymentMeter, QuotaState
 
@@ -107,9 +107,9 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
     )
     meta = convert.ResponseMeta(id=uuid.uuid4().hex, created=int(time.time()), model=served.offer.name)
     if chat.stream:
-        stream = await served.service.open(chat, meter)
+        answer = await served.service.open(chat, meter)
         return StreamingResponse(
-            _events(stream, meta),
+            _events(answer, meta),
             media_type=sse.MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_quota_headers(meter.quota)},
         )
@@ -149,13 +149,14 @@ async def _complete_unless_disconnected(
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def _events(stream: ChatStream, meta: convert.ResponseMeta) -> AsyncIterator[bytes]:
+async def _events(answer: Answer, meta: convert.ResponseMeta) -> AsyncIterator[bytes]:
     """The SSE body: role first, content deltas, finish_reason + usage last, then [DONE].
 
     Errors after the first byte can no longer change the status: they end the stream with a final
     error event (seen by JS clients; Python's SDK drops it) and [DONE]."""
+    stream = answer.events
     try:
-        yield sse.event(convert.chunk(delta={"role": "assistant", "content": ""}, **meta))
+        yield sse.event(convert.first_chunk(prompt_safety=answer.prompt_safety, **meta))
         async for event in stream:
             if isinstance(event, Delta):
                 yield sse.event(convert.delta_chunk(delta=event, **meta))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from aimi.cli.context import console, fail, open_from, platform_options
 from aimi.errors import AimiError
+from aimi.safety.config import policy_from_dict, policy_to_dict
 
 
 @click.group()
@@ -117,3 +119,77 @@ def delete(name: str, data_dir: Path | None, database_url: str | None) -> None:
     except AimiError as exc:
         raise fail(exc) from exc
     click.echo(f"deleted {name}")
+
+
+@deployments.command("safety")
+@click.argument("name")
+@click.option("--on/--off", "enabled", default=None, help="Turn content safety on or off")
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="CATEGORY=LEVEL",
+    help="Block prompts at this severity: hate|sexual|violence|self_harm = low|medium|high|none",
+)
+@click.option("--output", "outputs", multiple=True, metavar="CATEGORY=LEVEL", help="The same for completions")
+@click.option(
+    "--jailbreak/--no-jailbreak", default=None, help="Block prompts with a detected jailbreak attempt"
+)
+@click.option(
+    "--blocklist",
+    "blocklists",
+    multiple=True,
+    metavar="NAME=TERM,TERM",
+    help="A blocklist of exact terms (case-insensitive, whole words); repeat for more lists",
+)
+@click.option(
+    "--blocklist-pattern", "patterns", multiple=True, metavar="NAME=REGEX", help="A regex blocklist"
+)
+@click.option("--judge", metavar="DEPLOYMENT", help="Also ask this chat deployment to classify (''=no judge)")
+@platform_options
+def safety(
+    name: str,
+    enabled: bool | None,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    jailbreak: bool | None,
+    blocklists: tuple[str, ...],
+    patterns: tuple[str, ...],
+    judge: str | None,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    """Show or change a deployment's content-safety policy."""
+    platform = open_from(data_dir, database_url)
+    try:
+        current = policy_to_dict(
+            policy_from_dict(platform.deployments.get(name).safety),
+            judge=platform.deployments.get(name).safety.get("judge"),
+        )
+        if enabled is not None:
+            current["enabled"] = enabled
+        for direction, settings in (("input", inputs), ("output", outputs)):
+            for item in settings:
+                category, _, level = item.partition("=")
+                current[direction][category] = None if level == "none" else level
+        if jailbreak is not None:
+            current["block_jailbreak"] = jailbreak
+        lists = {b["name"]: b for b in current["blocklists"]}
+        for item in blocklists:
+            list_name, _, terms = item.partition("=")
+            lists.setdefault(list_name, {"name": list_name, "terms": [], "patterns": []})["terms"] += (
+                terms.split(",")
+            )
+        for item in patterns:
+            list_name, _, pattern = item.partition("=")
+            lists.setdefault(list_name, {"name": list_name, "terms": [], "patterns": []})["patterns"].append(
+                pattern
+            )
+        current["blocklists"] = list(lists.values())
+        if judge is not None:
+            current["judge"] = judge or None
+        policy_from_dict(current)  # validate before storing
+        stored = platform.deployments.set_safety(name, current).safety
+    except AimiError as exc:
+        raise fail(exc) from exc
+    click.echo(json.dumps(stored, indent=2))

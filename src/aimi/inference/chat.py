@@ -130,6 +130,8 @@ class Done:
     usage: Usage
     message: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    output_safety: Any = None
+    """The content-safety decision on the completion (None when safety is not configured)."""
 
 
 ChatEvent = Delta | Done
@@ -144,3 +146,5 @@ class ChatResult:
     usage: Usage
     logprobs: tuple[TokenLogprobs, ...] | None
     tool_calls: tuple[ToolCall, ...] = ()
+    prompt_safety: Any = None
+    output_safety: Any = None

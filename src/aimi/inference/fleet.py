@@ -12,18 +12,28 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aimi.engines.base import Engine
+from aimi.engines.base import Engine, Sampling
 from aimi.errors import NotFound
+from aimi.inference.chat import ChatRequest, Message, ResponseFormat
 from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
+from aimi.safety import Ask, ClassifierFilter, JudgeFilter, SafetyFilter, SafetyService, offline_filters
+from aimi.safety.config import policy_from_dict
 
 log = logging.getLogger("aimi.inference")
 
 EngineFactory = Callable[[str, Offer], Engine]
+Filters = tuple[list[SafetyFilter], list[SafetyFilter]]
 _MISS_REFRESH_S = 1.0
+
+
+def load_offline_filters() -> Filters:
+    """The built-in filters (the classifier's weights load once, ~1-2 s)."""
+    return offline_filters(ClassifierFilter.load())
 
 
 @dataclass
@@ -47,8 +57,11 @@ class Fleet:
         engine_factory: EngineFactory,
         auto_tool_choice: AutoToolChoice = "model",
         shutdown_grace_s: float = 0.0,
+        safety_filters: Callable[[], Filters] = load_offline_filters,
     ) -> None:
         self._store = store
+        self._load_filters = safety_filters
+        self._filters: Filters | None = None
         self._factory = engine_factory
         self._auto_tool_choice = auto_tool_choice
         self._grace = shutdown_grace_s
@@ -83,7 +96,9 @@ class Fleet:
             for name, deployment in wanted.items():
                 current = self._served.get(name)
                 if current is not None and current.deployment.source == deployment.source:
-                    current.deployment = deployment  # quotas or policy may have changed
+                    if current.deployment.safety != deployment.safety:
+                        current.service.safety = await self._safety(deployment)
+                    current.deployment = deployment  # quotas may have changed too
                     continue
                 if current is not None:
                     await self._unload(self._served.pop(name))
@@ -105,9 +120,39 @@ class Fleet:
             engine=engine,
             renderer=renderer_for(engine.info, engine.tokenize),
             auto_tool_choice=self._auto_tool_choice,
+            safety=await self._safety(deployment),
         )
         log.info("serving deployment %s (%s from %s)", deployment.name, offer.name, deployment.source)
         return Served(deployment, offer, service)
+
+    async def _safety(self, deployment: Deployment) -> SafetyService | None:
+        """The deployment's content-safety service; None when its policy turns safety off."""
+        policy = policy_from_dict(deployment.safety)
+        if not policy.enabled:
+            return None
+        if self._filters is None:
+            self._filters = await asyncio.to_thread(self._load_filters)
+        inputs, outputs = self._filters
+        judge = deployment.safety.get("judge")
+        if judge:
+            model_judge = JudgeFilter(self._asker(str(judge)))
+            inputs, outputs = [*inputs, model_judge], [*outputs, model_judge]
+        return SafetyService(policy, input_filters=inputs, output_filters=outputs)
+
+    def _asker(self, judge: str) -> Ask:
+        """The model judge asks another deployment for a JSON verdict, constrained by its schema."""
+
+        async def ask(messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+            served = await self.get(judge)
+            request = ChatRequest(
+                messages=tuple(Message(m["role"], m["content"]) for m in messages),  # type: ignore[arg-type]
+                sampling=Sampling(temperature=0),
+                max_tokens=256,
+                response_format=ResponseFormat("json_schema", schema=schema),
+            )
+            return (await served.service.complete(request)).text
+
+        return ask
 
     async def _unload(self, served: Served) -> None:
         loaded = self._engines.get(served.deployment.source)

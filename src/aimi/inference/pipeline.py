@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Literal, Protocol
 
 from aimi.engines.base import Engine, Event, Finish, GenerationRequest, Grammar, Token
-from aimi.errors import AimiError, ContextLengthExceeded, InvalidRequest
+from aimi.errors import AimiError, ContentFiltered, ContextLengthExceeded, InvalidRequest
 from aimi.inference.chat import (
     Alternative,
     ChatEvent,
@@ -29,6 +29,8 @@ from aimi.inference.prompts import PromptRenderer, with_safe_prompt
 from aimi.inference.schemas import json_object_gbnf, schema_to_gbnf
 from aimi.inference.stops import StopMatcher
 from aimi.inference.tools import MistralCalls, ToolFormat
+from aimi.safety import Decision, OutputWindow, SafetyService
+from aimi.safety.config import verdict_record
 
 ChatStream = AsyncGenerator[ChatEvent, None]
 AutoToolChoice = Literal["model", "eager"]
@@ -54,6 +56,14 @@ class Meter(Protocol):
         ...
 
 
+@dataclasses.dataclass
+class Answer:
+    """A started answer: its events, and what content safety said of the prompt."""
+
+    events: ChatStream
+    prompt_safety: Decision | None = None
+
+
 class _Afterwards:
     """Work that must finish even when the request around it is cancelled (a client that went away):
     it runs as its own task, and is awaited unless the caller is cancelled meanwhile."""
@@ -75,11 +85,17 @@ class ChatService:
     on offer and `tool_choice: auto`, a turn that answers a user message starts with a call."""
 
     def __init__(
-        self, *, engine: Engine, renderer: PromptRenderer, auto_tool_choice: AutoToolChoice = "model"
+        self,
+        *,
+        engine: Engine,
+        renderer: PromptRenderer,
+        auto_tool_choice: AutoToolChoice = "model",
+        safety: SafetyService | None = None,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
         self.auto_tool_choice = auto_tool_choice
+        self.safety = safety
         self._afterwards = _Afterwards()
 
     def prepare(self, request: ChatRequest) -> GenerationRequest:
@@ -137,34 +153,53 @@ class ChatService:
             return Grammar(schema_to_gbnf(fmt.schema, where="response_format.json_schema.schema"))
         return None
 
-    async def open(self, request: ChatRequest, meter: Meter | None = None) -> ChatStream:
-        """Start generating. Quota and admission errors (over quota, busy, shutting down) raise here,
-        before a response is committed; the returned stream must be iterated to its end or closed,
-        and meters the request when it ends, however it ends."""
+    async def open(self, request: ChatRequest, meter: Meter | None = None) -> Answer:
+        """Start answering: prompt checks, quota, the prompt's content safety and engine admission
+        all happen here and raise before a response is committed. The returned events must be
+        iterated to their end or closed; they meter the request when it ends, however it ends."""
         generation = self.prepare(request)
         prompt_tokens = len(generation.prompt)
         if meter is not None:
             await meter.admit(prompt_tokens + generation.max_tokens)
+        prompt_safety = None
+        if self.safety is not None:
+            prompt_safety = await self.safety.check_input(_prompt_text(request))
+            if prompt_safety.filtered:
+                await self._refused(meter, 400, {"input": verdict_record(prompt_safety)})
+                raise ContentFiltered(prompt_safety)
         if generation.max_tokens == 0:
-            return self._metered(_empty(prompt_tokens), meter, prompt_tokens)
+            return Answer(
+                self._metered(_empty(prompt_tokens), meter, prompt_tokens, prompt_safety), prompt_safety
+            )
         events = aiter(self.engine.generate(generation))
         try:
             first = await anext(events)
         except BaseException as exc:
             await _close(events)
-            if meter is not None:
-                status = exc.status if isinstance(exc, AimiError) else 500
-                await self._afterwards.run(
-                    meter.finish(prompt_tokens=0, completion_tokens=0, finish_reason=None, status=status)
-                )
+            await self._refused(meter, exc.status if isinstance(exc, AimiError) else 500, None)
             raise
         tool_format = self.renderer.tool_format if request.calls_tools else None
         progress = _Progress()
         stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
-        return self._metered(stream, meter, prompt_tokens, progress)
+        if self.safety is not None:
+            stream = _moderated(stream, self.safety.output_window(), prompt_tokens, progress)
+        return Answer(self._metered(stream, meter, prompt_tokens, prompt_safety, progress), prompt_safety)
+
+    async def _refused(self, meter: Meter | None, status: int, safety: dict[str, Any] | None) -> None:
+        if meter is not None:
+            await self._afterwards.run(
+                meter.finish(
+                    prompt_tokens=0, completion_tokens=0, finish_reason=None, status=status, safety=safety
+                )
+            )
 
     async def _metered(
-        self, stream: ChatStream, meter: Meter | None, prompt_tokens: int, progress: _Progress | None = None
+        self,
+        stream: ChatStream,
+        meter: Meter | None,
+        prompt_tokens: int,
+        prompt_safety: Decision | None,
+        progress: _Progress | None = None,
     ) -> ChatStream:
         """Pass the stream through; when it ends (or is abandoned), meter what was produced."""
         done: Done | None = None
@@ -179,17 +214,24 @@ class ChatService:
                 completion_tokens = progress.completion_tokens if progress is not None else 0
                 if done is not None:
                     prompt_tokens, completion_tokens = done.usage.prompt_tokens, done.usage.completion_tokens
+                safety: dict[str, Any] = {}
+                if prompt_safety is not None:
+                    safety["input"] = verdict_record(prompt_safety)
+                if done is not None and done.output_safety is not None:
+                    safety["output"] = verdict_record(done.output_safety)
                 await self._afterwards.run(
                     meter.finish(
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         finish_reason=done.finish_reason if done is not None else "cancelled",
                         status=200,
+                        safety=safety or None,
                     )
                 )
 
     async def complete(self, request: ChatRequest, meter: Meter | None = None) -> ChatResult:
-        stream = await self.open(request, meter)
+        answer = await self.open(request, meter)
+        stream = answer.events
         parts: list[str] = []
         logprobs: list[TokenLogprobs] = []
         done: Done | None = None
@@ -200,13 +242,43 @@ class ChatService:
             else:
                 done = event
         assert done is not None
+        filtered = done.finish_reason == "content_filter"  # a whole answer is withheld, not cut
         return ChatResult(
-            text="".join(parts),
+            text="" if filtered else "".join(parts),
             finish_reason=done.finish_reason,
             usage=done.usage,
-            logprobs=tuple(logprobs) if request.logprobs is not None else None,
-            tool_calls=done.tool_calls,
+            logprobs=tuple(logprobs) if request.logprobs is not None and not filtered else None,
+            tool_calls=() if filtered else done.tool_calls,
+            prompt_safety=answer.prompt_safety,
+            output_safety=done.output_safety,
         )
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    return "\n".join(m.content for m in request.messages if m.content)
+
+
+async def _moderated(
+    stream: ChatStream, window: OutputWindow, prompt_tokens: int, progress: _Progress
+) -> ChatStream:
+    """Check the completion as it streams, over a sliding window; cut it (finish_reason
+    `content_filter`) as soon as a window is blocked. What was already sent stays as it was."""
+    try:
+        async for event in stream:
+            if isinstance(event, Delta):
+                decision = await window.feed(event.text) if event.text else None
+                if decision is not None and decision.filtered:
+                    usage = Usage(prompt_tokens, progress.completion_tokens)
+                    yield Done("content_filter", usage, output_safety=decision)
+                    return
+                yield event
+            else:
+                decision = await window.close()
+                blocked = decision is not None and decision.filtered
+                reason = "content_filter" if blocked else event.finish_reason
+                yield dataclasses.replace(event, finish_reason=reason, output_safety=decision)
+    finally:
+        await stream.aclose()
 
 
 async def _empty(prompt_tokens: int) -> ChatStream:

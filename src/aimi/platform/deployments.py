@@ -185,6 +185,15 @@ class DeploymentStore:
     def find(self, project: str, model: str) -> Deployment | None:
         return next((d for d in self.list(project) if d.model == model), None)
 
+    def set_safety(self, name: str, safety: dict[str, Any]) -> Deployment:
+        """Replace a deployment's content-safety policy (validated by the caller)."""
+        with self._db.session() as s:
+            row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
+            if row is None:
+                raise NotFound(f"Deployment '{name}' not found.")
+            row.safety = dict(safety)
+        return self.get(name)
+
     def delete(self, name: str) -> None:
         with self._db.session() as s:
             row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))

@@ -28,6 +28,23 @@ class ServeTarget:
 
 
 def ensure_served(
+    store: DeploymentStore,
+    *,
+    model: Path | None,
+    name: str | None,
+    api_key: str | None,
+    context_length: int,
+    safety: bool | None = None,
+) -> ServeTarget:
+    target = _ensure(store, model=model, name=name, api_key=api_key, context_length=context_length)
+    current = target.deployment.safety
+    if safety is not None and current.get("enabled", True) != safety:
+        updated = store.set_safety(target.deployment.name, {**current, "enabled": safety})
+        target = ServeTarget(updated, target.key, target.key_hint)
+    return target
+
+
+def _ensure(
     store: DeploymentStore, *, model: Path | None, name: str | None, api_key: str | None, context_length: int
 ) -> ServeTarget:
     offer = _offer_for(store, model, context_length)
