@@ -51,3 +51,7 @@ class Settings(BaseSettings):
     safety: bool | None = None
     """Turn content safety on or off for the served deployment (kept with it); None leaves it as it is
     (on for a new deployment)."""
+    ssl_certfile: Path | None = None
+    """Serve HTTPS with this certificate (PEM); clients that insist on https (the JS SDK, Entra ID
+    tokens) need it."""
+    ssl_keyfile: Path | None = None

@@ -23,8 +23,9 @@ _VALUES: dict[str, Policy] = {
 
 
 def policy_from(headers: Headers, *, default: Policy) -> Policy:
-    """`extra-parameters` wins over the legacy `unknown-parameters`; values are case-insensitive."""
-    for header in ("extra-parameters", "unknown-parameters"):
+    """`extra-parameters` wins over the legacy `unknown-parameters`, and over `extra-params` (the
+    spelling of the seeds' JavaScript examples); values are case-insensitive."""
+    for header in ("extra-parameters", "extra-params", "unknown-parameters"):
         raw = headers.get(header)
         if raw is None:
             continue

@@ -89,6 +89,8 @@ def serve(log_level: str, **flags: Any) -> None:
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
     )
     server = _Server(
         config,
@@ -127,7 +129,8 @@ class _Server(uvicorn.Server):
 
 def _banner(console: Console, started: Started | None, settings: Settings, port: int) -> None:
     host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
-    base = f"http://{host}:{port}"
+    scheme = "https" if settings.ssl_certfile else "http"
+    base = f"{scheme}://{host}:{port}"
     target = started.target if started else None
     if target is None:
         console.print(f"[bold green]aimi[/] is serving every deployment at {base}/deployments/<name>")
