@@ -32,7 +32,9 @@ from aimi.settings import Settings
     "--name", help="Deployment name, part of the endpoint URL.  [default: from the model; env AIMI_NAME]"
 )
 @click.option(
-    "--api-key", help="The deployment key.  [default: a new random 32-character key; env AIMI_API_KEY]"
+    "--api-key",
+    help="The served deployment's primary key.  [default: a random 32-character key, made once; "
+    "env AIMI_API_KEY]",
 )
 @click.option(
     "--data-dir",
@@ -48,6 +50,28 @@ from aimi.settings import Settings
     help="Tokens one request may use, prompt + completion.  [default: 4096; env AIMI_CONTEXT_SIZE]",
 )
 @click.option("--parallel", type=int, help="Requests decoded together.  [default: 4; env AIMI_PARALLEL]")
+@click.option(
+    "--tool-choice-auto",
+    type=click.Choice(["model", "eager"]),
+    help="With tools and tool_choice auto: let the model decide (model), or start each answer to a user "
+    "message with a call (eager, for models too small to decide).  "
+    "[default: model; env AIMI_TOOL_CHOICE_AUTO]",
+)
+@click.option(
+    "--safety/--no-safety",
+    default=None,
+    help="Content safety for the served deployment (kept with it).  [default: on for a new one]",
+)
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Serve HTTPS with this PEM certificate.  [env AIMI_SSL_CERTFILE]",
+)
+@click.option(
+    "--ssl-keyfile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The certificate's private key.  [env AIMI_SSL_KEYFILE]",
+)
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]), show_default=True
 )
