@@ -8,15 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from aimi.api.app import create_app
 from aimi.settings import Settings
-from tests.fakes import ScriptedEngine
+from tests.fakes import RoomyEngine, ScriptedEngine
 
 TEST_KEY = "k" * 32
 
@@ -31,16 +33,41 @@ def engine() -> ScriptedEngine:
     return ScriptedEngine()
 
 
-@pytest.fixture
-async def client(engine: ScriptedEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def serving(settings: Settings, engine: ScriptedEngine) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app in process (streams arrive buffered)."""
-    app = create_app(Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path, safety=False), engine=engine)
+    app = create_app(settings, engine=engine)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
             transport=transport, base_url="http://aimi.test", headers={"api-key": TEST_KEY}
         ) as c:
             yield c
+
+
+def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for in-process tests: content safety off unless a test turns it on."""
+    return Settings(
+        **{"api_key": TEST_KEY, "name": "fake", "data_dir": tmp_path, "safety": False, **overrides}
+    )
+
+
+@pytest.fixture
+async def client(engine: ScriptedEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(fake_settings(tmp_path), engine) as c:
+        yield c
+
+
+@pytest.fixture
+def roomy_engine() -> RoomyEngine:
+    return RoomyEngine()
+
+
+@pytest.fixture
+async def roomy_client(roomy_engine: RoomyEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """Like `client`, with a context long enough for Mistral's safety prompt."""
+    async with serving(fake_settings(tmp_path), roomy_engine) as c:
+        yield c
 
 
 @dataclass(frozen=True)
@@ -63,16 +90,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(tmp: Path, *extra: str, key: str = TEST_KEY, name: str = "smollm2") -> Server:
+def start_server(
+    tmp: Path, *extra: str, key: str = TEST_KEY, name: str = "smollm2", env: dict[str, str] | None = None
+) -> Server:
+    """`env`: AIMI_* variables for this server (the caller's own AIMI_* are never passed on)."""
     port = free_port()
     log = open(tmp / f"serve-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIMI_")}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AIMI_")} | (env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "aimi", "serve", "--port", str(port), "--api-key", key, "--name", name,
          "--data-dir", str(tmp / "data"), "--log-level", "warning", *extra],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=environment,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

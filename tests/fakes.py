@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 
 from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo, Token, TokenLogprob
@@ -72,3 +73,11 @@ class ScriptedEngine:
         finally:
             if not completed:
                 self.cancelled += 1
+
+
+class RoomyEngine(ScriptedEngine):
+    """The scripted engine with a context long enough for Mistral's safety prompt."""
+
+    @property
+    def info(self) -> ModelInfo:
+        return dataclasses.replace(FAKE_INFO, context_length=4096)

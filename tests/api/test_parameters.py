@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from aimi.api.app import create_app
-from aimi.engines.base import ModelInfo
 from aimi.inference.prompts import SAFE_PROMPT
-from aimi.settings import Settings
-from tests.conftest import TEST_KEY
-from tests.fakes import FAKE_INFO, ScriptedEngine
+from tests.api.checks import assert_error, prompt_text
+from tests.fakes import RoomyEngine, ScriptedEngine
 
 HI = {"messages": [{"role": "user", "content": "hi"}]}
 PLAIN_PROMPT = "<user>hi<assistant>"
@@ -26,53 +20,6 @@ def extras_message(names: list[str]) -> str:
         f"Extra parameters {names!r} are not allowed when extra-parameters is not set or set to be "
         "'error'. Set extra-parameters to 'pass-through' to pass to the model."
     )
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The wire envelope every error carries: JSON `{"error": {code, message, status}}`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    error = body["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["status"] == status
-    if code is not None:
-        assert error["code"] == code
-    assert response.headers.get("x-ms-error-code") == error["code"]
-    assert "retry-after" not in response.headers
-    return body
-
-
-def prompt_text(engine: ScriptedEngine, index: int = -1) -> str:
-    """The fake tokenizer is one token per UTF-8 byte, so the prompt decodes back to its text."""
-    return bytes(engine.requests[index].prompt).decode("utf-8")
-
-
-class RoomyEngine(ScriptedEngine):
-    """The scripted engine with a context long enough for Mistral's safety prompt."""
-
-    @property
-    def info(self) -> ModelInfo:
-        return dataclasses.replace(FAKE_INFO, context_length=4096)
-
-
-@pytest.fixture
-def roomy_engine() -> RoomyEngine:
-    return RoomyEngine()
-
-
-@pytest.fixture
-async def roomy_client(roomy_engine: RoomyEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path, safety=False), engine=roomy_engine
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://aimi.test", headers={"api-key": TEST_KEY}
-        ) as c:
-            yield c
 
 
 # -- error (the default) -------------------------------------------------------------------------------

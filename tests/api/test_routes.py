@@ -2,49 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from aimi.api.app import create_app
-from aimi.engines.base import Event, GenerationRequest, ModelInfo
+from aimi.engines.base import Event, GenerationRequest
 from aimi.errors import RateLimited
 from aimi.inference.prompts import SAFE_PROMPT
 from aimi.settings import Settings
-from tests.conftest import TEST_KEY
-from tests.fakes import FAKE_INFO, ScriptedEngine
+from tests.api.checks import assert_error, prompt_text
+from tests.conftest import TEST_KEY, serving
+from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine
 
 BASES = ["", "/models", "/deployments/fake"]
 HI = {"messages": [{"role": "user", "content": "hi"}]}
-
-
-def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """The wire envelope every error carries: JSON `{"error": {code, message, status}}`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    error = body["error"]
-    assert isinstance(error["code"], str) and error["code"]
-    assert isinstance(error["message"], str) and error["message"]
-    assert error["status"] == status
-    if code is not None:
-        assert error["code"] == code
-    assert response.headers.get("x-ms-error-code") == error["code"]
-    assert "retry-after" not in response.headers
-    return body
-
-
-def prompt_text(engine: ScriptedEngine, index: int = -1) -> str:
-    """The fake tokenizer is one token per UTF-8 byte, so the prompt decodes back to its text."""
-    return bytes(engine.requests[index].prompt).decode("utf-8")
 
 
 def sse_events(response: httpx.Response) -> list[str]:
@@ -55,37 +32,6 @@ def sse_events(response: httpx.Response) -> list[str]:
     lines = text.split("\n")
     assert all(line.startswith("data: ") for line in lines if line), lines
     return [line.removeprefix("data: ") for line in lines if line]
-
-
-class RoomyEngine(ScriptedEngine):
-    """The scripted engine with a context long enough for Mistral's safety prompt."""
-
-    @property
-    def info(self) -> ModelInfo:
-        return dataclasses.replace(FAKE_INFO, context_length=4096)
-
-
-@asynccontextmanager
-async def serving(settings: Settings, engine: ScriptedEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://aimi.test", headers={"api-key": TEST_KEY}
-        ) as c:
-            yield c
-
-
-@pytest.fixture
-def roomy_engine() -> RoomyEngine:
-    return RoomyEngine()
-
-
-@pytest.fixture
-async def roomy_client(roomy_engine: RoomyEngine, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(api_key=TEST_KEY, name="fake", data_dir=tmp_path)
-    async with serving(settings, roomy_engine) as c:
-        yield c
 
 
 @pytest.fixture
