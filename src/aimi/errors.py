@@ -116,9 +116,18 @@ class RateLimited(AimiError):
     status = 429
     code = "429"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        remaining_requests: int | None = None,
+        remaining_tokens: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+        self.remaining_requests = remaining_requests
+        self.remaining_tokens = remaining_tokens
 
 
 class EngineError(AimiError):

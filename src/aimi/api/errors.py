@@ -63,6 +63,9 @@ def headers_for(error: AimiError) -> dict[str, str]:
     headers = {"x-ms-error-code": error.code}
     if isinstance(error, RateLimited | EngineUnavailable):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, RateLimited) and error.remaining_requests is not None:
+        headers["x-ratelimit-remaining-requests"] = str(max(0, error.remaining_requests))
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, error.remaining_tokens or 0))
     return headers
 
 

@@ -68,6 +68,12 @@ def router() -> APIRouter:
         methods=["POST"],
         summary="Replace the primary or the secondary key; the other keeps working",
     )
+    r.add_api_route(
+        "/deployments/{name}/safety", show_safety, methods=["GET"], summary="The content-safety policy"
+    )
+    r.add_api_route(
+        "/deployments/{name}/safety", set_safety, methods=["PUT"], summary="Replace the content-safety policy"
+    )
     r.add_api_route("/usage", usage, methods=["GET"], summary="Requests, tokens and cost, with totals")
     return r
 

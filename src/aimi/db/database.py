@@ -42,12 +42,31 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with _migration_lock(self), self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # one migrator at a time, across processes
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242424242)")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    """SQLite: a lock file beside the database file, held while migrating."""
+    import fcntl
+
+    path = db.engine.url.database if db.engine.url.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -25,7 +25,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value
+        return value.astimezone(UTC) if value is not None else None
 
 
 def now() -> datetime:
@@ -137,6 +137,6 @@ class UsageRecord(Base):
     status: Mapped[int]
     latency_ms: Mapped[int] = mapped_column(default=0)
     streamed: Mapped[bool] = mapped_column(default=False)
-    cost: Mapped[Decimal] = mapped_column(Price, default=Decimal(0))
+    cost: Mapped[Decimal] = mapped_column(Numeric(20, 10), default=Decimal(0))
     safety: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """The content-safety verdicts: categories, severities and which filter said so."""

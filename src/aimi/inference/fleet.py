@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ log = logging.getLogger("aimi.inference")
 
 EngineFactory = Callable[[str, Offer], Engine]
 Filters = tuple[list[SafetyFilter], list[SafetyFilter]]
-_MISS_REFRESH_S = 1.0
 
 
 def load_offline_filters() -> Filters:
@@ -68,7 +66,6 @@ class Fleet:
         self._served: dict[str, Served] = {}
         self._engines: dict[str, _Loaded] = {}
         self._lock = asyncio.Lock()
-        self._last_refresh = 0.0
         self._stopping: asyncio.Future[None] | None = None
 
     def all(self) -> list[Served]:
@@ -79,9 +76,17 @@ class Fleet:
 
     async def get(self, name: str) -> Served:
         served = self._served.get(name)
-        if served is None and time.monotonic() - self._last_refresh > _MISS_REFRESH_S:
-            await self.reconcile()
-            served = self._served.get(name)
+        if served is None:
+            async with self._lock:  # a reconcile in flight may be loading it
+                served = self._served.get(name)
+        if served is None:
+            try:
+                await asyncio.to_thread(self._store.get, name)
+            except NotFound:
+                pass
+            else:
+                await self.reconcile()
+                served = self._served.get(name)
         if served is None:
             raise NotFound(f"Deployment '{name}' not found.")
         return served
@@ -89,7 +94,6 @@ class Fleet:
     async def reconcile(self) -> None:
         """Load what the store has and this process does not; let go of what it no longer has."""
         async with self._lock:
-            self._last_refresh = time.monotonic()
             wanted = {d.name: d for d in await asyncio.to_thread(self._store.list)}
             for name in [n for n in self._served if n not in wanted]:
                 await self._unload(self._served.pop(name))

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from aimi.db.database import Database
 from aimi.db.tables import CatalogModel
@@ -146,12 +147,19 @@ class Catalog:
         self._db = db
 
     def seed(self) -> None:
-        """Add the built-in offers that are missing (an operator's edits to existing ones stay)."""
+        """Add the built-in offers that are missing (an operator's edits to existing ones stay).
+        Several processes may seed at once: each insert is its own savepoint, and losing a race
+        to another process's identical insert is fine."""
         with self._db.session() as s:
             present = set(s.scalars(select(CatalogModel.name)))
             for offer in BUILTIN_OFFERS:
-                if offer.name not in present:
-                    s.add(_row(offer))
+                if offer.name in present:
+                    continue
+                try:
+                    with s.begin_nested():
+                        s.add(_row(offer))
+                except IntegrityError:
+                    continue
 
     def list(self) -> list[Offer]:
         with self._db.session() as s:

@@ -98,7 +98,7 @@ class DeploymentStore:
         primary_key: str | None = None,
         safety: dict[str, Any] | None = None,
     ) -> Created:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise InvalidRequest(
                 f"Invalid deployment name '{name}': use 1-64 lowercase letters, digits and dashes, "
                 "starting and ending with a letter or digit.",

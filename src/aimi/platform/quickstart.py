@@ -71,7 +71,9 @@ def _ensure(
         primary = created.keys[0]
         return ServeTarget(created.deployment, primary.key, primary.hint)
     if api_key is not None:
-        store.keys.regenerate(existing.name, "primary", api_key)
+        current = store.keys.lookup(api_key)
+        if current is None or current.deployment_name != existing.name:
+            store.keys.regenerate(existing.name, "primary", api_key)
         return ServeTarget(existing, api_key, api_key[-4:])
     hint = next((k.hint for k in store.keys.show(existing.name) if k.which == "primary"), "????")
     return ServeTarget(existing, None, hint)

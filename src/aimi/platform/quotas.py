@@ -56,11 +56,13 @@ def _check_fits(limits: Limits, tokens: int) -> None:
         )
 
 
-def _refusal(kind: str, wait_s: float) -> RateLimited:
+def _refusal(kind: str, wait_s: float, requests: int = 0, tokens: int = 0) -> RateLimited:
     seconds = max(1, math.ceil(wait_s))
     return RateLimited(
         f"Rate limit is exceeded ({kind} per minute for this deployment). Try again in {seconds} seconds.",
         retry_after=seconds,
+        remaining_requests=requests,
+        remaining_tokens=tokens,
     )
 
 
@@ -87,7 +89,8 @@ class MemoryQuotaStore:
             while window and window[0].at <= now - WINDOW_S:
                 window.popleft()
             if len(window) + 1 > limits.requests_per_minute:
-                raise _refusal("requests", window[0].at + WINDOW_S - now)
+                used = sum(e.tokens for e in window)
+                raise _refusal("requests", window[0].at + WINDOW_S - now, 0, limits.tokens_per_minute - used)
             used = sum(e.tokens for e in window)
             if used + tokens > limits.tokens_per_minute:
                 freed, wait = 0, WINDOW_S
@@ -96,7 +99,9 @@ class MemoryQuotaStore:
                     if used - freed + tokens <= limits.tokens_per_minute:
                         wait = e.at + WINDOW_S - now
                         break
-                raise _refusal("tokens", wait)
+                raise _refusal(
+                    "tokens", wait, limits.requests_per_minute - len(window), limits.tokens_per_minute - used
+                )
             entry = _Entry(now, uuid.uuid4().hex, tokens)
             window.append(entry)
             return Admission(
@@ -128,7 +133,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local count = #entries / 2
 if count + 1 > rpm then
-  return {0, 'requests', tostring(tonumber(entries[2]) + window - now), 0, 0}
+  local used_r = 0
+  for i = 1, #entries, 2 do used_r = used_r + tonumber(redis.call('HGET', KEYS[2], entries[i]) or '0') end
+  return {0, 'requests', tostring(tonumber(entries[2]) + window - now), 0, tpm - used_r}
 end
 local used = 0
 local amounts = {}
@@ -143,7 +150,7 @@ if used + tokens > tpm then
     freed = freed + e[1]
     if used - freed + tokens <= tpm then wait = e[2] + window - now break end
   end
-  return {0, 'tokens', tostring(wait), 0, 0}
+  return {0, 'tokens', tostring(wait), rpm - count, tpm - used}
 end
 redis.call('ZADD', KEYS[1], now, id)
 redis.call('HSET', KEYS[2], id, tokens)
@@ -180,7 +187,12 @@ class RedisQuotaStore:
             args=[WINDOW_S, limits.requests_per_minute, limits.tokens_per_minute, tokens, entry],
         )
         if not int(ok):
-            raise _refusal(kind.decode() if isinstance(kind, bytes) else str(kind), float(wait))
+            raise _refusal(
+                kind.decode() if isinstance(kind, bytes) else str(kind),
+                float(wait),
+                int(left_requests),
+                int(left_tokens),
+            )
         return Admission(entry, tokens, int(left_requests), int(left_tokens))
 
     async def settle(self, deployment: str, admission: Admission, tokens: int) -> None:
