@@ -12,6 +12,8 @@ serve: install      ## serve the embedded SmolLM2 model on http://127.0.0.1:8000
 
 test:               ## install the test extras, start Redis + PostgreSQL, lint, run the whole test suite
 	scripts/install.sh --test
+	if command -v npm >/dev/null; then npm ci --prefix tests/e2e/js --no-audit --no-fund; \
+	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
 	$(MAKE) lint
 	eval "$$(scripts/services.sh)" && $(PY) -m pytest
 
