@@ -161,6 +161,8 @@ class MistralCommonRenderer:
             tool_calls_token = None
         self._tagged = TaggedCalls() if tool_calls_token is None else None
         self.tool_format: ToolFormat = self._tagged or MistralCalls(tool_calls_token or 0)
+        # Before v7 an assistant turn holds text or calls, not both (what the model was trained on).
+        self._calls_replace_text = str(getattr(raw, "version", "v7")) in ("v1", "v2", "v3")
 
     def render(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> list[int]:
         from mistral_common.exceptions import MistralCommonException
@@ -169,17 +171,24 @@ class MistralCommonRenderer:
 
         if self._tagged is not None:
             messages, tools = self._tagged.with_tools(messages, tools), ()
-        payload = [_mistral_message(m) for m in messages]
+        payload = [_mistral_message(m, calls_replace_text=self._calls_replace_text) for m in messages]
         try:
             request = ChatCompletionRequest.from_openai(
-                messages=payload, tools=[t.as_openai() for t in tools] or None
+                messages=payload, tools=[_mistral_tool(t) for t in tools] or None
             )
             return list(self._tokenizer.encode_chat_completion(request).tokens)
         except (MistralCommonException, ValidationError, AssertionError, ValueError) as exc:
             raise InvalidRequest(f"The conversation is not valid for this model: {exc}") from exc
 
 
-def _mistral_message(message: Message) -> dict[str, Any]:
+def _mistral_tool(tool: ToolSpec) -> dict[str, Any]:
+    """As mistral-common encodes tools: a tool without parameters has `"parameters": {}`."""
+    function: dict[str, Any] = {"name": tool.name, "description": tool.description}
+    function["parameters"] = tool.parameters if tool.parameters is not None else {}
+    return {"type": "function", "function": function}
+
+
+def _mistral_message(message: Message, *, calls_replace_text: bool) -> dict[str, Any]:
     """OpenAI-style, with call ids made valid for Mistral (9 alphanumerics)."""
     out = _message_dict(message)
     for call in out.get("tool_calls", []):
@@ -187,7 +196,7 @@ def _mistral_message(message: Message) -> dict[str, Any]:
         call["function"]["arguments"] = json.dumps(call["function"]["arguments"], ensure_ascii=False)
     if "tool_call_id" in out:
         out["tool_call_id"] = mistral_call_id(out["tool_call_id"])
-    if message.role == "assistant" and message.tool_calls and not message.content:
+    if message.role == "assistant" and message.tool_calls and (calls_replace_text or not message.content):
         out.pop("content")
     return out
 
