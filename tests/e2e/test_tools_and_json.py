@@ -13,6 +13,7 @@ from azure.ai.inference import ChatCompletionsClient
 from azure.ai.inference.models import (
     ChatCompletionsToolDefinition,
     FunctionDefinition,
+    JsonSchemaFormat,
     SystemMessage,
     ToolMessage,
     UserMessage,
@@ -344,7 +345,7 @@ def test_an_unenforceable_schema_is_refused_naming_keyword_and_path(server: Serv
     with pytest.raises(HttpResponseError) as caught:
         azure(server).complete(
             messages=[UserMessage(content="Age?")],
-            response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+            response_format=JsonSchemaFormat(name="a", schema=schema),
         )
     assert caught.value.status_code == 400
     assert "'minimum'" in caught.value.message and "properties.age" in caught.value.message
