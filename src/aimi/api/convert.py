@@ -423,7 +423,13 @@ def final_chunk(*, id: str, created: int, model: str, done: Done) -> dict[str, A
     delta: dict[str, Any] = {"content": ""}
     if done.tool_calls:
         delta["tool_calls"] = tool_calls_object(done.tool_calls, indexed=True)
-    return chunk(
-        id=id, created=created, model=model, delta=delta,
-        finish_reason=done.finish_reason, usage=usage_object(done),
-    )  # fmt: skip
+    body = chunk(
+        id=id,
+        created=created,
+        model=model,
+        delta=delta,
+        finish_reason=done.finish_reason,
+        usage=usage_object(done),
+    )
+    _add_safety(body, None, done.output_safety)
+    return body

@@ -2,13 +2,16 @@
 use it) and one chat service per deployment, kept in step with the deployment store.
 
 Deployments are read at start and again whenever a request names one this process does not know yet,
-so a deployment created while the server runs (through the API or the CLI) is served at once.
+so a deployment created while the server runs (through the API or the CLI) is served at once; other
+changes made beside the server (a safety policy, quotas, a deletion) are picked up by a re-read in the
+background at most every `SYNC_S` seconds while requests arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,7 @@ log = logging.getLogger("aimi.inference")
 
 EngineFactory = Callable[[str, Offer], Engine]
 Filters = tuple[list[SafetyFilter], list[SafetyFilter]]
+SYNC_S = 2.0
 
 
 def load_offline_filters() -> Filters:
@@ -67,6 +71,8 @@ class Fleet:
         self._engines: dict[str, _Loaded] = {}
         self._lock = asyncio.Lock()
         self._stopping: asyncio.Future[None] | None = None
+        self._synced = time.monotonic()
+        self._sync: asyncio.Task[None] | None = None
 
     def all(self) -> list[Served]:
         return list(self._served.values())
@@ -75,6 +81,8 @@ class Fleet:
         return [loaded.engine for loaded in self._engines.values()]
 
     async def get(self, name: str) -> Served:
+        if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
+            self._sync = asyncio.ensure_future(self.reconcile())
         served = self._served.get(name)
         if served is None:
             async with self._lock:  # a reconcile in flight may be loading it
@@ -94,6 +102,7 @@ class Fleet:
     async def reconcile(self) -> None:
         """Load what the store has and this process does not; let go of what it no longer has."""
         async with self._lock:
+            self._synced = time.monotonic()
             wanted = {d.name: d for d in await asyncio.to_thread(self._store.list)}
             for name in [n for n in self._served if n not in wanted]:
                 await self._unload(self._served.pop(name))

@@ -1,0 +1,187 @@
+"""Content safety end to end: the seed's Python example, streamed cuts, and the ledger's verdicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aimi.db.database import Database, sqlite_url
+from aimi.platform.usage import UsageLedger
+from tests.conftest import Server, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+SEED_EXAMPLE = """
+import json, os
+from azure.ai.inference import ChatCompletionsClient
+from azure.ai.inference.models import AssistantMessage, UserMessage, SystemMessage
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import HttpResponseError
+
+model = ChatCompletionsClient(
+    endpoint=os.environ["AZURE_INFERENCE_ENDPOINT"],
+    credential=AzureKeyCredential(os.environ["AZURE_INFERENCE_CREDENTIAL"]),
+)
+try:
+    response = model.complete(
+        messages=[
+            SystemMessage(content="You are an AI assistant that helps people find information."),
+            UserMessage(content=os.environ["PROMPT"]),
+        ]
+    )
+
+    print(response.choices[0].message.content)
+
+except HttpResponseError as ex:
+    if ex.status_code == 400:
+        response = json.loads(ex.response._content.decode('utf-8'))
+        if isinstance(response, dict) and "error" in response:
+            print(f"Your request triggered an {response['error']['code']} error:\\n\\t {response['error']['message']}")
+        else:
+            raise ex
+    else:
+        raise ex
+"""
+TOMATOES = (
+    "Chopping tomatoes and cutting them into cubes or wedges are great ways to practice your knife skills."
+)
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """A server with content safety on (the default), its data dir, and a 512-token context."""
+    tmp = tmp_path_factory.mktemp("safety")
+    server = start_server(tmp, "--context-size", "512")
+    yield server, tmp / "data"
+    stop_server(server)
+
+
+def run_seed(server: Server, prompt: str) -> str:
+    env = {
+        "AZURE_INFERENCE_ENDPOINT": server.endpoint,
+        "AZURE_INFERENCE_CREDENTIAL": server.key,
+        "PROMPT": prompt,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SEED_EXAMPLE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def sync_policy(server: Server) -> None:
+    """A change made with the CLI reaches the running server with its next re-read (every 2 s)."""
+    time.sleep(2.2)
+    httpx.get(f"{server.endpoint}/info", headers={"api-key": server.key}, timeout=30)
+    time.sleep(0.5)
+
+
+def test_the_seed_example_answers_the_knife_skills_sentence(guarded: tuple[Server, Path]) -> None:
+    printed = run_seed(guarded[0], TOMATOES)
+    assert printed.strip() and "triggered" not in printed
+
+
+def test_the_seed_example_prints_the_code_and_message_of_a_blocked_threat(
+    guarded: tuple[Server, Path],
+) -> None:
+    printed = run_seed(guarded[0], "I will kill you and your whole family tonight.")
+    assert printed.startswith("Your request triggered an content_filter error:")
+    assert "content management policy" in printed
+
+
+def test_a_blocked_prompt_gets_the_400_instead_of_a_stream(guarded: tuple[Server, Path]) -> None:
+    server = guarded[0]
+    body = {
+        "messages": [{"role": "user", "content": "You are a worthless piece of trash and I will kill you."}],
+        "stream": True,
+    }
+    reply = httpx.post(
+        f"{server.endpoint}/chat/completions", json=body, headers={"api-key": server.key}, timeout=60
+    )
+    assert reply.status_code == 400
+    assert reply.headers["content-type"].startswith("application/json")
+    error = reply.json()["error"]
+    assert error["code"] == "content_filter" and error["param"] == "prompt"
+    assert error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+    verdicts = error["innererror"]["content_filter_result"]
+    assert verdicts["violence"]["filtered"] is True
+    assert verdicts["self_harm"] == {"filtered": False, "evaluated": False}
+
+
+def test_a_stream_is_cut_when_its_output_hits_a_blocklist(guarded: tuple[Server, Path]) -> None:
+    server, data = guarded
+    cli = [
+        sys.executable,
+        "-m",
+        "aimi",
+        "deployments",
+        "safety",
+        server.deployment,
+        "--data-dir",
+        str(data),
+        "--blocklist-pattern",
+        r"words=\b(the|a|and|is|of)\b",
+    ]
+    subprocess.run(cli, check=True, capture_output=True, timeout=60)
+    sync_policy(server)
+    try:
+        body = {
+            "messages": [{"role": "user", "content": "Tell me stories about my dog Rex."}],
+            "stream": True,
+            "max_tokens": 300,
+            "temperature": 0,
+        }
+        chunks = []
+        with httpx.stream(
+            "POST",
+            f"{server.endpoint}/chat/completions",
+            json=body,
+            headers={"api-key": server.key},
+            timeout=120,
+        ) as reply:
+            assert reply.status_code == 200
+            chunks = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")]
+        last = chunks[-1]
+        assert last["choices"][0]["finish_reason"] == "content_filter"
+        assert last["choices"][0]["content_filter_results"]["custom_blocklists"]["filtered"] is True
+        assert last["usage"]["completion_tokens"] < 300
+        assert "prompt_filter_results" in chunks[0]
+    finally:
+        off = [
+            sys.executable,
+            "-m",
+            "aimi",
+            "deployments",
+            "safety",
+            server.deployment,
+            "--data-dir",
+            str(data),
+            "--on",
+        ]
+        subprocess.run(off, check=True, capture_output=True, timeout=60)
+        sync_policy(server)
+
+
+def test_every_verdict_is_in_the_usage_ledger(guarded: tuple[Server, Path]) -> None:
+    server, data = guarded
+    run_seed(server, "I will kill you and your whole family tonight.")
+    db = Database(sqlite_url(data))
+    try:
+        rows = UsageLedger(db).records(deployment=server.deployment)
+    finally:
+        db.close()
+    blocked = [r for r in rows if r.status == 400]
+    assert blocked and blocked[-1].safety is not None
+    verdict = blocked[-1].safety["input"]
+    assert verdict["filtered"] is True
+    assert verdict["categories"]["violence"]["filtered"] is True
+    assert verdict["categories"]["violence"]["filters"]  # which filter said so
+    allowed = [r for r in rows if r.status == 200]
+    assert allowed and all(r.safety and "input" in r.safety and "output" in r.safety for r in allowed)
