@@ -1,0 +1,841 @@
+"""Serving benchmark: `aimi serve` against llama.cpp's own llama-server on the same GGUF.
+
+Both servers get the same model, thread count and slot count, and are run one after the other (never
+both at once) under the same streaming workloads over loopback: 1, 4, 8 and 16 concurrent clients,
+each generating exactly `--max-tokens` tokens (temperature 0, `ignore_eos`), and a shared-prefix
+workload (one ~530-token system prompt, different short questions). `llama-bench` on the same GGUF
+gives the single-stream decode ceiling of the machine.
+
+    .venv/bin/python benchmarks/serving.py [--quick] [--out benchmarks/results]
+
+Writes `serving-<timestamp>.json` / `.png` and `serving-latest.json` / `.png` under `--out` and
+prints a table of aimi / llama-server ratios. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO / "benchmarks" / "build-llama-server.sh"
+LOOPBACK = "127.0.0.1"
+SERVERS = ("llama-server", "aimi")
+DEPLOYMENT = "bench"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """`streams` clients at once, each sending `requests_per_stream` requests one after the other."""
+
+    name: str
+    streams: int
+    requests_per_stream: int
+    shared_prefix: bool = False
+
+    @property
+    def requests(self) -> int:
+        return self.streams * self.requests_per_stream
+
+
+FULL = (
+    Workload("streams-1", 1, 4),
+    Workload("streams-4", 4, 3),
+    Workload("streams-8", 8, 3),
+    Workload("streams-16", 16, 2),
+    Workload("shared-prefix-8", 8, 3, shared_prefix=True),
+)
+QUICK = (
+    Workload("streams-1", 1, 2),
+    Workload("streams-8", 8, 1),
+    Workload("shared-prefix-8", 8, 2, shared_prefix=True),
+)
+
+# -- prompts -------------------------------------------------------------------------------------
+
+_TASKS = (
+    "Write a short story about {}.",
+    "Explain {} to a ten-year-old.",
+    "Give me five interesting facts about {}.",
+    "Write a poem about {}.",
+    "Write a short blog post about {}.",
+    "Write a letter to a friend about {}.",
+)
+_TOPICS = (
+    "a lighthouse keeper",
+    "the water cycle",
+    "a lost umbrella",
+    "learning to ride a bicycle",
+    "a robot gardener",
+    "volcanoes",
+    "a rainy market day",
+    "the first day at a new job",
+    "honeybees",
+    "a train journey through the mountains",
+    "saving money",
+    "a friendly dragon",
+    "photosynthesis",
+    "a chess tournament",
+    "the history of bread",
+    "a city at night",
+    "black holes",
+    "an old library",
+    "planting tomatoes",
+    "a sailing trip",
+)
+
+# About 530 tokens with SmolLM2's tokenizer (the result JSON records each request's prompt size).
+SYSTEM_PROMPT = """\
+You are Nimbus, the customer support assistant of Nimbus Home, a company that makes the Nimbus \
+smart thermostat, the Nimbus room sensor and the Nimbus mobile app. Answer questions from \
+customers politely, briefly and accurately. Follow these rules in every answer.
+
+1. Products. The Nimbus thermostat (models T1 and T2) controls heating and cooling systems with 24 \
+V wiring. The T2 adds a humidity sensor, a larger colour screen and support for heat pumps with \
+auxiliary heat. The room sensor measures temperature and occupancy and runs for two years on one \
+CR2477 battery. The app works on iOS 16 and Android 11 or later.
+2. Installation. Always remind them to switch off power to the heating system at the breaker \
+before removing the old thermostat. If the old thermostat has thick wires labelled 120 V or 240 V, \
+it is a line-voltage system: the Nimbus thermostat is not compatible, and they should not install \
+it. If there is no C (common) wire, the included power adapter must be used.
+3. Accounts. Customers sign in with an email address. Passwords can be reset from the sign-in \
+page. Never ask for a password, a full card number or a security code. A home can be shared with \
+up to ten people from Settings, Home members.
+4. Troubleshooting. If the screen is blank, check the breaker and the C wire. If the app shows the \
+thermostat as offline, restart the home router, then hold the thermostat ring for ten seconds to \
+restart it. If the heating runs all the time, check that the wires in the W1 and Y1 terminals are \
+not swapped. Error E4 means the thermostat lost power for a moment; error E7 means the room sensor \
+battery is low.
+5. Warranty and returns. Every product has a two-year limited warranty. Customers may return a \
+product within 60 days of delivery for a full refund; the return label is free. Warranty claims \
+need the serial number, which is on the back plate and in the app under Settings, Device info.
+6. Escalation. For gas smells, burning smells or sparks, tell the customer to leave the building \
+and call the emergency number of their gas or electricity supplier first. For anything you cannot \
+answer from these rules, offer to open a ticket with a human agent, who replies within one \
+business day.
+
+Use numbered steps for procedures and never invent features, prices or dates."""
+
+_QUESTIONS = (
+    "How do I install the thermostat myself?",
+    "My thermostat shows error E4. What does that mean?",
+    "Can I return the room sensor if I do not like it?",
+    "How long does the room sensor battery last?",
+    "The app says my thermostat is offline. What should I do?",
+    "Does the T1 work with a heat pump?",
+    "How do I share my home with my partner?",
+    "My heating runs all the time. How can I fix it?",
+    "What is the difference between the T1 and the T2?",
+    "Where do I find the serial number of my thermostat?",
+    "I have no C wire. Can I still use the thermostat?",
+    "How does eco mode save energy?",
+    "I forgot my password. How do I get back into my account?",
+    "When do the monthly energy reports arrive?",
+    "My old thermostat has thick wires marked 240 V. Can I replace it?",
+    "Which phones does the Nimbus app support?",
+)
+_OPENERS = ("", "Hi! ")
+
+
+def stream_prompt(index: int) -> list[dict[str, str]]:
+    """The `index`-th short prompt of a run; every index gives a different one."""
+    n = len(_TASKS) * len(_TOPICS)
+    text = _TASKS[index % len(_TASKS)].format(_TOPICS[(index // len(_TASKS)) % len(_TOPICS)])
+    if index >= n:
+        text += f" Make it version {index // n + 1}."
+    return [{"role": "user", "content": text}]
+
+
+def shared_prefix_prompt(index: int) -> list[dict[str, str]]:
+    """The long shared system prompt, then the `index`-th customer question."""
+    n = len(_QUESTIONS) * len(_OPENERS)
+    question = _OPENERS[(index // len(_QUESTIONS)) % len(_OPENERS)] + _QUESTIONS[index % len(_QUESTIONS)]
+    if index >= n:
+        question += f" (asking again, #{index // n + 1})"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+# -- one streamed request --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a server's OpenAI-compatible chat route is and how to call it."""
+
+    name: str
+    url: str
+    metrics_url: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Sample:
+    """What one streamed request saw. Times are seconds from sending the request."""
+
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+    cached_prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    ttft_s: float | None = None
+    latency_s: float = 0.0
+    itl_s: float | None = None
+    chunk_gaps_s: list[float] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "error": self.error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "finish_reason": self.finish_reason,
+            "ttft_ms": _ms(self.ttft_s),
+            "latency_ms": _ms(self.latency_s),
+            "itl_ms": _ms(self.itl_s),
+        }
+
+
+async def stream_chat(
+    client: httpx.AsyncClient,
+    target: Target,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+    timeout_s: float,
+) -> Sample:
+    body = {
+        "model": DEPLOYMENT,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+    }
+    sample = Sample()
+    content_at: list[float] = []
+    usage: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            client.stream("POST", target.url, json=body, headers=target.headers) as response,
+        ):
+            if response.status_code != 200:
+                text = (await response.aread()).decode(errors="replace")
+                sample.error = f"HTTP {response.status_code}: {text[:300]}"
+            else:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    now = time.perf_counter()
+                    event = json.loads(data)
+                    if "error" in event:
+                        sample.error = f"stream error event: {json.dumps(event['error'])[:300]}"
+                    for choice in event.get("choices") or []:
+                        if (choice.get("delta") or {}).get("content"):
+                            content_at.append(now)
+                        sample.finish_reason = choice.get("finish_reason") or sample.finish_reason
+                    usage = event.get("usage") or usage
+                    timings = event.get("timings") or timings
+    except TimeoutError:
+        sample.error = f"timed out after {timeout_s:.0f} s"
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        sample.error = f"{type(exc).__name__}: {exc}"
+    sample.latency_s = time.perf_counter() - started
+    sample.completion_tokens = int(usage.get("completion_tokens", len(content_at)))
+    sample.prompt_tokens = usage.get("prompt_tokens")
+    details = usage.get("prompt_tokens_details") or {}
+    if "cached_tokens" in details:
+        sample.cached_prompt_tokens = int(details["cached_tokens"])
+    elif "cache_n" in timings:  # llama-server: prompt tokens taken from the slot's cache
+        sample.cached_prompt_tokens = int(timings["cache_n"])
+    if content_at:
+        sample.ttft_s = content_at[0] - started
+        sample.chunk_gaps_s = [b - a for a, b in itertools.pairwise(content_at)]
+        if sample.completion_tokens > 1:
+            # Mean time per token after the first: robust to a server packing several tokens into a chunk.
+            sample.itl_s = (content_at[-1] - content_at[0]) / (sample.completion_tokens - 1)
+    elif sample.error is None:
+        sample.error = "no content in the stream"
+    if sample.error is None and sample.finish_reason == "error":
+        sample.error = "the stream ended with finish_reason 'error'"
+    return sample
+
+
+# -- workloads -----------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkloadRun:
+    workload: Workload
+    samples: list[Sample]
+    wall_s: float
+
+    def summary(self, max_tokens: int) -> dict[str, Any]:
+        good = [s for s in self.samples if s.error is None]
+        tokens = sum(s.completion_tokens for s in good)
+        ttfts = [s.ttft_s for s in good if s.ttft_s is not None]
+        itls = [s.itl_s for s in good if s.itl_s is not None]
+        gaps = [g for s in good for g in s.chunk_gaps_s]
+        prompt = [s.prompt_tokens for s in good if s.prompt_tokens is not None]
+        cached = [s.cached_prompt_tokens for s in good if s.cached_prompt_tokens is not None]
+        return {
+            "streams": self.workload.streams,
+            "requests": len(self.samples),
+            "errors": len(self.samples) - len(good),
+            "error_examples": sorted({s.error for s in self.samples if s.error})[:3],
+            "short_replies": sum(1 for s in good if s.completion_tokens != max_tokens),
+            "output_tokens": tokens,
+            "wall_s": round(self.wall_s, 3),
+            "tokens_per_s": round(tokens / self.wall_s, 2) if self.wall_s > 0 else None,
+            "ttft_p50_ms": _ms(percentile(ttfts, 50)),
+            "ttft_p95_ms": _ms(percentile(ttfts, 95)),
+            "itl_p50_ms": _ms(percentile(itls, 50)),
+            "chunk_gap_p50_ms": _ms(percentile(gaps, 50)),
+            "chunk_gap_p95_ms": _ms(percentile(gaps, 95)),
+            "prompt_tokens_mean": round(sum(prompt) / len(prompt), 1) if prompt else None,
+            "cached_prompt_tokens": sum(cached) if len(cached) == len(good) and good else None,
+            "prefix_hit_rate": (
+                round(sum(cached) / sum(prompt), 3)
+                if len(cached) == len(good) and prompt and sum(prompt) > 0
+                else None
+            ),
+            "samples": [s.record() for s in self.samples],
+        }
+
+
+async def run_workload(
+    client: httpx.AsyncClient,
+    target: Target,
+    workload: Workload,
+    *,
+    first_prompt: int,
+    max_tokens: int,
+    timeout_s: float,
+) -> WorkloadRun:
+    """Each of `streams` clients sends its requests back to back, so a finished stream's slot is
+    refilled at once (continuous batching is what is measured, not lock-step rounds)."""
+    prompt = shared_prefix_prompt if workload.shared_prefix else stream_prompt
+    samples: list[Sample] = []
+
+    async def client_loop(stream: int) -> None:
+        for r in range(workload.requests_per_stream):
+            messages = prompt(first_prompt + r * workload.streams + stream)
+            samples.append(
+                await stream_chat(client, target, messages, max_tokens=max_tokens, timeout_s=timeout_s)
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop(i) for i in range(workload.streams)))
+    return WorkloadRun(workload, samples, time.perf_counter() - started)
+
+
+async def warm_up_and_run(
+    target: Target, workload: Workload, *, first_prompt: int, max_tokens: int, timeout_s: float
+) -> tuple[WorkloadRun, dict[str, float]]:
+    """The workload's run, and how much the server's `/metrics` counters grew during it."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # trust_env=False: a proxy from the environment must never see loopback benchmark traffic.
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False) as client:
+        hello = [{"role": "user", "content": "Say hello."}]
+        warmup = await stream_chat(client, target, hello, max_tokens=8, timeout_s=timeout_s)
+        if warmup.error:
+            raise RuntimeError(f"{target.name}: warm-up request failed: {warmup.error}")
+        before = await scrape_counters(client, target)
+        run = await run_workload(
+            client, target, workload, first_prompt=first_prompt, max_tokens=max_tokens, timeout_s=timeout_s
+        )
+        after = await scrape_counters(client, target)
+        return run, {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)")
+
+
+async def scrape_counters(client: httpx.AsyncClient, target: Target) -> dict[str, float]:
+    """The `*_total` counters of the server's Prometheus `/metrics`, summed over labels; {} if none."""
+    try:
+        response = await client.get(target.metrics_url, headers=target.headers, timeout=10.0)
+    except httpx.HTTPError:
+        return {}
+    if response.status_code != 200:
+        return {}
+    totals: dict[str, float] = {}
+    for line in response.text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match[1].endswith("_total"):
+            with contextlib.suppress(ValueError):
+                totals[match[1]] = totals.get(match[1], 0.0) + float(match[2])
+    return totals
+
+
+# -- server processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(
+    name: str, argv: list[str], *, ready_url: str, log_path: Path, stop_signal: int, start_timeout_s: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server, wait until `ready_url` answers 200, and always stop it (by its own pid)."""
+    _log(f"starting {name}: {' '.join(argv)}")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}: {_tail(log_path)}")
+                try:
+                    if client.get(ready_url).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} not ready after {start_timeout_s:.0f} s: {_tail(log_path)}")
+                time.sleep(0.25)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop_signal)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Config:
+    model: Path
+    threads: int
+    parallel: int
+    context_size: int
+    max_tokens: int
+    timeout_s: float
+    start_timeout_s: float
+    workloads: tuple[Workload, ...]
+
+
+def server_argv(
+    name: str, config: Config, *, bin_dir: Path | None, port: int, key: str, data_dir: Path
+) -> list[str]:
+    common = {"--host": LOOPBACK, "--port": port}
+    if name == "llama-server":
+        if bin_dir is None:
+            raise RuntimeError("llama-server needs its bin dir")
+        return [
+            str(bin_dir / "llama-server"),
+            *_options({"-m": config.model, **common, "-t": config.threads, "-tb": config.threads}),
+            *_options({"-np": config.parallel, "-c": config.parallel * config.context_size}),
+            "--metrics",
+        ]
+    aimi = Path(sys.executable).parent / "aimi"
+    return [
+        str(aimi),
+        "serve",
+        *_options({**common, "--model": config.model, "--api-key": key, "--name": DEPLOYMENT}),
+        *_options({"--threads": config.threads, "--parallel": config.parallel}),
+        *_options({"--context-size": config.context_size, "--data-dir": data_dir, "--log-level": "warning"}),
+    ]
+
+
+def measure(
+    name: str, workload: Workload, config: Config, *, first_prompt: int, bin_dir: Path | None, logs: Path
+) -> dict[str, Any]:
+    """One workload on a freshly started server: its summary, or an `error` when it could not run."""
+    port = free_port()
+    key = secrets.token_hex(16)
+    base = f"http://{LOOPBACK}:{port}"
+    log_path = logs / f"{name}-{workload.name}.log"
+    extra: dict[str, Any] = {"load_average_before": list(os.getloadavg()), "log": str(log_path)}
+    try:
+        with tempfile.TemporaryDirectory(prefix="aimi-bench-") as data_dir:
+            argv = server_argv(name, config, bin_dir=bin_dir, port=port, key=key, data_dir=Path(data_dir))
+            with server_process(
+                name,
+                argv,
+                ready_url=f"{base}/health" if name == "llama-server" else f"{base}/readyz",
+                log_path=log_path,
+                stop_signal=signal.SIGTERM if name == "llama-server" else signal.SIGINT,
+                start_timeout_s=config.start_timeout_s,
+            ) as proc:
+                auth = {"Authorization": f"Bearer {key}"}
+                target = Target(name, f"{base}/v1/chat/completions", f"{base}/metrics", auth)
+                run, counters = asyncio.run(
+                    warm_up_and_run(
+                        target,
+                        workload,
+                        first_prompt=first_prompt,
+                        max_tokens=config.max_tokens,
+                        timeout_s=config.timeout_s,
+                    )
+                )
+                extra["peak_rss_mb"] = peak_rss_mb(proc.pid)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _log(f"{name:>12} {workload.name:<16} failed: {exc}")
+        return {"error": str(exc), "errors": workload.requests, "requests": workload.requests, **extra}
+    summary = run.summary(config.max_tokens) | extra | {"metrics_delta": counters}
+    prompt, reused = (
+        counters.get(f"aimi_engine_{k}_total") for k in ("prompt_tokens", "prompt_tokens_reused")
+    )
+    if summary["prefix_hit_rate"] is None and prompt and reused is not None:
+        # aimi reports prefix reuse in /metrics rather than per request.
+        summary["prefix_hit_rate"] = round(reused / prompt, 3)
+    _log(
+        f"{name:>12} {workload.name:<16} {summary['tokens_per_s'] or 0:7.1f} tok/s  "
+        f"TTFT p50 {summary['ttft_p50_ms'] or 0:7.0f} ms  "
+        f"ITL p50 {summary['itl_p50_ms'] or 0:5.1f} ms  errors {summary['errors']}"
+    )
+    return summary
+
+
+def first_prompts(workloads: tuple[Workload, ...]) -> dict[str, int]:
+    """Where each workload starts in its prompt list, so no prompt is sent twice in a run."""
+    starts: dict[str, int] = {}
+    used = {False: 0, True: 0}
+    for w in workloads:
+        starts[w.name] = used[w.shared_prefix]
+        used[w.shared_prefix] += w.requests
+    return starts
+
+
+# -- llama-server build and llama-bench ----------------------------------------------------------
+
+
+def build_llama_server() -> Path:
+    _log(f"building or locating llama-server with {BUILD_SCRIPT.relative_to(REPO)}")
+    env = {**os.environ, "PYTHON": sys.executable}
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, env=env, check=True, timeout=3600
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def llama_bench(bin_dir: Path, config: Config) -> dict[str, Any]:
+    options = {"-m": config.model, "-t": config.threads, "-p": 512, "-n": 128, "-r": 3, "-o": "json"}
+    argv = [str(bin_dir / "llama-bench"), *_options(options)]
+    _log(f"running {' '.join(argv)}")
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=900)
+    result: dict[str, Any] = {"argv": argv}
+    for row in json.loads(out.stdout):
+        key = "tg128" if row.get("n_gen", 0) > 0 and row.get("n_prompt", 0) == 0 else "pp512"
+        result[key] = {"tokens_per_s": round(row["avg_ts"], 2), "stddev": round(row["stddev_ts"], 2)}
+        result.setdefault("build", {"commit": row.get("build_commit"), "cpu": row.get("cpu_info")})
+    return result
+
+
+# -- report --------------------------------------------------------------------------------------
+
+RATIO_METRICS = ("tokens_per_s", "ttft_p50_ms", "ttft_p95_ms", "itl_p50_ms")
+
+
+def ratios(servers: dict[str, Any], workloads: tuple[Workload, ...]) -> dict[str, dict[str, Any]]:
+    """aimi / llama-server per workload and metric (tokens/s: higher is better; times: lower)."""
+    out: dict[str, dict[str, Any]] = {}
+    a = servers.get("aimi", {}).get("workloads", {})
+    b = servers.get("llama-server", {}).get("workloads", {})
+    for w in workloads:
+        if w.name in a and w.name in b:
+            x, y = a[w.name], b[w.name]
+            out[w.name] = {m: _ratio(x.get(m), y.get(m)) for m in RATIO_METRICS}
+            # Failed or short replies leave out work on one side: such ratios are not a fair comparison.
+            out[w.name]["comparable"] = not any(s.get("errors") or s.get("short_replies") for s in (x, y))
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    servers = result["servers"]
+    head = (
+        f"{'workload':<16} {'llama tok/s':>11} {'aimi tok/s':>10} {'tok/s':>6} {'TTFT50':>7} "
+        f"{'TTFT95':>7} {'ITL50':>6} {'errors l/a':>10} {'prefix hits l/a':>15}"
+    )
+    lines = ["ratios are aimi / llama-server (tok/s: >1 is better for aimi; TTFT, ITL: <1 is better)", head]
+    for w in result["config"]["workloads"]:
+        name = w["name"]
+        row = [servers.get(s, {}).get("workloads", {}).get(name, {}) for s in SERVERS]
+        r = result["ratios"].get(name, {})
+        label = name + (" *" if r and not r["comparable"] else "")
+        lines.append(
+            f"{label:<16} {_num(row[0].get('tokens_per_s')):>11} {_num(row[1].get('tokens_per_s')):>10} "
+            f"{_num(r.get('tokens_per_s'), 2):>6} {_num(r.get('ttft_p50_ms'), 2):>7} "
+            f"{_num(r.get('ttft_p95_ms'), 2):>7} {_num(r.get('itl_p50_ms'), 2):>6} "
+            f"{row[0].get('errors', '-')!s:>5}/{row[1].get('errors', '-')!s:<4} "
+            f"{_num(row[0].get('prefix_hit_rate'), 2):>9}/{_num(row[1].get('prefix_hit_rate'), 2):<5}"
+        )
+    if any(not r["comparable"] for r in result["ratios"].values()):
+        lines.append("* errors or short replies on one side: that row's ratios are not a fair comparison")
+    bench = result.get("llama_bench") or {}
+    if "tg128" in bench:
+        lines.append(
+            f"llama-bench ceiling: tg128 {bench['tg128']['tokens_per_s']} ± {bench['tg128']['stddev']} "
+            f"tok/s, pp512 {bench.get('pp512', {}).get('tokens_per_s')} tok/s"
+        )
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], paths: list[Path]) -> bool:
+    """Grouped bars per workload, one panel per metric; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _log("matplotlib is missing, no chart: pip install 'aimi[bench]' (or matplotlib)")
+        return False
+    names = [w["name"] for w in result["config"]["workloads"]]
+    servers = [s for s in SERVERS if "workloads" in result["servers"].get(s, {})]
+    panels = (
+        ("tokens_per_s", "aggregate output tokens/s (higher is better)"),
+        ("ttft_p50_ms", "p50 time to first token, ms (lower is better)"),
+        ("ttft_p95_ms", "p95 time to first token, ms (lower is better)"),
+        ("itl_p50_ms", "p50 inter-token latency, ms (lower is better)"),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    width = 0.8 / max(len(servers), 1)
+    for ax, (metric, title) in zip(axes.flat, panels, strict=True):
+        for j, server in enumerate(servers):
+            got = result["servers"][server]["workloads"]
+            values = [got.get(n, {}).get(metric) or 0.0 for n in names]
+            xs = [i + (j - (len(servers) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, values, width, label=server, color="#4C72B0" if server == "aimi" else "#DD8452")
+        bench = (result.get("llama_bench") or {}).get("tg128")
+        if metric == "tokens_per_s" and bench:
+            ax.axhline(
+                bench["tokens_per_s"], color="gray", linestyle="--", label="llama-bench tg128 (1 stream)"
+            )
+        ax.set_title(title, fontsize=10)
+        labels = []
+        for n in names:
+            r = result["ratios"].get(n, {})
+            value = r.get(metric)
+            label = n if value is None else f"{n}\n×{value:.2f}"
+            labels.append(label + ("\n(errors)" if r and not r["comparable"] else ""))
+        ax.set_xticks(range(len(names)), labels, fontsize=8)
+        ax.legend(fontsize=8)
+    c = result["config"]
+    fig.suptitle(
+        f"aimi vs llama-server: {Path(c['model']).name}, {c['threads']} threads, {c['parallel']} slots, "
+        f"{c['max_tokens']} tokens per reply ({result['started_at']}); ×: aimi / llama-server",
+        fontsize=10,
+    )
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96))
+    for path in paths:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a reduced set (1 and 8 streams, fewer requests)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
+    p.add_argument("--model", type=Path, help="GGUF to serve [default: aimi's embedded SmolLM2]")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=8, help="slots on both servers")
+    p.add_argument("--context-size", type=int, default=2048, help="tokens per slot")
+    p.add_argument("--max-tokens", type=int, default=128, help="tokens generated per request")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take")
+    p.add_argument(
+        "--servers", default=",".join(SERVERS), help="comma-separated subset of: " + ", ".join(SERVERS)
+    )
+    p.add_argument(
+        "--llama-bin", type=Path, help="folder with llama-server and llama-bench (skips the build)"
+    )
+    p.add_argument("--no-llama-bench", action="store_true", help="skip the llama-bench ceiling")
+    return p.parse_args(argv)
+
+
+def default_model() -> Path:
+    from aimi.engines.llamacpp.embedded import embedded_model_path
+
+    return embedded_model_path()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if unknown := set(chosen) - set(SERVERS):
+        raise SystemExit(f"--servers: unknown {sorted(unknown)}")
+    config = Config(
+        model=(args.model or default_model()).resolve(),
+        threads=args.threads,
+        parallel=args.parallel,
+        context_size=args.context_size,
+        max_tokens=args.max_tokens,
+        timeout_s=args.timeout,
+        start_timeout_s=180.0,
+        workloads=QUICK if args.quick else FULL,
+    )
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / f"serving-{stamp}-logs"
+    logs.mkdir()
+
+    needs_llama = "llama-server" in chosen or not args.no_llama_bench
+    bin_dir = (args.llama_bin or build_llama_server()).resolve() if needs_llama else None
+    result: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "host": {
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "config": {
+            "model": str(config.model),
+            "threads": config.threads,
+            "parallel": config.parallel,
+            "context_size": config.context_size,
+            "max_tokens": config.max_tokens,
+            "request_timeout_s": config.timeout_s,
+            "workloads": [vars(w) | {"requests": w.requests} for w in config.workloads],
+        },
+        "llama_cpp_python": _version("llama-cpp-python"),
+        "aimi": _version("aimi"),
+        "llama_bin": str(bin_dir) if bin_dir else None,
+        "llama_build_flags": _read(bin_dir / "BUILD-FLAGS") if bin_dir else None,
+    }
+    if bin_dir and not args.no_llama_bench:
+        try:
+            result["llama_bench"] = llama_bench(bin_dir, config)
+        except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+            result["llama_bench"] = {"error": f"{type(exc).__name__}: {exc}"}
+    # Each workload runs on both servers back to back (fresh processes), alternating which goes first,
+    # so the two numbers of a pair are taken minutes apart at most and drift in machine load cancels.
+    servers: dict[str, dict[str, Any]] = {name: {"workloads": {}} for name in chosen}
+    starts = first_prompts(config.workloads)
+    for i, workload in enumerate(config.workloads):
+        for name in chosen if i % 2 == 0 else chosen[::-1]:
+            servers[name]["workloads"][workload.name] = measure(
+                name, workload, config, first_prompt=starts[workload.name], bin_dir=bin_dir, logs=logs
+            )
+    for server in servers.values():
+        rss = [w["peak_rss_mb"] for w in server["workloads"].values() if w.get("peak_rss_mb")]
+        server["peak_rss_mb"] = max(rss, default=None)
+    result["servers"] = servers
+    result["ratios"] = ratios(result["servers"], config.workloads)
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+    files = [args.out / f"serving-{stamp}.json", args.out / "serving-latest.json"]
+    for path in files:
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    charted = chart(result, [args.out / f"serving-{stamp}.png", args.out / "serving-latest.png"])
+    print(table(result))
+    print(f"results: {files[0]}" + (f" and {files[0].with_suffix('.png')}" if charted else ""))
+    failed = any(w["errors"] for server in servers.values() for w in server["workloads"].values())
+    return 1 if failed else 0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _options(options: dict[str, object]) -> list[str]:
+    return [str(item) for pair in options.items() for item in pair]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
