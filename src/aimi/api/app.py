@@ -58,7 +58,9 @@ def open_platform(settings: Settings) -> Platform:
 def llama_engines(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
     def build(source: str, offer: Offer) -> Engine:
         if source.startswith(("http://", "https://")):
-            raise InvalidRequest(f"Upstream sources are not supported by this server yet ({source}).")
+            raise InvalidRequest(
+                f"upstream server sources ({source}) are recorded but not served yet; give a GGUF file"
+            )
         return LlamaCppEngine(
             embedded_model_path() if source == EMBEDDED else Path(source),
             name=offer.name,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimi.engines.base import Engine, Sampling
-from aimi.errors import NotFound
+from aimi.errors import AimiError, EngineUnavailable, NotFound
 from aimi.inference.chat import ChatRequest, Message, ResponseFormat
 from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
@@ -68,6 +68,8 @@ class Fleet:
         self._auto_tool_choice = auto_tool_choice
         self._grace = shutdown_grace_s
         self._served: dict[str, Served] = {}
+        self._failed: dict[str, str] = {}
+        """Deployments whose engine could not be loaded, and why (answered with 503, not 404)."""
         self._engines: dict[str, _Loaded] = {}
         self._lock = asyncio.Lock()
         self._stopping: asyncio.Future[None] | None = None
@@ -95,6 +97,10 @@ class Fleet:
             else:
                 await self.reconcile()
                 served = self._served.get(name)
+        if served is None and name in self._failed:
+            raise EngineUnavailable(
+                f"Deployment '{name}' cannot be served: {self._failed[name]}", retry_after=60
+            )
         if served is None:
             raise NotFound(f"Deployment '{name}' not found.")
         return served
@@ -104,6 +110,7 @@ class Fleet:
         async with self._lock:
             self._synced = time.monotonic()
             wanted = {d.name: d for d in await asyncio.to_thread(self._store.list)}
+            self._failed = {n: why for n, why in self._failed.items() if n in wanted}
             for name in [n for n in self._served if n not in wanted]:
                 await self._unload(self._served.pop(name))
             for name, deployment in wanted.items():
@@ -117,8 +124,17 @@ class Fleet:
                     await self._unload(self._served.pop(name))
                 try:
                     self._served[name] = await self._load(deployment)
-                except Exception:
-                    log.exception("could not load deployment %s (source %s)", name, deployment.source)
+                    self._failed.pop(name, None)
+                except AimiError as exc:
+                    self._failed[name] = exc.message
+                    log.error(
+                        "could not load deployment %s (source %s): %s", name, deployment.source, exc.message
+                    )
+                except Exception as exc:
+                    self._failed[name] = "its engine failed to load (see the server log)"
+                    log.exception(
+                        "could not load deployment %s (source %s): %s", name, deployment.source, exc
+                    )
 
     async def _load(self, deployment: Deployment) -> Served:
         offer = await asyncio.to_thread(self._store.offer, deployment)
