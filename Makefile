@@ -21,3 +21,6 @@ lint:
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
+
+bench:              ## aimi against llama-server (builds llama-server once; needs the bench extra)
+	$(PY) benchmarks/serving.py

@@ -699,8 +699,13 @@ def default_model() -> Path:
     return embedded_model_path()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` that stops a running server
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
     if unknown := set(chosen) - set(SERVERS):
         raise SystemExit(f"--servers: unknown {sorted(unknown)}")
