@@ -9,6 +9,7 @@ the same tokens (same system prompt, a growing conversation) skips evaluating th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -134,17 +135,11 @@ class Scheduler:
 
     def stats(self) -> EngineStats:
         with self._cv:
-            c = self._counters
             return EngineStats(
                 running=len(self._running),
                 waiting=len(self._waiting),
                 slots=self.config.slots,
-                requests=c.requests,
-                prompt_tokens=c.prompt_tokens,
-                prompt_tokens_reused=c.prompt_tokens_reused,
-                generated_tokens=c.generated_tokens,
-                decode_steps=c.decode_steps,
-                decode_seconds=c.decode_seconds,
+                **dataclasses.asdict(self._counters),
             )
 
     def drain(self, grace_s: float) -> None:
