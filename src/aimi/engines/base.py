@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length", "error"]
+FinishReason = Literal["stop", "length", "content_filter", "error"]
+"""`content_filter`: a server an engine forwards to withheld the rest (aimi's own filter is above)."""
+
+TOOL_CALLS_TOKEN = -2
+"""The id of a `Token` whose piece is tool calls an engine that templates itself read from its server:
+a JSON list of `{"id", "name", "arguments"}` (no vocabulary has negative ids)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +49,29 @@ class Grammar:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversation:
+    """A chat as an engine that templates itself takes it: the OpenAI chat-completions shapes of the
+    messages and of the options such a server applies itself (it lays out the tools and enforces the
+    response format; no grammar comes with it)."""
+
+    messages: tuple[dict[str, Any], ...]
+    estimated_prompt_tokens: int
+    """aimi's estimate of the prompt's length (for quota admission, and for usage when the server
+    reports none)."""
+    max_tokens: int | None = None
+    """What the client asked for; None leaves it to the server (`GenerationRequest.max_tokens` is then
+    what aimi reserved)."""
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What an engine generates from: a prompt already rendered to token ids."""
+    """What an engine generates from: a prompt already rendered to token ids, or, for an engine that
+    templates itself, the conversation (and `prompt` is empty)."""
 
     prompt: list[int]
     sampling: Sampling
@@ -53,6 +79,14 @@ class GenerationRequest:
     logprobs: int | None = None
     """None: no log-probabilities; k >= 0: the sampled token's and the top k alternatives'."""
     grammar: Grammar | None = None
+    conversation: Conversation | None = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt's length in tokens; an estimate for a conversation."""
+        if self.conversation is not None:
+            return self.conversation.estimated_prompt_tokens
+        return len(self.prompt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +98,8 @@ class TokenLogprob:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """One sampled token; `piece` is its raw bytes (a UTF-8 character may span several tokens)."""
+    """One sampled token; `piece` is its raw bytes (a UTF-8 character may span several tokens).
+    An engine that does not see token ids (a server it forwards to) gives `id` -1."""
 
     id: int
     piece: bytes
@@ -99,6 +134,9 @@ class ModelInfo:
     add_bos: bool
     vocab_size: int
     metadata: dict[str, str] = field(default_factory=dict)
+    templates_itself: bool = False
+    """True for an engine that takes `GenerationRequest.conversation` instead of prompt token ids
+    (it renders the prompt, tools and response format itself, and its `tokenize` is an estimate)."""
 
 
 @dataclass(frozen=True, slots=True)
