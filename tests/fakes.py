@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo, Token, TokenLogprob
+from aimi.engines.base import (
+    TOOL_CALLS_TOKEN,
+    EngineStats,
+    Event,
+    Finish,
+    GenerationRequest,
+    ModelInfo,
+    Token,
+    TokenLogprob,
+)
 
 FAKE_INFO = ModelInfo(
     name="Fake-Model",
@@ -69,7 +80,7 @@ class ScriptedEngine:
                 yield Token(produced, piece, -0.25 if request.logprobs is not None else None, top)
             reason = "length" if len(self.pieces) > request.max_tokens else self.finish
             completed = True
-            yield Finish(reason, len(request.prompt), produced)  # type: ignore[arg-type]
+            yield Finish(reason, request.prompt_tokens, produced)  # type: ignore[arg-type]
         finally:
             if not completed:
                 self.cancelled += 1
@@ -81,3 +92,36 @@ class RoomyEngine(ScriptedEngine):
     @property
     def info(self) -> ModelInfo:
         return dataclasses.replace(FAKE_INFO, context_length=4096)
+
+
+class SelfTemplatingEngine(ScriptedEngine):
+    """The scripted engine as one that templates itself (a server aimi forwards to): it takes the
+    conversation, may end with `calls` (as the server made them), and reports `usage` when given."""
+
+    def __init__(
+        self,
+        pieces: Sequence[bytes] = (b"Hello", b" world", b"!"),
+        *,
+        calls: Sequence[dict[str, Any]] = (),
+        usage: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(pieces)
+        self.calls = list(calls)
+        self.usage = usage
+
+    @property
+    def info(self) -> ModelInfo:
+        return dataclasses.replace(FAKE_INFO, chat_template=None, context_length=4096, templates_itself=True)
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return [-1] * len(text.split())
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        assert request.conversation is not None and request.prompt == [] and request.grammar is None
+        self.requests.append(request)
+        for piece in self.pieces:
+            yield Token(-1, piece)
+        if self.calls:
+            yield Token(TOOL_CALLS_TOKEN, json.dumps(self.calls).encode())
+        prompt_tokens, completion_tokens = self.usage or (request.prompt_tokens, len(self.pieces))
+        yield Finish("stop", prompt_tokens, completion_tokens)

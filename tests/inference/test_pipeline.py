@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from aimi.engines.base import Sampling
-from aimi.errors import ContextLengthExceeded
-from aimi.inference.chat import ChatRequest, Delta, Done, Message
+from aimi.errors import ContextLengthExceeded, InvalidRequest
+from aimi.inference.chat import (
+    ChatRequest,
+    Delta,
+    Done,
+    Message,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    ToolSpec,
+    Usage,
+)
 from aimi.inference.pipeline import ChatService
-from aimi.inference.prompts import ChatTemplateRenderer
-from tests.fakes import FAKE_INFO, ScriptedEngine
+from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
+from tests.fakes import FAKE_INFO, ScriptedEngine, SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +97,152 @@ async def test_a_stream_ends_with_done_carrying_usage() -> None:
     assert isinstance(events[-1], Done)
     assert events[-1].usage.completion_tokens == 2
     assert events[-1].finish_reason == "stop"
+
+
+# -- an engine that templates itself (a server aimi forwards to) ----------------------------------------
+
+WEATHER = ToolSpec(
+    "get_weather", "The weather in a city.", {"type": "object", "properties": {"city": {"type": "string"}}}
+)
+PARIS_CALL = {"id": "call_abc", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+class RecordingMeter:
+    def __init__(self) -> None:
+        self.admitted: list[int] = []
+        self.finished: list[dict[str, Any]] = []
+
+    async def admit(self, tokens: int) -> None:
+        self.admitted.append(tokens)
+
+    async def finish(self, **usage: Any) -> None:
+        self.finished.append(usage)
+
+
+def forwarding(engine: SelfTemplatingEngine) -> ChatService:
+    return ChatService(engine=engine)
+
+
+async def test_an_engine_that_templates_itself_gets_the_conversation_tools_and_no_grammar() -> None:
+    engine = SelfTemplatingEngine()
+    history = (
+        Message("user", "Weather in Paris?"),
+        Message("assistant", None, tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),)),
+        Message("tool", "sunny", tool_call_id="call_1"),
+    )
+    request = ChatRequest(
+        messages=history,
+        max_tokens=10,
+        stop=("END",),
+        tools=(WEATHER,),
+        tool_choice=ToolChoice("required", function="get_weather"),
+        parallel_tool_calls=False,
+    )
+    await forwarding(engine).complete(request)
+    generation = engine.requests[0]
+    assert (generation.prompt, generation.grammar, generation.max_tokens) == ([], None, 10)
+    conversation = generation.conversation
+    assert conversation is not None
+    assert conversation.messages == (
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_1"},
+    )  # fmt: skip
+    assert conversation.tools == (WEATHER.as_openai(),)
+    assert conversation.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
+    assert (conversation.parallel_tool_calls, conversation.stop, conversation.max_tokens) == (
+        False,
+        ("END",),
+        10,
+    )
+    assert conversation.response_format is None
+
+
+async def test_a_json_schema_reaches_an_engine_that_templates_itself_unconverted() -> None:
+    engine = SelfTemplatingEngine([b'{"age": 3}'])
+    schema = {
+        "type": "object",
+        "properties": {"age": {"type": "integer", "minimum": 0}},
+    }  # no GBNF for minimum
+    response_format = ResponseFormat("json_schema", schema=schema, name="person")
+    await forwarding(engine).complete(ask(response_format=response_format))
+    conversation = engine.requests[0].conversation
+    assert conversation is not None
+    assert conversation.response_format == {
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": schema},
+    }
+    await forwarding(engine).complete(ask(response_format=ResponseFormat("json_object")))
+    assert engine.requests[1].conversation is not None
+    assert engine.requests[1].conversation.response_format == {"type": "json_object"}
+
+
+async def test_tools_with_a_response_format_are_refused_for_every_engine() -> None:
+    request = ask(tools=(WEATHER,), response_format=ResponseFormat("json_object"))
+    with pytest.raises(InvalidRequest, match="cannot be combined with tools"):
+        await forwarding(SelfTemplatingEngine()).complete(request)
+
+
+async def test_calls_from_an_engine_that_templates_itself_keep_the_server_s_ids() -> None:
+    engine = SelfTemplatingEngine([b"Let me check."], calls=[PARIS_CALL])
+    result = await forwarding(engine).complete(ask(tools=(WEATHER,)))
+    assert result.text == "Let me check."
+    assert result.tool_calls == (ToolCall("call_abc", "get_weather", '{"city": "Paris"}'),)
+    assert result.finish_reason == "tool_calls"
+
+
+async def test_without_parallel_calls_only_the_first_call_of_the_server_is_kept() -> None:
+    second = {**PARIS_CALL, "id": "call_def", "arguments": '{"city": "Rome"}'}
+    engine = SelfTemplatingEngine([], calls=[PARIS_CALL, second])
+    result = await forwarding(engine).complete(ask(tools=(WEATHER,), parallel_tool_calls=False))
+    assert [c.id for c in result.tool_calls] == ["call_abc"]
+    result = await forwarding(engine).complete(ask(tools=(WEATHER,)))
+    assert [c.id for c in result.tool_calls] == ["call_abc", "call_def"]
+
+
+async def test_quota_admission_uses_the_estimate_and_metering_the_engine_s_usage() -> None:
+    engine = SelfTemplatingEngine(usage=(42, 3))
+    meter = RecordingMeter()
+    result = await forwarding(engine).complete(ask("one two three", max_tokens=5), meter)
+    conversation = engine.requests[0].conversation
+    assert conversation is not None
+    estimate = conversation.estimated_prompt_tokens
+    assert estimate == 3 + 3 + 3  # three words, a message's markup, the answer's opening
+    assert meter.admitted == [estimate + 5]
+    assert result.usage == Usage(42, 3)
+    assert (meter.finished[0]["prompt_tokens"], meter.finished[0]["completion_tokens"]) == (42, 3)
+
+
+async def test_without_max_tokens_the_server_decides_and_the_context_left_is_reserved() -> None:
+    engine = SelfTemplatingEngine()
+    meter = RecordingMeter()
+    await forwarding(engine).complete(ask(), meter)
+    generation = engine.requests[0]
+    assert generation.conversation is not None and generation.conversation.max_tokens is None
+    assert generation.prompt_tokens + generation.max_tokens == engine.info.context_length
+    assert meter.admitted == [engine.info.context_length]
+
+
+async def test_the_safe_prompt_reaches_an_engine_that_templates_itself_as_a_system_message() -> None:
+    engine = SelfTemplatingEngine()
+    await forwarding(engine).complete(ask(safe_prompt=True))
+    conversation = engine.requests[0].conversation
+    assert conversation is not None
+    assert conversation.messages[0] == {"role": "system", "content": SAFE_PROMPT}
+
+
+async def test_stop_sequences_still_cut_what_such_an_engine_sends() -> None:
+    engine = SelfTemplatingEngine([b"one ", b"two", b" END more"])
+    result = await forwarding(engine).complete(ask(stop=("END",)))
+    assert (result.text, result.finish_reason) == ("one two ", "stop")
+
+
+def test_a_prompt_renderer_goes_only_with_an_engine_that_does_not_template_itself() -> None:
+    with pytest.raises(ValueError, match="prompt renderer"):
+        ChatService(engine=ScriptedEngine())
+    engine = SelfTemplatingEngine()
+    renderer = ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize)
+    with pytest.raises(ValueError, match="prompt renderer"):
+        ChatService(engine=engine, renderer=renderer)

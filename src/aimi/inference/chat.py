@@ -26,6 +26,22 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
 
+    def as_openai(self) -> dict[str, Any]:
+        """As OpenAI's chat-completions API takes it (call arguments as JSON text)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        elif out["content"] is None:
+            out["content"] = ""
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
@@ -51,12 +67,26 @@ class ToolChoice:
     function: str | None = None
     """With mode `required`: the one function that must be called."""
 
+    def as_openai(self) -> str | dict[str, Any]:
+        if self.function is not None:
+            return {"type": "function", "function": {"name": self.function}}
+        return self.mode
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseFormat:
     kind: Literal["text", "json_object", "json_schema"] = "text"
     schema: Any = None
     name: str | None = None
+
+    def as_openai(self) -> dict[str, Any] | None:
+        """None for plain text (nothing to ask of the server)."""
+        if self.kind == "json_schema":
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": self.name or "response", "schema": self.schema},
+            }
+        return {"type": self.kind} if self.kind == "json_object" else None
 
 
 @dataclass(frozen=True, slots=True)

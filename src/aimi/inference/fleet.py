@@ -147,7 +147,7 @@ class Fleet:
         engine = loaded.engine
         service = ChatService(
             engine=engine,
-            renderer=renderer_for(engine.info, engine.tokenize),
+            renderer=None if engine.info.templates_itself else renderer_for(engine.info, engine.tokenize),
             auto_tool_choice=self._auto_tool_choice,
             safety=await self._safety(deployment),
         )

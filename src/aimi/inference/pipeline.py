@@ -12,7 +12,16 @@ import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Literal, Protocol
 
-from aimi.engines.base import Engine, Event, Finish, GenerationRequest, Grammar, Token
+from aimi.engines.base import (
+    TOOL_CALLS_TOKEN,
+    Conversation,
+    Engine,
+    Event,
+    Finish,
+    GenerationRequest,
+    Grammar,
+    Token,
+)
 from aimi.errors import AimiError, ContentFiltered, ContextLengthExceeded, InvalidRequest
 from aimi.inference.chat import (
     Alternative,
@@ -21,11 +30,12 @@ from aimi.inference.chat import (
     ChatResult,
     Delta,
     Done,
+    Message,
     TokenLogprobs,
     ToolCall,
     Usage,
 )
-from aimi.inference.prompts import PromptRenderer, with_safe_prompt
+from aimi.inference.prompts import PromptRenderer, estimate_prompt_tokens, with_safe_prompt
 from aimi.inference.schemas import json_object_gbnf, schema_to_gbnf
 from aimi.inference.stops import StopMatcher
 from aimi.inference.tools import MistralCalls, ToolFormat
@@ -79,30 +89,46 @@ class _Afterwards:
 
 
 class ChatService:
-    """Runs chat requests against one engine with one prompt renderer.
+    """Runs chat requests against one engine with one prompt renderer (none for an engine that
+    templates itself: it gets the conversation, and enforces tools and response formats itself).
 
     `auto_tool_choice="eager"` is for models too small to decide to call a tool themselves: with tools
-    on offer and `tool_choice: auto`, a turn that answers a user message starts with a call."""
+    on offer and `tool_choice: auto`, a turn that answers a user message starts with a call (aimi's own
+    engines only: a server that templates itself decides as it does)."""
 
     def __init__(
         self,
         *,
         engine: Engine,
-        renderer: PromptRenderer,
+        renderer: PromptRenderer | None = None,
         auto_tool_choice: AutoToolChoice = "model",
         safety: SafetyService | None = None,
     ) -> None:
+        if (renderer is None) != engine.info.templates_itself:
+            raise ValueError(
+                "a prompt renderer goes with an engine that does not template itself, and only then"
+            )
         self.engine = engine
         self.renderer = renderer
         self.auto_tool_choice = auto_tool_choice
         self.safety = safety
         self._afterwards = _Afterwards()
 
+    @property
+    def tool_format(self) -> ToolFormat:
+        """How calls arrive in the engine's output: the renderer's format, or, from an engine that
+        templates itself, as a JSON list after `TOOL_CALLS_TOKEN` (read as Mistral's are)."""
+        return self.renderer.tool_format if self.renderer is not None else MistralCalls(TOOL_CALLS_TOKEN)
+
     def prepare(self, request: ChatRequest) -> GenerationRequest:
         """Render, constrain and size-check; every error here comes before any token is generated."""
         messages = with_safe_prompt(request.messages) if request.safe_prompt else request.messages
-        grammar = self._grammar(request)
-        prompt = self.renderer.render(messages, request.tools if request.calls_tools else ())
+        _check_response_format(request)
+        renderer = self.renderer
+        if renderer is None:
+            return self._conversation(request, messages)
+        grammar = self._grammar(request, renderer.tool_format)
+        prompt = renderer.render(messages, request.tools if request.calls_tools else ())
         limit = self.engine.info.context_length
         if len(prompt) >= limit:
             raise ContextLengthExceeded(
@@ -129,24 +155,44 @@ class ChatService:
             grammar=grammar,
         )
 
-    def _grammar(self, request: ChatRequest) -> Grammar | None:
+    def _conversation(self, request: ChatRequest, messages: tuple[Message, ...]) -> GenerationRequest:
+        """For an engine that templates itself: the conversation and its options as they are, no
+        grammar. Its server judges the context length; the prompt's length here is an estimate, and
+        without `max_tokens` what the context has left by that estimate is reserved (at least 1)."""
+        wire = tuple(m.as_openai() for m in messages)
+        tools = tuple(t.as_openai() for t in request.tools)
+        estimate = estimate_prompt_tokens(wire, tools, self.engine.tokenize)
+        conversation = Conversation(
+            messages=wire,
+            estimated_prompt_tokens=estimate,
+            max_tokens=request.max_tokens,
+            tools=tools,
+            tool_choice=request.tool_choice.as_openai() if tools else None,
+            parallel_tool_calls=request.parallel_tool_calls,
+            response_format=request.response_format.as_openai(),
+            stop=request.stop,
+        )
+        reserved = request.max_tokens
+        if reserved is None:
+            reserved = max(1, self.engine.info.context_length - estimate)
+        return GenerationRequest(
+            prompt=[],
+            sampling=request.sampling,
+            max_tokens=reserved,
+            logprobs=request.logprobs,
+            conversation=conversation,
+        )
+
+    def _grammar(self, request: ChatRequest, tool_format: ToolFormat) -> Grammar | None:
         fmt = request.response_format
         if request.calls_tools:
-            if fmt.kind != "text":
-                raise InvalidRequest(
-                    "'response_format' cannot be combined with tools the model may call; "
-                    "set tool_choice to 'none' or drop response_format.",
-                    param="response_format",
-                )
             choice = request.tool_choice
             offered = request.tools
             if choice.function is not None:
                 offered = tuple(t for t in request.tools if t.name == choice.function)
             last = request.messages[-1].role if request.messages else "user"
             forced = choice.mode == "required" or (self.auto_tool_choice == "eager" and last == "user")
-            return self.renderer.tool_format.grammar(
-                offered, parallel=request.parallel_tool_calls, lazy=not forced
-            )
+            return tool_format.grammar(offered, parallel=request.parallel_tool_calls, lazy=not forced)
         if fmt.kind == "json_object":
             return Grammar(json_object_gbnf())
         if fmt.kind == "json_schema":
@@ -158,7 +204,7 @@ class ChatService:
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
         generation = self.prepare(request)
-        prompt_tokens = len(generation.prompt)
+        prompt_tokens = generation.prompt_tokens
         if meter is not None:
             await meter.admit(prompt_tokens + generation.max_tokens)
         prompt_safety = None
@@ -178,7 +224,7 @@ class ChatService:
             await _close(events)
             await self._refused(meter, exc.status if isinstance(exc, AimiError) else 500, None)
             raise
-        tool_format = self.renderer.tool_format if request.calls_tools else None
+        tool_format = self.tool_format if request.calls_tools else None
         progress = _Progress()
         stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
         if self.safety is not None:
@@ -251,6 +297,15 @@ class ChatService:
             tool_calls=() if filtered else done.tool_calls,
             prompt_safety=answer.prompt_safety,
             output_safety=done.output_safety,
+        )
+
+
+def _check_response_format(request: ChatRequest) -> None:
+    if request.calls_tools and request.response_format.kind != "text":
+        raise InvalidRequest(
+            "'response_format' cannot be combined with tools the model may call; "
+            "set tool_choice to 'none' or drop response_format.",
+            param="response_format",
         )
 
 

@@ -2,7 +2,8 @@
 
 Two renderers: the GGUF's own Jinja chat template (as Hugging Face's `apply_chat_template` runs it),
 and `mistral-common` for Mistral-family models whose tokenizer it ships (checked token for token
-against the GGUF's vocabulary before it is trusted).
+against the GGUF's vocabulary before it is trusted). An engine that templates itself (a server aimi
+forwards to) needs neither: it gets the messages, and aimi only estimates the prompt's length.
 """
 
 from __future__ import annotations
@@ -74,6 +75,24 @@ def _message_dict(message: Message) -> dict[str, Any]:
     if message.name is not None:
         out["name"] = message.name
     return out
+
+
+def estimate_prompt_tokens(
+    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], tokenize: Tokenize
+) -> int:
+    """The prompt a chat template would make of OpenAI-shaped messages, counted with an engine's
+    (estimating) `tokenize`: each message's text and calls, 3 tokens of markup per message and 3 for
+    the answer's opening (as OpenAI counts), and the tools' JSON."""
+
+    def count(text: str) -> int:
+        return len(tokenize(text, add_bos=False, special=False)) if text else 0
+
+    total = 3 + count(json.dumps(list(tools), ensure_ascii=False) if tools else "")
+    for message in messages:
+        calls = message.get("tool_calls")
+        total += 3 + count(str(message.get("content") or ""))
+        total += count(json.dumps(calls, ensure_ascii=False) if calls else "")
+    return total
 
 
 def _arguments(raw: str) -> Any:

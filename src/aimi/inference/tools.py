@@ -7,7 +7,10 @@ Two formats:
   Hermes/Qwen-style models write one object per tag, which is read too). Used for chat templates
   without tool support, and for templates that speak `<tool_call>` themselves.
 - `MistralCalls`: `[TOOL_CALLS] [{"name": …, "arguments": {…}}]` after the `[TOOL_CALLS]` control token,
-  as mistral-common encodes it for Mistral tokenizers (v2–v7).
+  as mistral-common encodes it for Mistral tokenizers (v2–v7). An engine that templates itself (a
+  server aimi forwards to) hands the calls its server made the same way, after `TOOL_CALLS_TOKEN`,
+  with the server's call ids (`{"id": …, "name": …, "arguments": "…"}`); a call that carries an id
+  keeps it, every other call gets a new one.
 """
 
 from __future__ import annotations
@@ -92,7 +95,9 @@ def _decode_calls(payload: Any) -> list[ToolCall] | None:
                 arguments = json.loads(arguments)
             except ValueError:
                 return None
-        calls.append(ToolCall(new_call_id(), item["name"], json.dumps(arguments, ensure_ascii=False)))
+        given = item.get("id")
+        call_id = given if isinstance(given, str) and given else new_call_id()
+        calls.append(ToolCall(call_id, item["name"], json.dumps(arguments, ensure_ascii=False)))
     return calls
 
 
