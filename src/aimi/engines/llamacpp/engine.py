@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -13,6 +16,30 @@ from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import EngineUnavailable, RateLimited
+
+
+class _Mailbox:
+    """Carries events from the engine thread to one event loop, waking the loop once for all the
+    events posted before it gets to them (a step's tokens for every stream), not once per token."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue[Event], Event]] = []
+
+    def post(self, queue: asyncio.Queue[Event], event: Event) -> None:
+        with self._lock:
+            self._items.append((queue, event))
+            if len(self._items) > 1:
+                return  # a wake-up is already on its way
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, event in items:
+            queue.put_nowait(event)
 
 
 class LlamaCppEngine:
@@ -42,6 +69,9 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def info(self) -> ModelInfo:
@@ -95,10 +125,13 @@ class LlamaCppEngine:
         # before it is queued; the engine thread owns it from `submit` on.
         sampler = Sampler(model, request.sampling, max_tokens=request.max_tokens, grammar=request.grammar)
         loop = asyncio.get_running_loop()
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = _Mailbox(loop)
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
         def emit(event: Event) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            mailbox.post(queue, event)
 
         sequence = Sequence(request=request, sampler=sampler, emit=emit)
         if not scheduler.submit(sequence):

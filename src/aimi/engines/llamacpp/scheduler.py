@@ -95,6 +95,8 @@ class Scheduler:
         self._cached: list[list[int]] = [[] for _ in range(config.slots)]
         self._last_used = [0] * config.slots
         self._counters = _Counters()
+        self._outbox: list[tuple[Sequence, Event]] = []
+        """Events of the current step, handed over together once its sampling is done."""
         params = ll.llama_context_default_params()
         params.n_ctx = config.context_size * config.slots
         params.n_seq_max = config.slots
@@ -172,7 +174,7 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while self._step():
-                pass
+                self._hand_over()
         except Exception:  # a bug in the loop itself: end every request rather than hang them
             log.exception("the llama.cpp engine loop failed")
             with self._cv:
@@ -180,9 +182,18 @@ class Scheduler:
                     self._finish(seq, "error", "the engine failed")
                 self._waiting.clear()
         finally:
+            self._hand_over()
             with self._cv:
                 self._stopped = True
                 self._cv.notify_all()
+
+    def _hand_over(self) -> None:
+        """Give the step's events to their requests, all at once after the step's Python work: a
+        consumer woken per token would take the GIL (and a core) while this thread still samples,
+        and every step would wait for it."""
+        outbox, self._outbox = self._outbox, []
+        for seq, event in outbox:
+            seq.emit(event)
 
     def _step(self) -> bool:
         with self._cv:
@@ -307,7 +318,7 @@ class Scheduler:
             self._finish(seq, "stop")
             return
         seq.tokens.append(token)
-        seq.emit(Token(token, self.model.piece(token), logprob, top))
+        self._outbox.append((seq, Token(token, self.model.piece(token), logprob, top)))
         used = len(request.prompt) + len(seq.tokens)
         if len(seq.tokens) >= request.max_tokens or used >= self.config.context_size:
             self._finish(seq, "length")
@@ -315,7 +326,7 @@ class Scheduler:
     def _finish(self, seq: Sequence, reason: FinishReason, message: str | None = None) -> None:
         if not seq.done:
             seq.done = True
-            seq.emit(Finish(reason, len(seq.request.prompt), len(seq.tokens), message))
+            self._outbox.append((seq, Finish(reason, len(seq.request.prompt), len(seq.tokens), message)))
         self._release(seq)
 
     def _release(self, seq: Sequence) -> None:
