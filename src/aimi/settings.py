@@ -55,3 +55,20 @@ class Settings(BaseSettings):
     """Serve HTTPS with this certificate (PEM); clients that insist on https (the JS SDK, Entra ID
     tokens) need it."""
     ssl_keyfile: Path | None = None
+    upstream_api_key: str | None = None
+    """Sent as `Authorization: Bearer` to the servers of deployments whose source is a URL (the
+    database never holds it)."""
+    upstream_api_keys: dict[str, str] = Field(default_factory=dict)
+    """Keys for particular upstream servers by URL prefix, as JSON (`{"https://api.mistral.ai": "…"}`);
+    the longest prefix of a source wins over `upstream_api_key`."""
+
+    def upstream_key(self, source: str) -> str | None:
+        """The key to send to the server at `source`."""
+        matches = [prefix for prefix in self.upstream_api_keys if _covers(prefix, source)]
+        return self.upstream_api_keys[max(matches, key=len)] if matches else self.upstream_api_key
+
+
+def _covers(prefix: str, url: str) -> bool:
+    """`http://host:1` covers `http://host:1/v1`, not `http://host:12`."""
+    base = prefix.rstrip("/")
+    return url.startswith(base) and url[len(base) : len(base) + 1] in ("", "/", "?", "#")

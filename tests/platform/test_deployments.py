@@ -148,12 +148,31 @@ def test_a_gguf_file_is_a_source_and_is_kept_as_an_absolute_path(
     assert d.source == str(gguf.resolve())
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.7:8080", "https://mistral.example.com/v1"])
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.7:8080", "https://mistral.example.com/v1", "http://vllm:8000#model=org/Model-7B"]
+)
 def test_an_upstream_server_url_is_a_source(deployments: DeploymentStore, url: str) -> None:
     assert (
         deployments.create(project="p", model="Mistral-Small", name="small", source=url).deployment.source
         == url
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://user:secret@10.0.0.7:8080", "carries credentials"),
+        ("https://:sk-123@api.example.com", "carries credentials"),
+        ("http://10.0.0.7:8080#key=abc", "'#model=ID' names"),
+    ],
+)
+def test_an_upstream_url_with_a_secret_or_an_unknown_fragment_is_refused(
+    deployments: DeploymentStore, url: str, reason: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=reason) as refused:
+        deployments.create(project="p", model="Mistral-Small", name="small", source=url)
+    assert refused.value.param == "source"
+    assert deployments.list() == []
 
 
 def test_a_source_that_is_neither_a_file_nor_an_http_url_is_refused(

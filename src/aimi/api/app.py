@@ -18,7 +18,7 @@ from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import Engine
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
-from aimi.errors import InvalidRequest
+from aimi.engines.upstream import UpstreamEngine
 from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
 from aimi.platform.catalog import EMBEDDED, Catalog, Offer
 from aimi.platform.deployments import DeploymentStore
@@ -55,11 +55,18 @@ def open_platform(settings: Settings) -> Platform:
     return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), UsageLedger(db), quotas)
 
 
-def llama_engines(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
+def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
+    """An engine per source: a server aimi forwards to for an http(s) URL, llama.cpp for a GGUF file
+    or the embedded model."""
+
     def build(source: str, offer: Offer) -> Engine:
         if source.startswith(("http://", "https://")):
-            raise InvalidRequest(
-                f"upstream server sources ({source}) are recorded but not served yet; give a GGUF file"
+            return UpstreamEngine(
+                source,
+                name=offer.name,
+                provider=offer.provider,
+                context_length=offer.context_length,
+                api_key=settings.upstream_key(source),
             )
         return LlamaCppEngine(
             embedded_model_path() if source == EMBEDDED else Path(source),
@@ -91,12 +98,12 @@ def create_app(
     on_progress: Callable[[float], None] | None = None,
     safety_filters: Callable[[], Filters] = load_offline_filters,
 ) -> FastAPI:
-    """The ASGI app. `engine` (for tests) serves every deployment instead of llama.cpp engines;
+    """The ASGI app. `engine` (for tests) serves every deployment instead of the engines by source;
     `safety_filters` (for tests) replaces loading the built-in content-safety filters."""
     factory: EngineFactory = (
         (lambda _source, _offer: engine)
         if engine is not None
-        else llama_engines(settings, on_progress=on_progress)
+        else engines_for(settings, on_progress=on_progress)
     )
 
     @asynccontextmanager

@@ -56,7 +56,8 @@ log = logging.getLogger("aimi.engines")
 
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 """`read` is the longest silence between two chunks (a long prompt evaluates before the first)."""
-PROBE_TIMEOUT = httpx.Timeout(10.0)
+PROBE_TIMEOUT = httpx.Timeout(5.0)
+"""Short: a failed probe holds up the loading of other deployments that much."""
 _PIECES = re.compile(r" ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d]|\s+")
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -509,7 +510,7 @@ def _refusal(response: httpx.Response) -> AimiError:
     default = 60 if response.status_code in (401, 403) else 5
     retry_after = _retry_after(response.headers.get("retry-after"), default)
     if response.status_code >= 500 or response.status_code in (401, 403):
-        log.warning("upstream answered %d: %s", response.status_code, error.message)
+        log.warning("upstream %s answered %d: %s", response.request.url, response.status_code, error.message)
     return _error_for(response.status_code, error.message, error.code, error.param, retry_after=retry_after)
 
 

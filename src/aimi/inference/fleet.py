@@ -4,7 +4,8 @@ use it) and one chat service per deployment, kept in step with the deployment st
 Deployments are read at start and again whenever a request names one this process does not know yet,
 so a deployment created while the server runs (through the API or the CLI) is served at once; other
 changes made beside the server (a safety policy, quotas, a deletion) are picked up by a re-read in the
-background at most every `SYNC_S` seconds while requests arrive.
+background at most every `SYNC_S` seconds while requests arrive. A deployment whose engine could not
+load (a server it forwards to that is down) is tried again by that re-read too, not by every request.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class Fleet:
         if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
             self._sync = asyncio.ensure_future(self.reconcile())
         served = self._served.get(name)
+        if served is None and name in self._failed and time.monotonic() - self._synced <= SYNC_S:
+            raise self._unavailable(name)  # tried a moment ago; the background sync tries again
         if served is None:
             async with self._lock:  # a reconcile in flight may be loading it
                 served = self._served.get(name)
@@ -98,12 +101,15 @@ class Fleet:
                 await self.reconcile()
                 served = self._served.get(name)
         if served is None and name in self._failed:
-            raise EngineUnavailable(
-                f"Deployment '{name}' cannot be served: {self._failed[name]}", retry_after=60
-            )
+            raise self._unavailable(name)
         if served is None:
             raise NotFound(f"Deployment '{name}' not found.")
         return served
+
+    def _unavailable(self, name: str) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"Deployment '{name}' cannot be served: {self._failed[name]}", retry_after=60
+        )
 
     async def reconcile(self) -> None:
         """Load what the store has and this process does not; let go of what it no longer has."""

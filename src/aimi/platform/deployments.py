@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -53,8 +54,10 @@ class Created:
 
 def check_source(source: str) -> str:
     """`embedded`, an existing GGUF file, or an http(s) URL of an upstream server."""
-    if source == EMBEDDED or re.match(r"^https?://[^\s/]+", source):
+    if source == EMBEDDED:
         return source
+    if re.match(r"^https?://[^\s/]+", source):
+        return _check_url(source)
     path = Path(source).expanduser()
     if not path.is_file():
         raise InvalidRequest(
@@ -64,6 +67,27 @@ def check_source(source: str) -> str:
         if f.read(4) != b"GGUF":
             raise InvalidRequest(f"The source '{source}' is not a GGUF file.", param="source")
     return str(path.resolve())
+
+
+def _check_url(source: str) -> str:
+    """An upstream server's URL, optionally naming its model (`#model=ID`); never a secret, since the
+    database keeps sources in the clear (the key aimi sends upstream is a setting)."""
+    parts = urlsplit(source)
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(
+            "The source URL carries credentials; give the upstream server's key to aimi serve as "
+            "AIMI_UPSTREAM_API_KEY instead (sources are stored in the clear).",
+            param="source",
+        )
+    if re.search(r"\s", source):
+        raise InvalidRequest(f"The source URL '{source}' contains whitespace.", param="source")
+    if parts.fragment and not re.fullmatch(r"model=[^&=]+", parts.fragment):
+        raise InvalidRequest(
+            f"The source URL's fragment '#{parts.fragment}' is not understood; '#model=ID' names the "
+            "upstream server's model.",
+            param="source",
+        )
+    return source
 
 
 def _deployment(row: DeploymentRow, project: str) -> Deployment:

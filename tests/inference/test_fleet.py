@@ -1,0 +1,97 @@
+"""The fleet of served deployments, over a real deployment store (SQLite) and scripted engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aimi.db.database import Database, sqlite_url
+from aimi.engines.base import Engine
+from aimi.errors import EngineUnavailable
+from aimi.inference import fleet as fleet_module
+from aimi.inference.chat import ChatRequest, Message
+from aimi.inference.fleet import Filters, Fleet
+from aimi.platform.catalog import Catalog, Offer
+from aimi.platform.deployments import DeploymentStore
+from aimi.platform.keys import KeyStore
+from tests.fakes import SelfTemplatingEngine
+
+pytestmark = pytest.mark.anyio
+
+UPSTREAM = "http://upstream.test:8000"
+
+
+class FlakyUpstream(SelfTemplatingEngine):
+    """An engine for a server that may be down when it is started."""
+
+    def __init__(self, down: bool) -> None:
+        super().__init__()
+        self.down = down
+
+    async def start(self) -> None:
+        if self.down:
+            raise EngineUnavailable("the upstream server cannot be reached (connection refused)")
+        await super().start()
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.down = True
+        self.built: list[FlakyUpstream] = []
+
+    def __call__(self, source: str, offer: Offer) -> Engine:
+        self.built.append(FlakyUpstream(self.down))
+        return self.built[-1]
+
+
+def no_filters() -> Filters:
+    return [], []
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DeploymentStore]:
+    db = Database(sqlite_url(tmp_path))
+    db.migrate()
+    catalog = Catalog(db)
+    catalog.seed()
+    yield DeploymentStore(db, catalog, KeyStore(db))
+    db.close()
+
+
+async def test_an_engine_that_templates_itself_is_served_without_a_prompt_renderer(
+    store: DeploymentStore,
+) -> None:
+    store.create(project="p", model="Mistral-Small", name="small", source=UPSTREAM)
+    factory = Factory()
+    factory.down = False
+    fleet = Fleet(store=store, engine_factory=factory, safety_filters=no_filters)
+    await fleet.reconcile()
+    served = await fleet.get("small")
+    assert served.service.renderer is None
+    result = await served.service.complete(ChatRequest(messages=(Message("user", "hi"),)))
+    assert result.text == "Hello world!"
+    assert factory.built[0].requests[0].conversation is not None
+    await fleet.stop()
+
+
+async def test_a_deployment_whose_server_is_down_is_503_and_retried_by_the_sync_only(
+    store: DeploymentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.create(project="p", model="Mistral-Small", name="small", source=UPSTREAM)
+    factory = Factory()
+    fleet = Fleet(store=store, engine_factory=factory, safety_filters=no_filters)
+    await fleet.reconcile()
+    for _ in range(3):
+        with pytest.raises(
+            EngineUnavailable, match="'small' cannot be served: the upstream server cannot be"
+        ):
+            await fleet.get("small")
+    assert len(factory.built) == 1  # requests in between do not hammer the server
+    factory.down = False
+    monkeypatch.setattr(fleet_module, "SYNC_S", 0.0)
+    served = await fleet.get("small")  # the interval is over: tried again, and served
+    assert served.deployment.name == "small"
+    assert len(factory.built) == 2
+    await fleet.stop()
