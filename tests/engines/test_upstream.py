@@ -28,6 +28,7 @@ from aimi.errors import (
     EngineError,
     EngineUnavailable,
     InvalidRequest,
+    ParameterNotSupported,
     RateLimited,
 )
 from tests.conftest import free_port
@@ -70,6 +71,8 @@ class Upstream:
     done: bool = True
     models: list[dict[str, Any]] | None = field(default_factory=lambda: [{"id": "served-model"}])
     info: dict[str, Any] | None = None
+    forbidden: set[str] = field(default_factory=set)
+    """Body fields refused the way the Mistral API refuses unknown ones."""
     received: list[dict[str, Any]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -96,6 +99,13 @@ class Upstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.received.append(await request.json())
         self.authorization.append(request.headers.get("Authorization"))
+        extra = [key for key in self.received[-1] if key in self.forbidden]
+        if extra:
+            detail = [
+                {"type": "extra_forbidden", "loc": ["body", key], "msg": "Extra inputs"} for key in extra
+            ]
+            error = {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}
+            return web.json_response(error, status=422)
         if self.status != 200:
             return web.json_response(self.error, status=self.status, headers=self.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -141,13 +151,14 @@ async def engine(server: TestServer) -> AsyncIterator[UpstreamEngine]:
 
 def ask(text: str = "Say hi.", *, max_tokens: int | None = 16, **options: Any) -> GenerationRequest:
     logprobs = options.pop("logprobs", None)
+    sampling = options.pop("sampling", Sampling(temperature=0))
     messages = ({"role": "user", "content": text},)
     conversation = Conversation(
         messages=messages, estimated_prompt_tokens=9, max_tokens=max_tokens, **options
     )
     return GenerationRequest(
         prompt=[],
-        sampling=Sampling(temperature=0),
+        sampling=sampling,
         max_tokens=max_tokens or 100,
         logprobs=logprobs,
         conversation=conversation,
@@ -375,6 +386,36 @@ async def test_a_rate_limited_server_passes_on_its_retry_after(
     with pytest.raises(RateLimited, match="slow down") as raised:
         await run(engine, ask())
     assert raised.value.retry_after == 7
+
+
+async def test_a_server_that_refuses_stream_options_is_asked_again_and_then_not_sent_them(
+    engine: UpstreamEngine, upstream: Upstream
+) -> None:
+    upstream.forbidden = {"stream_options"}  # the Mistral API; it sends usage unasked
+    tokens, finish = await run(engine, ask())
+    assert [t.piece for t in tokens] == [b"Hel", b"lo!"]
+    assert (finish.prompt_tokens, finish.completion_tokens) == (11, 2)
+    await run(engine, ask())
+    assert ["stream_options" in body for body in upstream.received] == [True, False, False]
+
+
+async def test_the_seed_goes_as_random_seed_to_a_server_that_refuses_seed(
+    engine: UpstreamEngine, upstream: Upstream
+) -> None:
+    upstream.forbidden = {"seed", "stream_options"}
+    await run(engine, ask(sampling=Sampling(temperature=0, seed=5)))
+    last = upstream.received[-1]
+    assert (last.get("random_seed"), "seed" in last, "stream_options" in last) == (5, False, False)
+
+
+async def test_a_parameter_the_server_refuses_is_not_supported(
+    engine: UpstreamEngine, upstream: Upstream
+) -> None:
+    upstream.forbidden = {"top_k"}
+    with pytest.raises(ParameterNotSupported, match="does not support the parameter 'top_k'") as raised:
+        await run(engine, ask(sampling=Sampling(temperature=0, top_k=40)))
+    assert raised.value.param == "top_k"
+    assert len(upstream.received) == 1
 
 
 async def test_a_server_that_went_away_is_unavailable(engine: UpstreamEngine, server: TestServer) -> None:
