@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from aimi.engines.base import Event, GenerationRequest
+from aimi.engines.base import Event, Finish, GenerationRequest, Token
 from aimi.errors import RateLimited
 from aimi.inference.prompts import SAFE_PROMPT
 from aimi.settings import Settings
 from tests.api.checks import assert_error, prompt_text
-from tests.conftest import TEST_KEY, serving
+from tests.conftest import TEST_KEY, fake_settings, serving
 from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine
 
 BASES = ["", "/models", "/deployments/fake"]
@@ -748,6 +748,24 @@ async def test_an_interrupted_generation_gives_503_with_retry_after(
     assert response.json()["error"]["code"] == "ServiceUnavailable"
     assert response.json()["error"]["status"] == 503
     assert int(response.headers["retry-after"]) >= 1
+
+
+class CutOffEngine(ScriptedEngine):
+    """Ends its answer with an error finish that says why (as a server it forwards to may)."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        yield Token(-1, b"Hel")
+        yield Finish("error", 5, 1, message="the upstream server broke off the answer (reset)")
+
+
+@pytest.mark.anyio
+async def test_an_interrupted_generation_says_why_in_its_503(tmp_path: Path) -> None:
+    async with serving(fake_settings(tmp_path), CutOffEngine()) as c:
+        response = await c.post("/chat/completions", json=HI)
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["message"] == (
+        "The generation was interrupted (the upstream server broke off the answer (reset))."
+    )
 
 
 @pytest.mark.anyio

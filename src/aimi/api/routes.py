@@ -117,7 +117,8 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
     if result is None:
         return Response(status_code=499)
     if result.finish_reason == "error":
-        raise EngineUnavailable("The generation was interrupted (the server is busy or shutting down).")
+        why = result.message or "the server is busy or shutting down"
+        raise EngineUnavailable(f"The generation was interrupted ({why}).")
     return JSONResponse(convert.completion(result=result, **meta), headers=_quota_headers(meter.quota))
 
 

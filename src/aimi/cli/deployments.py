@@ -22,7 +22,11 @@ def deployments() -> None:
 @click.option("--project", required=True)
 @click.option("--model", required=True, help="A catalog model (aimi models list)")
 @click.option("--name", required=True, help="Unique; becomes the endpoint URL: {base}/deployments/{name}")
-@click.option("--source", help="For models whose weights are not known here: a GGUF file or an upstream URL")
+@click.option(
+    "--source",
+    help="For models whose weights are not known here: a GGUF file, or the URL of an OpenAI-compatible "
+    "server to forward to (ending in #model=ID to pick one of its models; its key: AIMI_UPSTREAM_API_KEY)",
+)
 @click.option("--requests-per-minute", type=int, help="Quota  [default: 1000]")
 @click.option("--tokens-per-minute", type=int, help="Quota  [default: 200000]")
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True, help="To print the endpoint")

@@ -178,3 +178,5 @@ class ChatResult:
     tool_calls: tuple[ToolCall, ...] = ()
     prompt_safety: Any = None
     output_safety: Any = None
+    message: str | None = None
+    """Why an `error` finish happened."""

@@ -297,6 +297,7 @@ class ChatService:
             tool_calls=() if filtered else done.tool_calls,
             prompt_safety=answer.prompt_safety,
             output_safety=done.output_safety,
+            message=done.message,
         )
 
 
