@@ -458,6 +458,8 @@ class Config:
     timeout_s: float
     start_timeout_s: float
     workloads: tuple[Workload, ...]
+    aimi_safety: bool = False
+    """Run aimi with content safety on (off by default: llama-server has none to compare with)."""
 
 
 def server_argv(
@@ -480,6 +482,7 @@ def server_argv(
         *_options({**common, "--model": config.model, "--api-key": key, "--name": DEPLOYMENT}),
         *_options({"--threads": config.threads, "--parallel": config.parallel}),
         *_options({"--context-size": config.context_size, "--data-dir": data_dir, "--log-level": "warning"}),
+        "--safety" if config.aimi_safety else "--no-safety",
     ]
 
 
@@ -690,6 +693,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--llama-bin", type=Path, help="folder with llama-server and llama-bench (skips the build)"
     )
     p.add_argument("--no-llama-bench", action="store_true", help="skip the llama-bench ceiling")
+    p.add_argument(
+        "--aimi-safety",
+        action="store_true",
+        help="serve with aimi's content safety on (its cost; llama-server has no safety to compare)",
+    )
     return p.parse_args(argv)
 
 
@@ -718,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         start_timeout_s=180.0,
         workloads=QUICK if args.quick else FULL,
+        aimi_safety=args.aimi_safety,
     )
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -742,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
             "parallel": config.parallel,
             "context_size": config.context_size,
             "max_tokens": config.max_tokens,
+            "aimi_safety": config.aimi_safety,
             "request_timeout_s": config.timeout_s,
             "workloads": [vars(w) | {"requests": w.requests} for w in config.workloads],
         },

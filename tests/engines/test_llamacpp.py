@@ -158,3 +158,21 @@ async def test_presence_and_frequency_penalties_build_and_sample(engine: LlamaCp
     assert finish.reason in ("stop", "length") and tokens
     ids = [t.id for t in tokens]
     assert len(set(ids)) > len(ids) // 2  # a strong frequency penalty keeps it from looping on one token
+
+
+async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_cache() -> None:
+    # One KV pool is shared by every slot; each slot may fill its whole context and keep it cached.
+    small = LlamaCppEngine(embedded_model_path(), context_size=64, slots=2, threads=2, max_waiting=4)
+    await small.start()
+    try:
+        endless = Sampling(temperature=0, ignore_eos=True)
+        for round_ in range(3):
+            reqs = [
+                request(small, f"Tell story {round_}-{n}.", max_tokens=64, sampling=endless) for n in range(2)
+            ]
+            results = await asyncio.gather(*(run(small, r) for r in reqs))
+            for req, (tokens, finish) in zip(reqs, results, strict=True):
+                assert finish.reason == "length", finish.message
+                assert len(req.prompt) + len(tokens) == 64
+    finally:
+        await small.stop()

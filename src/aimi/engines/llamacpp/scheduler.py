@@ -82,7 +82,13 @@ class _Counters:
 
 
 class Scheduler:
-    """Owns the llama.cpp context; every call into it happens on this object's thread."""
+    """Owns the llama.cpp context; every call into it happens on this object's thread.
+
+    The KV cache is one pool of `context_size * slots` cells shared by every slot (llama.cpp's
+    `kv_unified`). It always has room: a sequence never holds more than `context_size` cells, and a
+    free slot's cached prefix is dropped before a new sequence takes that slot. On this CPU a
+    unified pool decodes 8 sequences in ~30 ms a step against ~36-48 ms with one stream per slot,
+    whose step time also grew as slots were reused (measured with a prefix-reusing workload)."""
 
     def __init__(self, model: LlamaModel, config: SchedulerConfig) -> None:
         self.model = model
@@ -104,7 +110,7 @@ class Scheduler:
         params.n_ubatch = params.n_batch
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
-        params.kv_unified = False  # each slot gets its own `context_size` cells
+        params.kv_unified = True  # one cell pool for every slot: faster here (see above)
         params.no_perf = True
         self._ctx: Any = ll.llama_init_from_model(model.ptr, params)
         if not self._ctx:
