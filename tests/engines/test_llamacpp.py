@@ -160,9 +160,12 @@ async def test_presence_and_frequency_penalties_build_and_sample(engine: LlamaCp
     assert len(set(ids)) > len(ids) // 2  # a strong frequency penalty keeps it from looping on one token
 
 
-async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_cache() -> None:
-    # One KV pool is shared by every slot; each slot may fill its whole context and keep it cached.
-    small = LlamaCppEngine(embedded_model_path(), context_size=64, slots=2, threads=2, max_waiting=4)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-cache", "kv-cache-per-slot"])
+async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_cache(shared: bool) -> None:
+    # Each slot may fill its whole context and keep it cached, whether the slots share one KV pool.
+    small = LlamaCppEngine(
+        embedded_model_path(), context_size=64, slots=2, shared_kv_cache=shared, threads=2, max_waiting=4
+    )
     await small.start()
     try:
         endless = Sampling(temperature=0, ignore_eos=True)

@@ -74,6 +74,7 @@ def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | No
             provider=offer.provider,
             context_size=settings.context_size,
             slots=settings.parallel,
+            shared_kv_cache=settings.kv_cache == "shared",
             threads=settings.threads,
             max_waiting=settings.max_queue,
             on_progress=on_progress,

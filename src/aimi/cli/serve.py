@@ -51,6 +51,12 @@ from aimi.settings import Settings
 )
 @click.option("--parallel", type=int, help="Requests decoded together.  [default: 4; env AIMI_PARALLEL]")
 @click.option(
+    "--kv-cache",
+    type=click.Choice(["shared", "per-slot"]),
+    help="llama.cpp's KV cache: one pool for all slots (faster for short prompts), or one per slot (for "
+    "long contexts).  [default: shared; env AIMI_KV_CACHE]",
+)
+@click.option(
     "--tool-choice-auto",
     type=click.Choice(["model", "eager"]),
     help="With tools and tool_choice auto: let the model decide (model), or start each answer to a user "

@@ -51,6 +51,7 @@ class LlamaCppEngine:
         *,
         context_size: int = 4096,
         slots: int = 4,
+        shared_kv_cache: bool = True,
         threads: int | None = None,
         max_waiting: int = 64,
         on_progress: Callable[[float], None] | None = None,
@@ -62,6 +63,7 @@ class LlamaCppEngine:
         self._names = (name, provider)
         self._context_size = context_size
         self._slots = slots
+        self._shared_kv_cache = shared_kv_cache
         self._threads = threads or os.cpu_count() or 1
         self._max_waiting = max_waiting
         self._on_progress = on_progress
@@ -86,7 +88,11 @@ class LlamaCppEngine:
         model = LlamaModel(self._path, on_progress=self._on_progress)
         context = min(self._context_size, model.n_ctx_train) if model.n_ctx_train > 0 else self._context_size
         config = SchedulerConfig(
-            context_size=context, slots=self._slots, threads=self._threads, max_waiting=self._max_waiting
+            context_size=context,
+            slots=self._slots,
+            threads=self._threads,
+            max_waiting=self._max_waiting,
+            shared_kv_cache=self._shared_kv_cache,
         )
         self._scheduler = Scheduler(model, config)
         info = model.info(context_length=context)

@@ -68,6 +68,9 @@ class Sampler:
         self._one = _Candidates(1)
 
     def sample(self, ctx: Any, index: int) -> int:
+        if self.grammar is None:
+            # llama.cpp builds the candidates, runs the chain and accepts the pick, all in C.
+            return int(ll.llama_sampler_sample(self.chain, ctx, index))
         logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx, index), shape=(self._model.n_vocab,))
         self._all.fill(logits)
         ll.llama_sampler_apply(self.chain, self._all.ref)

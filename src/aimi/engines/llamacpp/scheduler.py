@@ -69,6 +69,8 @@ class SchedulerConfig:
     threads: int
     max_waiting: int
     prefill_chunk: int = 256
+    shared_kv_cache: bool = True
+    """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
 
 
 @dataclass
@@ -84,11 +86,12 @@ class _Counters:
 class Scheduler:
     """Owns the llama.cpp context; every call into it happens on this object's thread.
 
-    The KV cache is one pool of `context_size * slots` cells shared by every slot (llama.cpp's
-    `kv_unified`). It always has room: a sequence never holds more than `context_size` cells, and a
-    free slot's cached prefix is dropped before a new sequence takes that slot. On this CPU a
-    unified pool decodes 8 sequences in ~30 ms a step against ~36-48 ms with one stream per slot,
-    whose step time also grew as slots were reused (measured with a prefix-reusing workload)."""
+    By default the KV cache is one pool of `context_size * slots` cells shared by every slot
+    (llama.cpp's `kv_unified`). It always has room: a sequence never holds more than `context_size`
+    cells, and a slot's cached prefix is dropped before a new sequence takes that slot. With short
+    prompts a shared pool decodes 8 sequences in ~30 ms a step against ~36-48 ms with one stream per
+    slot; but every token attends over all the pool's used cells (masked), so with long contexts one
+    stream per slot (`shared_kv_cache=False`) costs less."""
 
     def __init__(self, model: LlamaModel, config: SchedulerConfig) -> None:
         self.model = model
@@ -110,7 +113,7 @@ class Scheduler:
         params.n_ubatch = params.n_batch
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
-        params.kv_unified = True  # one cell pool for every slot: faster here (see above)
+        params.kv_unified = config.shared_kv_cache
         params.no_perf = True
         self._ctx: Any = ll.llama_init_from_model(model.ptr, params)
         if not self._ctx:
