@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     """Tokens one request may use (prompt + completion), capped by what the model was trained on."""
     parallel: int = Field(default=4, ge=1, le=64)
     """Sequence slots the engine decodes together."""
-    kv_cache: Literal["shared", "per-slot"] = "shared"
-    """llama.cpp's KV cache: one pool for all slots (faster for short and medium contexts here), or
-    one stream per slot (attention cost independent of the other slots: for long contexts)."""
+    kv_cache: Literal["per-slot", "shared"] = "per-slot"
+    """llama.cpp's KV cache: one stream per slot (a token attends only to its own sequence's cells), or
+    one pool for all slots (faster with short prompts, costlier with long ones)."""
     max_queue: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot before new ones get 429."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

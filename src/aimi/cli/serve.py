@@ -52,9 +52,9 @@ from aimi.settings import Settings
 @click.option("--parallel", type=int, help="Requests decoded together.  [default: 4; env AIMI_PARALLEL]")
 @click.option(
     "--kv-cache",
-    type=click.Choice(["shared", "per-slot"]),
-    help="llama.cpp's KV cache: one pool for all slots (faster for short prompts), or one per slot (for "
-    "long contexts).  [default: shared; env AIMI_KV_CACHE]",
+    type=click.Choice(["per-slot", "shared"]),
+    help="llama.cpp's KV cache: one stream per slot, or one pool for all slots (faster with short "
+    "prompts, slower with long ones).  [default: per-slot; env AIMI_KV_CACHE]",
 )
 @click.option(
     "--tool-choice-auto",

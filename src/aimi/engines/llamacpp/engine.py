@@ -51,7 +51,7 @@ class LlamaCppEngine:
         *,
         context_size: int = 4096,
         slots: int = 4,
-        shared_kv_cache: bool = True,
+        shared_kv_cache: bool = False,
         threads: int | None = None,
         max_waiting: int = 64,
         on_progress: Callable[[float], None] | None = None,

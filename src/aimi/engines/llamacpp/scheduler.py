@@ -69,7 +69,7 @@ class SchedulerConfig:
     threads: int
     max_waiting: int
     prefill_chunk: int = 256
-    shared_kv_cache: bool = True
+    shared_kv_cache: bool = False
     """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
 
 
@@ -86,12 +86,12 @@ class _Counters:
 class Scheduler:
     """Owns the llama.cpp context; every call into it happens on this object's thread.
 
-    By default the KV cache is one pool of `context_size * slots` cells shared by every slot
-    (llama.cpp's `kv_unified`). It always has room: a sequence never holds more than `context_size`
-    cells, and a slot's cached prefix is dropped before a new sequence takes that slot. With short
-    prompts a shared pool decodes 8 sequences in ~30 ms a step against ~36-48 ms with one stream per
-    slot; but every token attends over all the pool's used cells (masked), so with long contexts one
-    stream per slot (`shared_kv_cache=False`) costs less."""
+    By default each slot has its own KV stream of `context_size` cells. With `shared_kv_cache` the
+    slots share one pool of `context_size * slots` cells (llama.cpp's `kv_unified`), which always has
+    room: a sequence never holds more than `context_size` cells, and a slot's cached prefix is dropped
+    before a new sequence takes that slot. With short prompts a shared pool decodes 8 sequences in
+    ~30 ms a step against ~36-48 ms per slot; but every token attends over all the pool's used cells
+    (masked), so with long prompts one stream per slot costs less."""
 
     def __init__(self, model: LlamaModel, config: SchedulerConfig) -> None:
         self.model = model
