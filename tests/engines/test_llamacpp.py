@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aimi.engines.base import Finish, GenerationRequest, Grammar, Sampling, Token
+from aimi.engines.base import GenerationRequest, Grammar, Sampling
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
 from aimi.errors import InvalidRequest, RateLimited
+from tests.engines.generations import run
 
 pytestmark = pytest.mark.anyio
 
@@ -31,16 +32,6 @@ def request(engine: LlamaCppEngine, text: str, **kwargs: object) -> GenerationRe
     options: dict[str, object] = {"sampling": Sampling(temperature=0), "max_tokens": 16}
     options.update(kwargs)
     return GenerationRequest(prompt=prompt, **options)  # type: ignore[arg-type]
-
-
-async def run(engine: LlamaCppEngine, req: GenerationRequest) -> tuple[list[Token], Finish]:
-    tokens: list[Token] = []
-    async for event in engine.generate(req):
-        if isinstance(event, Token):
-            tokens.append(event)
-        else:
-            return tokens, event
-    raise AssertionError("no Finish event")
 
 
 async def test_the_model_info_comes_from_the_gguf(engine: LlamaCppEngine) -> None:

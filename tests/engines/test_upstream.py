@@ -32,6 +32,7 @@ from aimi.errors import (
     RateLimited,
 )
 from tests.conftest import free_port
+from tests.engines.generations import run
 
 pytestmark = pytest.mark.anyio
 
@@ -163,16 +164,6 @@ def ask(text: str = "Say hi.", *, max_tokens: int | None = 16, **options: Any) -
         logprobs=logprobs,
         conversation=conversation,
     )
-
-
-async def run(engine: UpstreamEngine, request: GenerationRequest) -> tuple[list[Token], Finish]:
-    tokens: list[Token] = []
-    async for event in engine.generate(request):
-        if isinstance(event, Token):
-            tokens.append(event)
-        else:
-            return tokens, event
-    raise AssertionError("no Finish event")
 
 
 def test_a_source_url_gives_the_server_s_base_and_the_model_it_names() -> None:
