@@ -60,20 +60,11 @@ def with_safe_prompt(messages: Sequence[Message]) -> tuple[Message, ...]:
 
 
 def _message_dict(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
-            }
-            for call in message.tool_calls
-        ]
-    if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
-    if message.name is not None:
-        out["name"] = message.name
+    """The OpenAI shape as chat templates take it: content never None, call arguments as objects."""
+    out = message.as_openai()
+    out["content"] = out["content"] or ""
+    for call in out.get("tool_calls", ()):
+        call["function"]["arguments"] = _arguments(call["function"]["arguments"])
     return out
 
 
