@@ -64,27 +64,27 @@ class Sampler:
         self._model = model
         self.grammar: Any = _grammar_sampler(model, grammar) if grammar is not None else None
         self.chain: Any = _chain(model, sampling, max_tokens=max_tokens)
-        self._all = _Candidates(model.n_vocab)
-        self._one = _Candidates(1)
+        # Candidate arrays (all tokens, the one picked) only for the grammar's "check the pick" path.
+        self._candidates = (_Candidates(model.n_vocab), _Candidates(1)) if grammar is not None else None
 
     def sample(self, ctx: Any, index: int) -> int:
-        if self.grammar is None:
+        if self.grammar is None or self._candidates is None:
             # llama.cpp builds the candidates, runs the chain and accepts the pick, all in C.
             return int(ll.llama_sampler_sample(self.chain, ctx, index))
+        every, picked = self._candidates
         logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx, index), shape=(self._model.n_vocab,))
-        self._all.fill(logits)
-        ll.llama_sampler_apply(self.chain, self._all.ref)
-        token = self._all.selected()
-        if self.grammar is not None:
-            self._one.ids[0] = token
-            self._one.fill(logits[token : token + 1])
-            ll.llama_sampler_apply(self.grammar, self._one.ref)
-            if not np.isfinite(self._one.data["logit"][0]):
-                self._all.fill(logits)
-                ll.llama_sampler_apply(self.grammar, self._all.ref)
-                ll.llama_sampler_apply(self.chain, self._all.ref)
-                token = self._all.selected()
-            ll.llama_sampler_accept(self.grammar, token)
+        every.fill(logits)
+        ll.llama_sampler_apply(self.chain, every.ref)
+        token = every.selected()
+        picked.ids[0] = token
+        picked.fill(logits[token : token + 1])
+        ll.llama_sampler_apply(self.grammar, picked.ref)
+        if not np.isfinite(picked.data["logit"][0]):
+            every.fill(logits)
+            ll.llama_sampler_apply(self.grammar, every.ref)
+            ll.llama_sampler_apply(self.chain, every.ref)
+            token = every.selected()
+        ll.llama_sampler_accept(self.grammar, token)
         ll.llama_sampler_accept(self.chain, token)
         return token
 
