@@ -76,8 +76,11 @@ def run_seed(server: Server, prompt: str) -> str:
     return done.stdout
 
 
-def sync_policy(server: Server) -> None:
-    """A change made with the CLI reaches the running server with its next re-read (every 2 s)."""
+def set_policy(server: Server, data: Path, *flags: str) -> None:
+    """Change the deployment's safety policy with the CLI, as an operator would. The change reaches the
+    running server with its next re-read of the deployments (every 2 s)."""
+    cli = [sys.executable, "-m", "aimi", "deployments", "safety", server.deployment, "--data-dir", str(data)]
+    subprocess.run([*cli, *flags], check=True, capture_output=True, timeout=60)
     time.sleep(2.2)
     httpx.get(f"{server.endpoint}/info", headers={"api-key": server.key}, timeout=30)
     time.sleep(0.5)
@@ -117,20 +120,7 @@ def test_a_blocked_prompt_gets_the_400_instead_of_a_stream(guarded: tuple[Server
 
 def test_a_stream_is_cut_when_its_output_hits_a_blocklist(guarded: tuple[Server, Path]) -> None:
     server, data = guarded
-    cli = [
-        sys.executable,
-        "-m",
-        "aimi",
-        "deployments",
-        "safety",
-        server.deployment,
-        "--data-dir",
-        str(data),
-        "--blocklist-pattern",
-        r"words=\b(the|a|and|is|of)\b",
-    ]
-    subprocess.run(cli, check=True, capture_output=True, timeout=60)
-    sync_policy(server)
+    set_policy(server, data, "--blocklist-pattern", r"words=\b(the|a|and|is|of)\b")
     try:
         body = {
             "messages": [{"role": "user", "content": "Tell me stories about my dog Rex."}],
@@ -154,19 +144,7 @@ def test_a_stream_is_cut_when_its_output_hits_a_blocklist(guarded: tuple[Server,
         assert last["usage"]["completion_tokens"] < 300
         assert "prompt_filter_results" in chunks[0]
     finally:
-        off = [
-            sys.executable,
-            "-m",
-            "aimi",
-            "deployments",
-            "safety",
-            server.deployment,
-            "--data-dir",
-            str(data),
-            "--on",
-        ]
-        subprocess.run(off, check=True, capture_output=True, timeout=60)
-        sync_policy(server)
+        set_policy(server, data, "--on")
 
 
 def test_every_verdict_is_in_the_usage_ledger(guarded: tuple[Server, Path]) -> None:
