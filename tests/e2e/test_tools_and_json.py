@@ -122,7 +122,11 @@ def test_the_flight_loop_runs_with_the_openai_sdk(eager: Server) -> None:
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "When is the next flight from Miami to Seattle?"},
     ]
-    first = client.chat.completions.create(model="smollm2", messages=messages, tools=tools, max_tokens=128)
+    # Greedy: sampled at the default temperature the 135M model now and then keeps adding parallel
+    # calls until max_tokens (finish_reason "length"), which is not what this test is about.
+    first = client.chat.completions.create(
+        model="smollm2", messages=messages, tools=tools, max_tokens=128, temperature=0
+    )
     assert first.choices[0].finish_reason == "tool_calls"
     call = first.choices[0].message.tool_calls[0]
     args = json.loads(call.function.arguments)
@@ -156,8 +160,8 @@ def test_the_flight_loop_runs_with_mistralai(eager: Server) -> None:
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "When is the next flight from Miami to Seattle?"},
     ]
-    first = client.chat.complete(
-        model="azureai", messages=messages, tools=tools, tool_choice="any", max_tokens=128
+    first = client.chat.complete(  # greedy, as above
+        model="azureai", messages=messages, tools=tools, tool_choice="any", max_tokens=128, temperature=0
     )
     assert first.choices[0].finish_reason == "tool_calls"
     call = first.choices[0].message.tool_calls[0]
