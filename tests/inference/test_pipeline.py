@@ -19,7 +19,7 @@ from aimi.inference.chat import (
 )
 from aimi.inference.pipeline import ChatService
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
-from tests.fakes import FAKE_INFO, ScriptedEngine, SelfTemplatingEngine
+from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine, SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -246,3 +246,28 @@ def test_a_prompt_renderer_goes_only_with_an_engine_that_does_not_template_itsel
     renderer = ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize)
     with pytest.raises(ValueError, match="prompt renderer"):
         ChatService(engine=engine, renderer=renderer)
+
+
+@pytest.mark.parametrize(("last", "forced", "offered"), [("user", True, True), ("tool", False, False)])
+async def test_eager_tool_choice_calls_for_a_user_message_and_answers_a_tool_result_in_text(
+    last: str, forced: bool, offered: bool
+) -> None:
+    engine = RoomyEngine([b"ok"])  # room for the tools' instructions
+    eager = ChatService(
+        engine=engine,
+        renderer=ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize),
+        auto_tool_choice="eager",
+    )
+    history = [Message("user", "weather?")]
+    if last == "tool":
+        call = ToolCall("abcDEF123", "weather", "{}")
+        history += [
+            Message("assistant", None, tool_calls=(call,)),
+            Message("tool", "sunny", tool_call_id=call.id),
+        ]
+    spec = ToolSpec("weather", "The weather", {"type": "object", "properties": {}})
+    request = ChatRequest(messages=tuple(history), sampling=Sampling(temperature=0), tools=(spec,))
+    await eager.complete(request)
+    grammar = engine.requests[-1].grammar
+    assert (grammar is not None and not grammar.lazy) == forced
+    assert (grammar is not None) == offered

@@ -33,6 +33,7 @@ from aimi.inference.chat import (
     Message,
     TokenLogprobs,
     ToolCall,
+    ToolChoice,
     Usage,
 )
 from aimi.inference.prompts import PromptRenderer, estimate_prompt_tokens, with_safe_prompt
@@ -183,6 +184,15 @@ class ChatService:
             conversation=conversation,
         )
 
+    def _eager_answer(self, request: ChatRequest) -> ChatRequest:
+        """With eager tool choice, a turn after a tool result answers in text: a model too small to
+        decide would otherwise call again now and then, and the tool loop would not end."""
+        last = request.messages[-1].role if request.messages else "user"
+        eager = self.auto_tool_choice == "eager" and self.renderer is not None  # not for a server's own
+        if eager and request.tool_choice.mode == "auto" and last == "tool":
+            return dataclasses.replace(request, tool_choice=ToolChoice("none"))
+        return request
+
     def _grammar(self, request: ChatRequest, tool_format: ToolFormat) -> Grammar | None:
         fmt = request.response_format
         if request.calls_tools:
@@ -203,6 +213,7 @@ class ChatService:
         """Start answering: prompt checks, quota, the prompt's content safety and engine admission
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
+        request = self._eager_answer(request)
         generation = self.prepare(request)
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
