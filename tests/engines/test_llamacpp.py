@@ -11,6 +11,9 @@ import pytest
 from aimi.engines.base import GenerationRequest, Grammar, Sampling
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
+from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.sampler import Sampler
+from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import InvalidRequest, RateLimited
 from tests.engines.generations import run
 
@@ -170,3 +173,33 @@ async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_
                 assert len(req.prompt) + len(tokens) == 64
     finally:
         await small.stop()
+
+
+def test_a_step_batch_lists_sequences_in_slot_order_whatever_order_they_were_admitted() -> None:
+    # With one KV stream per slot, llama.cpp decodes a batch in one pass only when its sequence ids
+    # follow each other; admission order would split a step into several passes over the weights.
+    model = LlamaModel(embedded_model_path())
+    scheduler = Scheduler(model, SchedulerConfig(context_size=256, slots=4, threads=2, max_waiting=1))
+    try:
+        prompt = model.tokenize("<|im_start|>user\nHi<|im_end|>\n", add_bos=False, special=True)
+        sequences = []
+        for slot, generated in ((2, [11]), (0, [12]), (3, []), (1, [13])):
+            request = GenerationRequest(prompt=prompt, sampling=Sampling(temperature=0), max_tokens=8)
+            sampler = Sampler(model, request.sampling, max_tokens=8)
+            prefilled = len(prompt) if generated else 0
+            seq = Sequence(request, sampler, emit=lambda _: None, slot=slot, prefilled=prefilled)
+            seq.tokens = generated
+            sequences.append(seq)
+        members = scheduler._fill_batch(sequences)
+        batch = scheduler._batch
+        slots = [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+        assert slots == [0, 1, 2] + [3] * len(prompt)
+        assert [batch.token[i] for i in range(3)] == [12, 13, 11]
+        assert [batch.pos[i] for i in range(3)] == [len(prompt)] * 3
+        assert sorted(s.slot for s in members) == [0, 1, 2, 3]
+        assert [s.output_index for s in sequences] == [2, 0, 3 + len(prompt) - 1, 1]
+        for s in sequences:
+            s.sampler.close()
+    finally:
+        scheduler.close()
+        model.close()

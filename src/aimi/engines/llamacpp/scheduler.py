@@ -264,7 +264,12 @@ class Scheduler:
         c.prompt_tokens_reused += reuse
 
     def _fill_batch(self, running: list[Sequence]) -> list[Sequence]:
-        """Decode tokens first (one per generating sequence), then prompt chunks in the room left."""
+        """The next token of every generating sequence, and prompt chunks in the room left.
+
+        Sequences go into the batch in slot order, each one's tokens together. With one KV stream
+        per slot, llama.cpp splits a batch into ubatches of sequences whose ids follow each other in
+        batch order (`split_equal`), and every ubatch is a full pass over the weights: a batch in
+        admission order (slots 3, 0, 5, 1, ...) took up to four passes where one does."""
         b = self._batch
         n = 0
         members: list[Sequence] = []
@@ -278,27 +283,34 @@ class Scheduler:
             b.logits[n] = 1 if output else 0
             n += 1
 
+        generating = 0
         for seq in running:
             seq.output_index = -1
             seq.decoding = len(seq.tokens) > seq.decoded
+            generating += seq.decoding
+        budget = min(self.config.prefill_chunk, self._n_batch - generating)
+        chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the oldest request first
+        for seq in running:
+            remaining = len(seq.request.prompt) - seq.prefilled
+            if not seq.decoding and remaining > 0 and budget > 0:
+                chunks[seq.slot] = take = min(remaining, budget)
+                budget -= take
+        for seq in sorted(running, key=_slot_of):
             if seq.decoding:
                 seq.output_index = n
                 add(seq, seq.tokens[seq.decoded], len(seq.request.prompt) + seq.decoded, True)
                 members.append(seq)
-        budget = min(self.config.prefill_chunk, self._n_batch - n)
-        for seq in running:
-            prompt = seq.request.prompt
-            remaining = len(prompt) - seq.prefilled
-            if seq.decoding or remaining <= 0 or budget <= 0:
                 continue
-            take = min(remaining, budget)
+            take = chunks.get(seq.slot, 0)
+            if not take:
+                continue
+            prompt = seq.request.prompt
             for i in range(seq.prefilled, seq.prefilled + take):
                 last = i == len(prompt) - 1
                 if last:
                     seq.output_index = n
                 add(seq, prompt[i], i, last)
             seq.prefilled += take
-            budget -= take
             members.append(seq)
         b.n_tokens = n
         return members
@@ -352,6 +364,10 @@ class Scheduler:
                 self._counters.generated_tokens += len(seq.tokens)
                 self._cv.notify_all()
         seq.sampler.close()
+
+
+def _slot_of(seq: Sequence) -> int:
+    return seq.slot
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
