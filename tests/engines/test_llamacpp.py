@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler
-from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
+from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence, _common_prefix
 from aimi.errors import InvalidRequest, RateLimited
 from tests.engines.generations import run
 
@@ -203,3 +204,46 @@ def test_a_step_batch_lists_sequences_in_slot_order_whatever_order_they_were_adm
     finally:
         scheduler.close()
         model.close()
+
+
+SYSTEM_PROMPT = (
+    "You are the support assistant of a small bakery in Lyon. Answer in one short sentence, politely, "
+    "and never invent prices, opening hours or ingredients that you were not told about. The bakery "
+    "opens at seven, closes at one on Sundays, and bakes sourdough, croissants and brioche every day."
+)
+
+
+def with_system_prompt(engine: LlamaCppEngine, question: str, **kwargs: object) -> GenerationRequest:
+    text = f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+    prompt = engine.tokenize(text + "<|im_start|>assistant\n", add_bos=False, special=True)
+    options: dict[str, object] = {"sampling": Sampling(temperature=0), "max_tokens": 8, **kwargs}
+    return GenerationRequest(prompt=prompt, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-cache", "kv-cache-per-slot"])
+async def test_requests_arriving_together_with_one_system_prompt_evaluate_it_once(shared: bool) -> None:
+    e = LlamaCppEngine(
+        embedded_model_path(), context_size=512, slots=4, shared_kv_cache=shared, threads=2, max_waiting=4
+    )
+    await e.start()
+    try:
+        questions = ["When do you open?", "Do you sell bread?", "Is there brioche?", "Sunday hours?"]
+        reqs = [with_system_prompt(e, q, logprobs=5) for q in questions]
+        common = min(_common_prefix(reqs[0].prompt, r.prompt) for r in reqs[1:])
+        assert common > 64
+        before = e.stats()
+        results = await asyncio.gather(*(run(e, r) for r in reqs))
+        after = e.stats()
+        # One request evaluates the system prompt; the others copy it from a running one's slot
+        # (or, had the first one ended before they came, find it cached in its slot).
+        assert after.prompt_tokens_reused - before.prompt_tokens_reused == 3 * common
+        assert after.prompt_tokens_shared - before.prompt_tokens_shared >= common
+        for req, (tokens, _) in zip(reqs, results, strict=True):
+            # A seeded request evaluates its whole prompt itself. Batches of other shapes round a
+            # little differently (tenths of a nat), a missing or wrong cache changes everything.
+            alone, _ = await run(e, dataclasses.replace(req, sampling=Sampling(temperature=0, seed=7)))
+            got = {alt.token: alt.logprob for alt in tokens[0].top}
+            for alt in alone[0].top[:3]:
+                assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
+    finally:
+        await e.stop()

@@ -32,6 +32,9 @@ class EngineCollector(Collector):
             "prompt_tokens_reused": CounterMetricFamily(
                 "aimi_engine_prompt_tokens_reused", "Prompt tokens served from the prefix cache",
                 labels=["deployment"]),
+            "prompt_tokens_shared": CounterMetricFamily(
+                "aimi_engine_prompt_tokens_shared",
+                "Prompt tokens of the reused ones copied from another slot's cache", labels=["deployment"]),
             "generated_tokens": CounterMetricFamily("aimi_engine_generated_tokens", "Tokens generated",
                                                     labels=["deployment"]),
             "decode_steps": CounterMetricFamily("aimi_engine_decode_steps", "llama_decode calls",

@@ -150,6 +150,8 @@ class EngineStats:
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     """Prompt tokens whose KV cache was kept from an earlier request with the same prefix."""
+    prompt_tokens_shared: int = 0
+    """Of those, the tokens copied from another sequence slot (a prefix the request's own slot lacked)."""
     generated_tokens: int = 0
     decode_steps: int = 0
     decode_seconds: float = 0.0

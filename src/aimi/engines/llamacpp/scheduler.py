@@ -53,12 +53,22 @@ class Sequence:
     decoding: bool = False
     cancelled: bool = False
     done: bool = False
+    source: Sequence | None = None
+    """A running sequence whose prompt starts like this one's: this one waits for it to evaluate
+    the first `shared` tokens, copies them and evaluates only the rest."""
+    shared: int = 0
 
     @property
     def reuses_prefix(self) -> bool:
         # A seeded request promises the same text for the same request. KV reused from another
         # batch shape can round differently, so seeded requests always evaluate their whole prompt.
         return self.request.sampling.seed is None
+
+
+MIN_SHARED_PREFIX = 32
+"""Fewest prompt tokens worth copying from another slot instead of evaluating them. With one KV
+stream per slot llama.cpp copies a stream whole (every cell of every layer): a few milliseconds for a
+small model, and never more than evaluating 32 tokens costs."""
 
 
 @dataclass
@@ -78,6 +88,7 @@ class _Counters:
     requests: int = 0
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
+    prompt_tokens_shared: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
     decode_seconds: float = 0.0
@@ -221,6 +232,9 @@ class Scheduler:
                 seq.sampler.close()
             while self._waiting and self._free_slots:
                 self._admit(self._waiting.popleft())
+            for seq in self._running:
+                if seq.source is not None:
+                    self._take_shared_prefix(seq)
             running = list(self._running)
         if not running:
             return True
@@ -262,6 +276,61 @@ class Scheduler:
         c.requests += 1
         c.prompt_tokens += len(prompt)
         c.prompt_tokens_reused += reuse
+        if seq.reuses_prefix:
+            self._find_shared_prefix(seq)
+
+    def _find_shared_prefix(self, seq: Sequence) -> None:
+        """Take a longer prefix of `seq`'s prompt from a running sequence than `seq`'s own slot kept
+        (the free slot with the longest one was chosen already): copy it if that sequence has it in
+        its cache, else (requests with the same system prompt arriving together) wait until it does.
+        The source was admitted first, so it gets the prefill budget first: waiting for it never
+        takes longer than evaluating the prefix again."""
+        prompt = seq.request.prompt
+        limit = len(prompt) - 1  # the last prompt token is evaluated for its logits
+        want = seq.prefilled + MIN_SHARED_PREFIX
+        for other in self._running:
+            if other is seq or other.done:
+                continue
+            n = min(_common_prefix(other.request.prompt, prompt), limit)
+            if n == len(other.request.prompt) and other.decoded:
+                n += _common_prefix(other.tokens[: other.decoded], prompt[n:limit])
+            if n >= want:
+                seq.source, seq.shared, want = other, n, n + 1
+        self._take_shared_prefix(seq)
+
+    def _take_shared_prefix(self, seq: Sequence) -> None:
+        """Copy the prefix `seq` waits for once its source has it in the cache. A source that ended
+        first left what it had evaluated in its slot: copy that, if it is worth it, and evaluate the
+        rest."""
+        source = seq.source
+        if source is None:
+            return
+        if source.done:
+            seq.source = None
+            slot, prompt = source.slot, seq.request.prompt
+            n = min(_common_prefix(self._cached[slot], prompt), len(prompt) - 1)
+            if slot in self._free_slots and n >= seq.prefilled + MIN_SHARED_PREFIX:
+                self._copy_prefix(seq, slot, n)
+            return
+        in_cache = source.prefilled
+        if in_cache >= len(source.request.prompt):
+            in_cache += source.decoded
+        if in_cache >= seq.shared:
+            seq.source = None
+            self._copy_prefix(seq, source.slot, seq.shared)
+
+    def _copy_prefix(self, seq: Sequence, slot: int, n: int) -> None:
+        """Make the first `n` tokens of `slot`'s cache the first `n` of `seq`'s."""
+        if self.config.shared_kv_cache:  # one pool: the cells get a second owner, nothing is copied
+            ll.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+            ll.llama_memory_seq_cp(self._mem, slot, seq.slot, 0, n)
+        else:  # llama.cpp copies across streams only whole, at the next decode, before its batch
+            ll.llama_memory_seq_cp(self._mem, slot, seq.slot, -1, -1)
+            ll.llama_memory_seq_rm(self._mem, seq.slot, n, -1)
+        gained = n - seq.prefilled
+        seq.prefilled = n
+        self._counters.prompt_tokens_reused += gained
+        self._counters.prompt_tokens_shared += gained
 
     def _fill_batch(self, running: list[Sequence]) -> list[Sequence]:
         """The next token of every generating sequence, and prompt chunks in the room left.
@@ -292,7 +361,7 @@ class Scheduler:
         chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the oldest request first
         for seq in running:
             remaining = len(seq.request.prompt) - seq.prefilled
-            if not seq.decoding and remaining > 0 and budget > 0:
+            if not seq.decoding and seq.source is None and remaining > 0 and budget > 0:
                 chunks[seq.slot] = take = min(remaining, budget)
                 budget -= take
         for seq in sorted(running, key=_slot_of):
