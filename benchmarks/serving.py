@@ -679,6 +679,9 @@ def chart(result: dict[str, Any], paths: list[Path]) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a reduced set (1 and 8 streams, fewer requests)")
+    p.add_argument(
+        "--workloads", help="comma-separated subset of the workloads to run [default: all of the set]"
+    )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
     p.add_argument("--model", type=Path, help="GGUF to serve [default: aimi's embedded SmolLM2]")
     p.add_argument("--threads", type=int, default=2)
@@ -717,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
     if unknown := set(chosen) - set(SERVERS):
         raise SystemExit(f"--servers: unknown {sorted(unknown)}")
+    workloads = QUICK if args.quick else FULL
+    if args.workloads:
+        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        if unknown := set(names) - {w.name for w in workloads}:
+            raise SystemExit(f"--workloads: unknown {sorted(unknown)}")
+        workloads = tuple(w for w in workloads if w.name in names)
     config = Config(
         model=(args.model or default_model()).resolve(),
         threads=args.threads,
@@ -725,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         max_tokens=args.max_tokens,
         timeout_s=args.timeout,
         start_timeout_s=180.0,
-        workloads=QUICK if args.quick else FULL,
+        workloads=workloads,
         aimi_safety=args.aimi_safety,
     )
     started = datetime.now(UTC)

@@ -1,9 +1,15 @@
-"""Per-sequence sampling: a native llama.cpp sampler chain, an optional grammar, and logprobs.
+"""Per-sequence sampling: a draw from the logits, an optional grammar, and logprobs.
 
-Sampling follows llama.cpp's own `common_sampler`: the chain picks a token from the full logits, and
-only that one token is checked against the grammar; the grammar is applied to the whole vocabulary
-(and the chain run again) only when the pick is rejected. A grammar therefore costs almost nothing
-per token, unlike applying it to ~50k candidates every step.
+The common case (no grammar, no penalties, no top-k) is drawn with numpy (`Draw`): greedy, or
+temperature, then top-p, then a seeded draw. llama.cpp's native chain spends ~0.4 ms of scalar
+`expf` and sorting per token on a 49k vocabulary; vectorized it is a tenth of that, and a decode step
+of 8 sequences waits for all of their samples.
+
+Everything else runs a native llama.cpp sampler chain, following llama.cpp's own `common_sampler`:
+the chain picks a token from the full logits, and only that one token is checked against the
+grammar; the grammar is applied to the whole vocabulary (and the chain run again) only when the
+pick is rejected. A grammar therefore costs almost nothing per token, unlike applying it to ~50k
+candidates every step.
 """
 
 from __future__ import annotations
@@ -55,6 +61,83 @@ class _Candidates:
         return int(self.data["id"][self.array.selected])
 
 
+class Draw:
+    """Greedy, or temperature then top-p then a seeded draw, over one row of logits, in numpy.
+
+    Temperature comes before top-p, as in Hugging Face transformers and vLLM: the nucleus is taken
+    from the distribution the token is drawn from. Top-p is exact without sorting the vocabulary:
+    tokens below `(1 - top_p) / n_vocab` of the total mass hold less than `1 - top_p` of it all
+    together, so the nucleus lies among the tokens above that line, and only those are sorted."""
+
+    def __init__(self, n_vocab: int, sampling: Sampling, *, banned: frozenset[int] = frozenset()) -> None:
+        self._banned = np.array(sorted(banned), dtype=np.intp)
+        self._greedy = sampling.greedy
+        self._inverse_temperature = 0.0 if sampling.greedy else 1.0 / sampling.temperature
+        self._top_p = sampling.top_p
+        self._floor = (1.0 - sampling.top_p) / n_vocab
+        seed = sampling.seed
+        self._rng = np.random.default_rng(None if seed is None else seed % 2**64)
+
+    @staticmethod
+    def handles(sampling: Sampling, grammar: Grammar | None) -> bool:
+        return grammar is None and not (
+            sampling.top_k or sampling.presence_penalty or sampling.frequency_penalty
+        )
+
+    def __call__(self, logits: np.ndarray) -> int:
+        banned = self._banned
+        if self._greedy:
+            token = int(logits.argmax())
+            if banned.size and token in banned:
+                row = logits.copy()
+                row[banned] = -np.inf
+                token = int(row.argmax())
+            return token
+        z = logits * np.float32(self._inverse_temperature)
+        if banned.size:
+            z[banned] = -np.inf
+        z -= z.max()
+        p = np.exp(z, out=z)
+        if self._top_p >= 1.0:
+            return _inverse_cdf(p, self._rng.random())
+        total = float(p.sum(dtype=np.float64))
+        candidates = np.flatnonzero(p >= self._floor * total)
+        nucleus = candidates[np.argsort(-p[candidates], kind="stable")]
+        mass = np.cumsum(p[nucleus], dtype=np.float64)
+        size = min(int(np.searchsorted(mass, self._top_p * total)) + 1, len(nucleus))
+        return int(nucleus[_inverse_cdf(p[nucleus[:size]], self._rng.random())])
+
+
+_BLOCK = 256
+
+
+def _inverse_cdf(weights: np.ndarray, u: float) -> int:
+    """The index that `u` in [0, 1) falls on when `weights` (not all zero) are laid end to end.
+    Through block sums: a cumulative sum over a whole 49k vocabulary costs more than the rest."""
+    n = len(weights)
+    if n <= _BLOCK:
+        return _pick(weights, u * float(weights.sum(dtype=np.float64)))
+    whole = n // _BLOCK * _BLOCK
+    blocks = weights[:whole].reshape(-1, _BLOCK).sum(axis=1, dtype=np.float64)
+    if whole < n:
+        blocks = np.append(blocks, weights[whole:].sum(dtype=np.float64))
+    cum = np.cumsum(blocks)
+    target = u * cum[-1]
+    block = _pick(blocks, target, cum)
+    start = block * _BLOCK
+    before = cum[block - 1] if block else 0.0
+    return start + _pick(weights[start : start + _BLOCK], target - before)
+
+
+def _pick(weights: np.ndarray, target: float, cum: np.ndarray | None = None) -> int:
+    """The first index whose cumulative weight exceeds `target`: never one of weight zero, also
+    when rounding puts `target` at the very end."""
+    if cum is None:
+        cum = np.cumsum(weights, dtype=np.float64)
+    i = int(np.searchsorted(cum, target, side="right"))
+    return i if i < len(weights) else int(np.flatnonzero(weights)[-1])
+
+
 class Sampler:
     """Everything one sequence needs to pick its tokens. Not thread-safe: one owner at a time."""
 
@@ -63,11 +146,16 @@ class Sampler:
     ) -> None:
         self._model = model
         self.grammar: Any = _grammar_sampler(model, grammar) if grammar is not None else None
-        self.chain: Any = _chain(model, sampling, max_tokens=max_tokens)
+        banned = model.eog_tokens if sampling.ignore_eos else frozenset()
+        self._draw = Draw(model.n_vocab, sampling, banned=banned) if Draw.handles(sampling, grammar) else None
+        self.chain: Any = None if self._draw else _chain(model, sampling, max_tokens=max_tokens)
         # Candidate arrays (all tokens, the one picked) only for the grammar's "check the pick" path.
         self._candidates = (_Candidates(model.n_vocab), _Candidates(1)) if grammar is not None else None
 
     def sample(self, ctx: Any, index: int) -> int:
+        if self._draw is not None:
+            row = ll.llama_get_logits_ith(ctx, index)
+            return self._draw(np.ctypeslib.as_array(row, shape=(self._model.n_vocab,)))
         if self.grammar is None or self._candidates is None:
             # llama.cpp builds the candidates, runs the chain and accepts the pick, all in C.
             return int(ll.llama_sampler_sample(self.chain, ctx, index))
