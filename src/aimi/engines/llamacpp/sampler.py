@@ -77,6 +77,9 @@ class Draw:
         self._floor = (1.0 - sampling.top_p) / n_vocab
         seed = sampling.seed
         self._rng = np.random.default_rng(None if seed is None else seed % 2**64)
+        # One scratch row for the whole generation rather than a fresh vocabulary-sized array
+        # (an mmap and munmap for glibc at this size) every token.
+        self._row = np.empty(0 if sampling.greedy else n_vocab, dtype=np.float32)
 
     @staticmethod
     def handles(sampling: Sampling, grammar: Grammar | None) -> bool:
@@ -93,7 +96,7 @@ class Draw:
                 row[banned] = -np.inf
                 token = int(row.argmax())
             return token
-        z = logits * np.float32(self._inverse_temperature)
+        z = np.multiply(logits, np.float32(self._inverse_temperature), out=self._row)
         if banned.size:
             z[banned] = -np.inf
         z -= z.max()
