@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     """Sequence slots the engine decodes together."""
     kv_cache: Literal["per-slot", "shared"] = "per-slot"
     """llama.cpp's KV cache: one stream per slot (a token attends only to its own sequence's cells), or
-    one pool for all slots (faster with short prompts, costlier with long ones)."""
+    one pool for all slots (a prefix shared with another slot costs no copy; every token attends over
+    all the pool's used cells, so long prompts cost more)."""
     max_queue: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot before new ones get 429."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

@@ -53,8 +53,8 @@ from aimi.settings import Settings
 @click.option(
     "--kv-cache",
     type=click.Choice(["per-slot", "shared"]),
-    help="llama.cpp's KV cache: one stream per slot, or one pool for all slots (faster with short "
-    "prompts, slower with long ones).  [default: per-slot; env AIMI_KV_CACHE]",
+    help="llama.cpp's KV cache: one stream per slot, or one pool for all slots (shared prefixes "
+    "cost no copy, long prompts cost more attention).  [default: per-slot; env AIMI_KV_CACHE]",
 )
 @click.option(
     "--tool-choice-auto",
