@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from collections.abc import AsyncIterator
@@ -155,14 +156,30 @@ async def test_presence_and_frequency_penalties_build_and_sample(engine: LlamaCp
     assert len(set(ids)) > len(ids) // 2  # a strong frequency penalty keeps it from looping on one token
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-cache", "kv-cache-per-slot"])
+kv_layouts = pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-cache", "kv-cache-per-slot"])
+
+
+@contextlib.asynccontextmanager
+async def started(*, context_size: int, slots: int, shared: bool) -> AsyncIterator[LlamaCppEngine]:
+    e = LlamaCppEngine(
+        embedded_model_path(),
+        context_size=context_size,
+        slots=slots,
+        shared_kv_cache=shared,
+        threads=2,
+        max_waiting=4,
+    )
+    await e.start()
+    try:
+        yield e
+    finally:
+        await e.stop()
+
+
+@kv_layouts
 async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_cache(shared: bool) -> None:
     # Each slot may fill its whole context and keep it cached, whether the slots share one KV pool.
-    small = LlamaCppEngine(
-        embedded_model_path(), context_size=64, slots=2, shared_kv_cache=shared, threads=2, max_waiting=4
-    )
-    await small.start()
-    try:
+    async with started(context_size=64, slots=2, shared=shared) as small:
         endless = Sampling(temperature=0, ignore_eos=True)
         for round_ in range(3):
             reqs = [
@@ -172,8 +189,6 @@ async def test_slots_filled_to_their_context_round_after_round_never_run_out_of_
             for req, (tokens, finish) in zip(reqs, results, strict=True):
                 assert finish.reason == "length", finish.message
                 assert len(req.prompt) + len(tokens) == 64
-    finally:
-        await small.stop()
 
 
 def test_a_step_batch_lists_sequences_in_slot_order_whatever_order_they_were_admitted() -> None:
@@ -220,13 +235,9 @@ def with_system_prompt(engine: LlamaCppEngine, question: str, **kwargs: object) 
     return GenerationRequest(prompt=prompt, **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-cache", "kv-cache-per-slot"])
+@kv_layouts
 async def test_requests_arriving_together_with_one_system_prompt_evaluate_it_once(shared: bool) -> None:
-    e = LlamaCppEngine(
-        embedded_model_path(), context_size=512, slots=4, shared_kv_cache=shared, threads=2, max_waiting=4
-    )
-    await e.start()
-    try:
+    async with started(context_size=512, slots=4, shared=shared) as e:
         questions = ["When do you open?", "Do you sell bread?", "Is there brioche?", "Sunday hours?"]
         reqs = [with_system_prompt(e, q, logprobs=5) for q in questions]
         common = min(_common_prefix(reqs[0].prompt, r.prompt) for r in reqs[1:])
@@ -245,5 +256,3 @@ async def test_requests_arriving_together_with_one_system_prompt_evaluate_it_onc
             got = {alt.token: alt.logprob for alt in tokens[0].top}
             for alt in alone[0].top[:3]:
                 assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
-    finally:
-        await e.stop()
