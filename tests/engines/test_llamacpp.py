@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aimi.engines.base import GenerationRequest, Grammar, Sampling
+from aimi.engines.base import Event, Finish, GenerationRequest, Grammar, Sampling, Token
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
 from aimi.engines.llamacpp.model import LlamaModel
@@ -256,3 +256,43 @@ async def test_requests_arriving_together_with_one_system_prompt_evaluate_it_onc
             got = {alt.token: alt.logprob for alt in tokens[0].top}
             for alt in alone[0].top[:3]:
                 assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
+
+
+def test_a_request_waiting_for_a_prefix_takes_what_a_cancelled_source_had_evaluated() -> None:
+    model = LlamaModel(embedded_model_path())
+    config = SchedulerConfig(context_size=512, slots=2, threads=2, max_waiting=2, prefill_chunk=48)
+    scheduler = Scheduler(model, config)  # its thread is not started: the test runs the steps
+    try:
+        prompts = [
+            model.tokenize(
+                f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n",
+                add_bos=False,
+                special=True,
+            )
+            for q in ("When do you open?", "Do you sell bread?")
+        ]
+        events: list[Event] = []
+        first, second = (
+            Sequence(
+                request := GenerationRequest(prompt=p, sampling=Sampling(temperature=0), max_tokens=4),
+                Sampler(model, request.sampling, max_tokens=4),
+                emit=events.append,
+            )
+            for p in prompts
+        )
+        assert scheduler.submit(first) and scheduler.submit(second)
+        scheduler._step()  # both admitted; the second waits while the first evaluates 48 tokens
+        assert second.source is first and first.prefilled == 48 and second.prefilled == 0
+        scheduler.cancel(first)
+        scheduler._step()  # the first is gone: the second copies its 48 tokens from the free slot
+        assert second.source is None
+        assert scheduler.stats().prompt_tokens_shared == 48
+        while not second.done:
+            scheduler._step()
+        scheduler._hand_over()
+        finish = events[-1]
+        assert isinstance(finish, Finish) and finish.reason in ("length", "stop")
+        assert sum(isinstance(e, Token) for e in events) >= 1
+    finally:
+        scheduler.close()
+        model.close()
