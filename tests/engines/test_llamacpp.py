@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -296,3 +297,13 @@ def test_a_request_waiting_for_a_prefix_takes_what_a_cancelled_source_had_evalua
     finally:
         scheduler.close()
         model.close()
+
+
+def test_the_common_prefix_of_two_token_lists_is_their_longest_shared_start() -> None:
+    rng = random.Random(5)
+    for _ in range(500):
+        a = [rng.randrange(3) for _ in range(rng.randrange(40))]
+        b = a[: rng.randrange(len(a) + 1)] + [rng.randrange(3) for _ in range(rng.randrange(40))]
+        shared = min(len(a), len(b))
+        expected = next((i for i in range(shared) if a[i] != b[i]), shared)
+        assert _common_prefix(a, b) == expected

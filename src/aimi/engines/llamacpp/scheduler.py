@@ -440,8 +440,17 @@ def _slot_of(seq: Sequence) -> int:
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share. Admission compares a prompt with every slot's
+    cache between two decode steps, so the comparing is done by list slices (in C), halving the
+    range, rather than a token at a time in Python."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
