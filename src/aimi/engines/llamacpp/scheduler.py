@@ -286,14 +286,11 @@ class Scheduler:
         The source was admitted first, so it gets the prefill budget first: waiting for it never
         takes longer than evaluating the prefix again."""
         prompt = seq.request.prompt
-        limit = len(prompt) - 1  # the last prompt token is evaluated for its logits
         want = seq.prefilled + MIN_SHARED_PREFIX
         for other in self._running:
             if other is seq or other.done:
                 continue
-            n = min(_common_prefix(other.request.prompt, prompt), limit)
-            if n == len(other.request.prompt) and other.decoded:
-                n += _common_prefix(other.tokens[: other.decoded], prompt[n:limit])
+            n = _reusable(other.request.prompt + other.tokens[: other.decoded], prompt)
             if n >= want:
                 seq.source, seq.shared, want = other, n, n + 1
         self._take_shared_prefix(seq)
@@ -307,15 +304,12 @@ class Scheduler:
             return
         if source.done:
             seq.source = None
-            slot, prompt = source.slot, seq.request.prompt
-            n = min(_common_prefix(self._cached[slot], prompt), len(prompt) - 1)
+            slot = source.slot
+            n = _reusable(self._cached[slot], seq.request.prompt)
             if slot in self._free_slots and n >= seq.prefilled + MIN_SHARED_PREFIX:
                 self._copy_prefix(seq, slot, n)
             return
-        in_cache = source.prefilled
-        if in_cache >= len(source.request.prompt):
-            in_cache += source.decoded
-        if in_cache >= seq.shared:
+        if source.prefilled + source.decoded >= seq.shared:  # nothing is decoded before the prompt
             seq.source = None
             self._copy_prefix(seq, source.slot, seq.shared)
 
@@ -437,6 +431,12 @@ class Scheduler:
 
 def _slot_of(seq: Sequence) -> int:
     return seq.slot
+
+
+def _reusable(tokens: list[int], prompt: list[int]) -> int:
+    """How many of `prompt`'s tokens a cache holding `tokens` can stand in for: their common prefix,
+    short of the last prompt token, which is evaluated for its logits."""
+    return min(_common_prefix(tokens, prompt), len(prompt) - 1)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
