@@ -48,7 +48,14 @@ class Settings(BaseSettings):
     """Requests that may wait for a free slot before new ones get 429."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
-    """On Ctrl-C, how long running generations may go on before they are ended with a final event."""
+    """On SIGTERM or Ctrl-C, how long running generations may go on before they are ended with a final
+    event (`finish_reason: "error"`, usage, `[DONE]`); the process exits within about a second after."""
+    ledger_progress_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the tokens of requests in progress are written to the usage ledger (what a process
+    that is killed outright leaves billed)."""
+    ledger_stale_after_s: float = Field(default=30.0, gt=0)
+    """Rows in progress that another machine's process has not stamped for this long are closed as
+    `interrupted` (a dead process on this machine is recognised at once)."""
     tool_choice_auto: Literal["model", "eager"] = "model"
     """With tools and `tool_choice: auto`: `model` lets the model decide between text and a call;
     `eager` starts every turn that answers a user message with a call (for models too small to decide)."""

@@ -307,3 +307,24 @@ def test_the_common_prefix_of_two_token_lists_is_their_longest_shared_start() ->
         shared = min(len(a), len(b))
         expected = next((i for i in range(shared) if a[i] != b[i]), shared)
         assert _common_prefix(a, b) == expected
+
+
+async def test_stopping_interrupts_running_sequences_after_the_grace_and_fails_queued_ones() -> None:
+    e = LlamaCppEngine(embedded_model_path(), context_size=512, slots=1, threads=2, max_waiting=4)
+    await e.start()
+    try:
+        long = request(e, "Count to a thousand.", max_tokens=400, sampling=Sampling(ignore_eos=True))
+        running = e.generate(long)
+        assert isinstance(await anext(running), Token)
+        queued = asyncio.ensure_future(run(e, request(e, "hi")))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(e.stop(grace_s=0.3), 30)
+        rest = [event async for event in running]
+    finally:
+        await e.stop()
+    finish = rest[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.reason, finish.message) == ("interrupted", "the server is shutting down")
+    assert finish.completion_tokens == len(rest)  # the first token plus every one after it but Finish
+    tokens, queued_finish = await queued
+    assert (tokens, queued_finish.reason, queued_finish.completion_tokens) == ([], "error", 0)

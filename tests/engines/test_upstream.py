@@ -456,7 +456,7 @@ async def test_closing_the_events_early_closes_the_upstream_stream(
     assert engine.stats().running == 0
 
 
-async def test_stop_ends_running_generations_with_an_error_finish(
+async def test_stop_ends_running_generations_as_interrupted_keeping_what_they_produced(
     engine: UpstreamEngine, upstream: Upstream
 ) -> None:
     upstream.chunks, upstream.delay_s = [chunk("a")] * 200, 0.02
@@ -465,7 +465,7 @@ async def test_stop_ends_running_generations_with_an_error_finish(
     await asyncio.wait_for(engine.stop(grace_s=0.1), 5)
     rest = [event async for event in events]
     assert isinstance(rest[-1], Finish)
-    assert (rest[-1].reason, rest[-1].message) == ("error", "the server is shutting down")
+    assert (rest[-1].reason, rest[-1].message) == ("interrupted", "the server is shutting down")
     with pytest.raises(EngineUnavailable):
         await run(engine, ask())
 

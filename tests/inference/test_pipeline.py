@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from aimi.engines.base import Sampling
-from aimi.errors import ContextLengthExceeded, InvalidRequest
+from aimi.engines.base import Event, Finish, GenerationRequest, Sampling
+from aimi.errors import ContextLengthExceeded, EngineUnavailable, InvalidRequest, RateLimited
 from aimi.inference.chat import (
     ChatRequest,
     Delta,
@@ -19,6 +21,9 @@ from aimi.inference.chat import (
 )
 from aimi.inference.pipeline import ChatService
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
+from aimi.safety import SafetyService
+from aimi.safety.base import Category, FilterResult
+from aimi.safety.config import policy_from_dict
 from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine, SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
@@ -108,12 +113,21 @@ PARIS_CALL = {"id": "call_abc", "name": "get_weather", "arguments": '{"city": "P
 
 
 class RecordingMeter:
-    def __init__(self) -> None:
+    def __init__(self, *, refuse: RateLimited | None = None) -> None:
         self.admitted: list[int] = []
+        self.prompt_tokens: list[int] = []
+        self.progressed: list[int] = []
         self.finished: list[dict[str, Any]] = []
+        self.refuse = refuse
 
-    async def admit(self, tokens: int) -> None:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> None:
+        if self.refuse is not None:
+            raise self.refuse
         self.admitted.append(tokens)
+        self.prompt_tokens.append(prompt_tokens)
+
+    def progress(self, completion_tokens: int) -> None:
+        self.progressed.append(completion_tokens)
 
     async def finish(self, **usage: Any) -> None:
         self.finished.append(usage)
@@ -271,3 +285,78 @@ async def test_eager_tool_choice_calls_for_a_user_message_and_answers_a_tool_res
     grammar = engine.requests[-1].grammar
     assert (grammar is not None and not grammar.lazy) == forced
     assert (grammar is not None) == offered
+
+
+# -- metering, however a request ends --------------------------------------------------------------
+
+
+async def test_the_meter_hears_the_prompt_tokens_at_admission_and_every_token_after() -> None:
+    meter = RecordingMeter()
+    result = await service(ScriptedEngine([b"a", b"b", b"c"])).complete(ask(max_tokens=10), meter)
+    assert meter.prompt_tokens == [result.usage.prompt_tokens]
+    assert meter.progressed == [1, 2, 3]
+    assert meter.finished[0]["completion_tokens"] == 3
+
+
+async def test_a_request_refused_by_its_quota_is_recorded_as_a_429() -> None:
+    meter = RecordingMeter(refuse=RateLimited("over", retry_after=3))
+    with pytest.raises(RateLimited):
+        await service(ScriptedEngine()).complete(ask(max_tokens=10), meter)
+    assert [(f["status"], f["completion_tokens"]) for f in meter.finished] == [(429, 0)]
+
+
+class QueuedAtShutdown(ScriptedEngine):
+    """Ends every request before its first token, as the engine ends queued requests when it drains."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        yield Finish("error", request.prompt_tokens, 0, "the server is shutting down")
+
+
+async def test_a_request_ended_before_its_first_token_is_a_503_not_a_started_answer() -> None:
+    meter = RecordingMeter()
+    with pytest.raises(EngineUnavailable, match="shutting down"):
+        await service(QueuedAtShutdown()).open(ask(max_tokens=10, stream=True), meter)
+    assert [f["status"] for f in meter.finished] == [503]
+
+
+async def test_an_answer_interrupted_at_shutdown_keeps_its_text_and_says_so() -> None:
+    engine = ScriptedEngine([b"half ", b"an answer"], finish="interrupted")
+    meter = RecordingMeter()
+    result = await service(engine).complete(ask(max_tokens=10), meter)
+    assert (result.text, result.finish_reason) == ("half an answer", "interrupted")
+    assert (meter.finished[0]["finish_reason"], meter.finished[0]["completion_tokens"]) == ("interrupted", 2)
+
+
+class SlowFilter:
+    """A content filter that takes its time (a judge model, say)."""
+
+    name = "slow"
+    categories = frozenset({Category.HATE})
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def check(self, text: str) -> FilterResult:
+        self.started.set()
+        await asyncio.sleep(30)
+        return FilterResult(self.name, evaluated=self.categories)
+
+
+async def test_a_client_gone_during_the_prompt_check_still_settles_its_quota_and_is_recorded() -> None:
+    slow = SlowFilter()
+    safety = SafetyService(policy_from_dict({}), input_filters=[slow], output_filters=[])
+    engine = ScriptedEngine()
+    chat = ChatService(
+        engine=engine,
+        renderer=ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize),
+        safety=safety,
+    )
+    meter = RecordingMeter()
+    task = asyncio.ensure_future(chat.open(ask(max_tokens=10, stream=True), meter))
+    await asyncio.wait_for(slow.started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [(f["status"], f["completion_tokens"]) for f in meter.finished] == [(499, 0)]
+    assert engine.requests == []

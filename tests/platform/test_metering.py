@@ -11,6 +11,7 @@ import pytest
 
 from aimi.errors import RateLimited
 from aimi.platform.deployments import Created, DeploymentStore
+from aimi.platform.inflight import InFlight
 from aimi.platform.metering import DeploymentMeter
 from aimi.platform.quotas import MemoryQuotaStore
 from aimi.platform.usage import UsageEntry, UsageLedger
@@ -35,6 +36,7 @@ def meter_for(
     deployments: DeploymentStore,
     quotas: MemoryQuotaStore,
     ledger: UsageLedger,
+    inflight: InFlight | None = None,
     **flags: bool,
 ) -> DeploymentMeter:
     d = created.deployment
@@ -45,6 +47,7 @@ def meter_for(
         quotas=quotas,
         ledger=ledger,
         streamed=flags.get("streamed", False),
+        inflight=inflight,
     )
 
 
@@ -106,3 +109,22 @@ async def test_a_ledger_that_fails_never_breaks_the_answer_and_is_logged(
     with caplog.at_level(logging.ERROR, logger="aimi.platform"):
         await meter.finish(prompt_tokens=1, completion_tokens=1, finish_reason="stop", status=200)
     assert "could not meter a request on chat" in caplog.text
+
+
+async def test_with_a_recorder_the_row_exists_from_admission_and_follows_the_answer(
+    created: Created, deployments: DeploymentStore, ledger: UsageLedger
+) -> None:
+    quotas = MemoryQuotaStore()
+    inflight = InFlight(ledger, quotas)
+    meter = meter_for(created, deployments, quotas, ledger, inflight)
+    await meter.admit(60, prompt_tokens=20)
+    [row] = ledger.records()
+    assert (row.state, row.prompt_tokens, row.reserved_tokens) == ("in_progress", 20, 60)
+    assert row.reservation is not None
+    meter.progress(4)
+    await inflight.flush()
+    [row] = ledger.records()
+    assert (row.completion_tokens, row.cost) == (4, deployments.offer(created.deployment).cost(20, 4))
+    await meter.finish(prompt_tokens=20, completion_tokens=5, finish_reason="stop", status=200)
+    [row] = ledger.records()
+    assert (row.state, row.completion_tokens, row.status) == ("completed", 5, 200)

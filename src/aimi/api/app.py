@@ -22,6 +22,7 @@ from aimi.engines.upstream import UpstreamEngine
 from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
 from aimi.platform.catalog import EMBEDDED, Catalog, Offer
 from aimi.platform.deployments import DeploymentStore
+from aimi.platform.inflight import InFlight
 from aimi.platform.keys import IssuedKey, KeyStore
 from aimi.platform.quickstart import ServeTarget, ensure_served
 from aimi.platform.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
@@ -42,6 +43,8 @@ class Platform:
     ledger: UsageLedger
     quotas: QuotaStore
 
+    inflight: InFlight
+    """Keeps the requests this process serves in the ledger while they run (started by the server)."""
 
 def open_platform(settings: Settings) -> Platform:
     """Open (and migrate) the database and build the services on it. Also used by the CLI."""
@@ -52,7 +55,14 @@ def open_platform(settings: Settings) -> Platform:
     catalog.seed()
     keys = KeyStore(db)
     quotas: QuotaStore = RedisQuotaStore(settings.redis_url) if settings.redis_url else MemoryQuotaStore()
-    return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), UsageLedger(db), quotas)
+    ledger = UsageLedger(db)
+    inflight = InFlight(
+        ledger,
+        quotas,
+        interval_s=settings.ledger_progress_interval_s,
+        stale_after_s=settings.ledger_stale_after_s,
+    )
+    return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), ledger, quotas, inflight)
 
 
 def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
@@ -111,6 +121,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = await asyncio.to_thread(open_platform, settings)
         target = None
+        await platform.inflight.start()  # closes what a process that died left in progress
         if settings.serves_quickstart:
             target = await asyncio.to_thread(
                 ensure_served,
@@ -133,7 +144,14 @@ def create_app(
         app.state.platform = platform
         app.state.fleet = fleet
         app.state.metrics = metrics.registry_for(fleet)
-        app.state.begin_shutdown = lambda: asyncio.ensure_future(fleet.stop())
+
+        def begin_shutdown() -> asyncio.Future[None]:
+            """Not ready from now on; new requests get 503; running answers get the grace."""
+            app.state.ready = False
+            app.state.draining = True
+            return asyncio.ensure_future(fleet.stop())
+
+        app.state.begin_shutdown = begin_shutdown
         app.state.ready = True
         if on_ready is not None:
             on_ready(app, Started(target, admin))
@@ -143,6 +161,7 @@ def create_app(
             app.state.ready = False
             await fleet.stop()
             await platform.quotas.close()
+            await platform.inflight.stop()
             platform.db.close()
 
     app = FastAPI(
@@ -154,7 +173,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.ready = False
-    app.state.begin_shutdown = lambda: None
+    app.state.draining = False
+    app.state.begin_shutdown = lambda: None  # before start-up there is nothing to drain
     errors.install(app)
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])
@@ -170,6 +190,7 @@ def create_app(
     @app.get("/readyz", tags=["operations"])
     async def readyz(request: Request) -> JSONResponse:
         ready = bool(request.app.state.ready)
-        return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+        status = "ready" if ready else "draining" if request.app.state.draining else "starting"
+        return JSONResponse({"status": status}, status_code=200 if ready else 503)
 
     return app

@@ -297,6 +297,12 @@ def logprobs_object(entries: Sequence[TokenLogprobs]) -> dict[str, Any]:
     }
 
 
+def wire_finish_reason(reason: str) -> str:
+    """An answer the server cut off at shutdown ends as Mistral's API ends one it could not finish
+    (`error`); the ledger keeps `interrupted`."""
+    return "error" if reason == "interrupted" else reason
+
+
 def usage_object(done: Done | ChatResult) -> dict[str, int]:
     u = done.usage
     return {
@@ -362,7 +368,7 @@ def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.text, "tool_calls": calls},
-                "finish_reason": result.finish_reason,
+                "finish_reason": wire_finish_reason(result.finish_reason),
                 "logprobs": logprobs_object(result.logprobs) if result.logprobs is not None else None,
             }
         ],
@@ -428,7 +434,7 @@ def final_chunk(*, id: str, created: int, model: str, done: Done) -> dict[str, A
         created=created,
         model=model,
         delta=delta,
-        finish_reason=done.finish_reason,
+        finish_reason=wire_finish_reason(done.finish_reason),
         usage=usage_object(done),
     )
     _add_safety(body, None, done.output_safety)

@@ -104,6 +104,7 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
         quotas=platform.quotas,
         ledger=platform.ledger,
         streamed=chat.stream,
+        inflight=platform.inflight,
     )
     meta = convert.ResponseMeta(id=uuid.uuid4().hex, created=int(time.time()), model=served.offer.name)
     if chat.stream:

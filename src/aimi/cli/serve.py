@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shlex
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +119,14 @@ def serve(log_level: str, **flags: Any) -> None:
         host=settings.host,
         port=settings.port,
         log_level=log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        timeout_graceful_shutdown=_AFTER_DRAIN_S,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
     )
     server = _Server(
         config,
         banner=lambda port: _banner(console, started[0] if started else None, settings, port),
-        on_exit=app.state.begin_shutdown,
+        on_exit=lambda: app.state.begin_shutdown(),  # set by the app's start-up, read when it is time
     )
     try:
         server.run()
@@ -133,15 +134,26 @@ def serve(log_level: str, **flags: Any) -> None:
         progress.stop()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, plus: a banner once the socket is bound, and on Ctrl-C the engine starts draining
-    at once so running streams end with a final event instead of holding the shutdown."""
+_AFTER_DRAIN_S = 1
+"""Once the engines are drained, how long the last responses have to write their final event."""
 
-    def __init__(self, config: uvicorn.Config, *, banner: Any, on_exit: Any) -> None:
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: a banner once the socket is bound, and a drain before the shutdown.
+
+    On the first SIGTERM or Ctrl-C the server stops being ready and answers new requests with 503
+    while the engines drain (queued requests get 503 at once, running ones the grace period and then a
+    final event); only then does uvicorn close the socket and shut down. A second signal shuts down
+    at once (a second Ctrl-C does not even wait for the answers to be written)."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, banner: Any, on_exit: Callable[[], Awaitable[None] | None]
+    ) -> None:
         super().__init__(config)
         self._banner = banner
         self._on_exit = on_exit
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -151,10 +163,24 @@ class _Server(uvicorn.Server):
             self._banner(port)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        first = not self.should_exit
-        super().handle_exit(sig, frame)
-        if first and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._on_exit)
+        if self._draining or self._loop is None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(self._drain, sig, frame)
+
+    def _drain(self, sig: int, frame: Any) -> None:
+        drained = self._on_exit()
+        if drained is None:
+            super().handle_exit(sig, frame)
+            return
+
+        def drained_then_exit(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                logging.getLogger("aimi").error("draining failed", exc_info=future.exception())
+            super(_Server, self).handle_exit(sig, frame)
+
+        asyncio.ensure_future(drained).add_done_callback(drained_then_exit)
 
 
 def _banner(console: Console, started: Started | None, settings: Settings, port: int) -> None:

@@ -123,7 +123,10 @@ class UsageRecord(Base):
     """One row per request that reached a deployment: tokens, outcome, latency and cost."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_deployment_time", "deployment_name", "created_at"),)
+    __table_args__ = (
+        Index("ix_usage_deployment_time", "deployment_name", "created_at"),
+        Index("ix_usage_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now, index=True)
@@ -140,3 +143,13 @@ class UsageRecord(Base):
     cost: Mapped[Decimal] = mapped_column(Numeric(20, 10), default=Decimal(0))
     safety: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     """The content-safety verdicts: categories, severities and which filter said so."""
+    state: Mapped[str] = mapped_column(String(16), default="completed", server_default="completed")
+    """`in_progress` from admission until the request ends (`completed`); `interrupted` when the
+    process serving it died first and a later start closed the row with its last recorded tokens."""
+    instance: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    """The process that serves (or served) the request: host, pid and a token of that start."""
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """When the serving process last recorded progress or said it was alive."""
+    reservation: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The quota reservation's id, settled to the recorded tokens if the process dies."""
+    reserved_tokens: Mapped[int | None] = mapped_column(nullable=True)

@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-FinishReason = Literal["stop", "length", "content_filter", "error"]
-"""`content_filter`: a server an engine forwards to withheld the rest (aimi's own filter is above)."""
+FinishReason = Literal["stop", "length", "content_filter", "error", "interrupted"]
+"""`content_filter`: a server an engine forwards to withheld the rest (aimi's own filter is above).
+`interrupted`: the server stopped the generation (a shutdown whose grace ran out); the tokens so far
+stand, unlike after an `error`."""
 
 TOOL_CALLS_TOKEN = -2
 """The id of a `Token` whose piece is tool calls an engine that templates itself read from its server:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aimi.engines.base import Sampling
 
 Role = Literal["system", "user", "assistant", "tool"]
-ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "interrupted"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ class Fleet:
         return [loaded.engine for loaded in self._engines.values()]
 
     async def get(self, name: str) -> Served:
+        if self._stopping is not None:
+            raise EngineUnavailable("The server is shutting down; try again in a moment.", retry_after=2)
         if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
             self._sync = asyncio.ensure_future(self.reconcile())
         served = self._served.get(name)

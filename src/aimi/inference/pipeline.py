@@ -22,7 +22,14 @@ from aimi.engines.base import (
     Grammar,
     Token,
 )
-from aimi.errors import AimiError, ContentFiltered, ContextLengthExceeded, InvalidRequest
+from aimi.errors import (
+    AimiError,
+    ContentFiltered,
+    ContextLengthExceeded,
+    EngineUnavailable,
+    InvalidRequest,
+    RateLimited,
+)
 from aimi.inference.chat import (
     Alternative,
     ChatEvent,
@@ -50,8 +57,12 @@ AutoToolChoice = Literal["model", "eager"]
 class Meter(Protocol):
     """Quota admission and metering for one request (implemented by the platform)."""
 
-    async def admit(self, tokens: int) -> Any:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> Any:
         """Reserve `tokens` (prompt + max_tokens); raises RateLimited when over quota."""
+        ...
+
+    def progress(self, completion_tokens: int) -> None:
+        """How many tokens the answer has so far (called for every token: must be cheap)."""
         ...
 
     async def finish(
@@ -217,12 +228,33 @@ class ChatService:
         generation = self.prepare(request)
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
-            await meter.admit(prompt_tokens + generation.max_tokens)
+            try:
+                await meter.admit(prompt_tokens + generation.max_tokens, prompt_tokens=prompt_tokens)
+            except RateLimited:
+                await self._refused(meter, RateLimited.status, None)
+                raise
+        try:
+            return await self._start(request, generation, meter)
+        except ContentFiltered:
+            raise  # metered where it was decided, with the verdict
+        except BaseException as exc:  # an engine that refused, or a client that went away meanwhile
+            status = 500
+            if isinstance(exc, AimiError):
+                status = exc.status
+            elif isinstance(exc, asyncio.CancelledError):
+                status = 499
+            await self._refused(meter, status, None)
+            raise
+
+    async def _start(
+        self, request: ChatRequest, generation: GenerationRequest, meter: Meter | None
+    ) -> Answer:
+        prompt_tokens = generation.prompt_tokens
         prompt_safety = None
         if self.safety is not None:
             prompt_safety = await self.safety.check_input(_prompt_text(request))
             if prompt_safety.filtered:
-                await self._refused(meter, 400, {"input": verdict_record(prompt_safety)})
+                await self._refused(meter, ContentFiltered.status, {"input": verdict_record(prompt_safety)})
                 raise ContentFiltered(prompt_safety)
         if generation.max_tokens == 0:
             return Answer(
@@ -231,12 +263,17 @@ class ChatService:
         events = aiter(self.engine.generate(generation))
         try:
             first = await anext(events)
-        except BaseException as exc:
+            if isinstance(first, Finish) and first.reason == "error" and first.completion_tokens == 0:
+                # Ended before its first token (a queued request at shutdown, a failed decode): the
+                # answer has not started, so it can still be an error the client may retry.
+                raise EngineUnavailable(
+                    f"The request could not be served: {first.message or 'engine error'}."
+                )
+        except BaseException:
             await _close(events)
-            await self._refused(meter, exc.status if isinstance(exc, AimiError) else 500, None)
             raise
         tool_format = self.tool_format if request.calls_tools else None
-        progress = _Progress()
+        progress = _Progress(meter)
         stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
         if self.safety is not None:
             stream = _moderated(stream, self.safety.output_window(), prompt_tokens, progress)
@@ -394,11 +431,18 @@ class _CallSplitter:
         return tuple(found if parallel else found[:1])
 
 
-@dataclasses.dataclass
 class _Progress:
-    """How far an answer got, for metering one that is abandoned half-way."""
+    """How far an answer got, for metering one that is abandoned half-way (and, through the meter,
+    for a ledger that outlives the process)."""
 
-    completion_tokens: int = 0
+    def __init__(self, meter: Meter | None = None) -> None:
+        self._meter = meter
+        self.completion_tokens = 0
+
+    def advance(self, completion_tokens: int) -> None:
+        self.completion_tokens = completion_tokens
+        if self._meter is not None:
+            self._meter.progress(completion_tokens)
 
 
 async def _assemble(
@@ -430,7 +474,7 @@ async def _assemble(
         while event is not None:
             if isinstance(event, Token):
                 tokens += 1
-                progress.completion_tokens = tokens
+                progress.advance(tokens)
                 text = decoder.decode(event.piece)
                 if want_logprobs:
                     pending.append(

@@ -3,12 +3,13 @@ summaries `aimi usage` and `GET /api/usage` print."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
@@ -32,6 +33,30 @@ class UsageEntry:
     safety: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a request in progress got: what the ledger keeps while it runs."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A request whose process died before it ended, as the ledger closed it."""
+
+    id: int
+    deployment: str
+    prompt_tokens: int
+    completion_tokens: int
+    reservation: str | None
+    reserved_tokens: int | None
+
+
+IN_PROGRESS, COMPLETED, INTERRUPTED = "in_progress", "completed", "interrupted"
+
+
 @dataclass
 class UsageLine:
     """A group of requests (by deployment, and by hour or day when asked)."""
@@ -53,23 +78,81 @@ class UsageLedger:
         self._db = db
 
     def record(self, entry: UsageEntry) -> None:
+        """A request that is over: one row, at once (a refusal, or one recorded after the fact)."""
         with self._db.session() as s:
-            s.add(
-                UsageRecord(
-                    deployment_name=entry.deployment,
-                    project_name=entry.project,
-                    key_id=entry.key_id,
-                    model_name=entry.model,
-                    prompt_tokens=entry.prompt_tokens,
-                    completion_tokens=entry.completion_tokens,
-                    finish_reason=entry.finish_reason,
-                    status=entry.status,
-                    latency_ms=entry.latency_ms,
-                    streamed=entry.streamed,
-                    cost=entry.cost,
-                    safety=entry.safety,
-                )
+            s.add(UsageRecord(**_columns(entry), state=COMPLETED))
+
+    def open(self, entry: UsageEntry, *, instance: str, reservation: str | None, reserved_tokens: int) -> int:
+        """The row of a request just admitted, `in_progress` until `close`; its id."""
+        with self._db.session() as s:
+            row = UsageRecord(
+                **_columns(entry),
+                state=IN_PROGRESS,
+                instance=instance,
+                updated_at=datetime.now(UTC),
+                reservation=reservation,
+                reserved_tokens=reserved_tokens,
             )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def close(self, row_id: int, entry: UsageEntry) -> None:
+        """The request is over: its row takes the final figures."""
+        with self._db.session() as s:
+            s.execute(
+                update(UsageRecord)
+                .where(UsageRecord.id == row_id)
+                .values(**_columns(entry), state=COMPLETED, updated_at=datetime.now(UTC))
+            )
+
+    def progress(self, instance: str, rows: Mapping[int, Progress]) -> None:
+        """Record how far the given requests got, and that `instance` is alive: every row it has in
+        progress is stamped, also those with nothing new (a request waiting for a slot)."""
+        now = datetime.now(UTC)
+        with self._db.session() as s:
+            for row_id, p in rows.items():
+                s.execute(
+                    update(UsageRecord)
+                    .where(UsageRecord.id == row_id, UsageRecord.state == IN_PROGRESS)
+                    .values(
+                        prompt_tokens=p.prompt_tokens,
+                        completion_tokens=p.completion_tokens,
+                        cost=p.cost,
+                        updated_at=now,
+                    )
+                )
+            s.execute(
+                update(UsageRecord)
+                .where(UsageRecord.instance == instance, UsageRecord.state == IN_PROGRESS)
+                .values(updated_at=now)
+            )
+
+    def interrupt(self, *, dead: Callable[[str, datetime], bool]) -> list[Interrupted]:
+        """Close the rows left `in_progress` by processes that are gone (`dead(instance, last
+        stamp)`), with the tokens and cost they last recorded; what was closed, to release quotas."""
+        closed: list[Interrupted] = []
+        with self._db.session() as s:
+            rows = s.scalars(select(UsageRecord).where(UsageRecord.state == IN_PROGRESS).with_for_update())
+            for r in rows:
+                stamp = r.updated_at or r.created_at
+                if not dead(r.instance or "", stamp):
+                    continue
+                r.state = INTERRUPTED
+                r.finish_reason = INTERRUPTED
+                r.updated_at = datetime.now(UTC)
+                r.latency_ms = max(0, int((stamp - r.created_at).total_seconds() * 1000))
+                closed.append(
+                    Interrupted(
+                        r.id,
+                        r.deployment_name,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.reservation,
+                        r.reserved_tokens,
+                    )
+                )
+        return closed
 
     def records(self, *, deployment: str | None = None, since: datetime | None = None) -> list[UsageRecord]:
         with self._db.session() as s:
@@ -102,6 +185,23 @@ class UsageLedger:
                 line.cost += Decimal(r.cost)
         ordered = sorted(lines.values(), key=lambda line: (line.period or "", line.deployment))
         return ordered, total
+
+
+def _columns(entry: UsageEntry) -> dict[str, Any]:
+    return {
+        "deployment_name": entry.deployment,
+        "project_name": entry.project,
+        "key_id": entry.key_id,
+        "model_name": entry.model,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "finish_reason": entry.finish_reason,
+        "status": entry.status,
+        "latency_ms": entry.latency_ms,
+        "streamed": entry.streamed,
+        "cost": entry.cost,
+        "safety": entry.safety,
+    }
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:

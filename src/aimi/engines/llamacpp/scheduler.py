@@ -223,7 +223,8 @@ class Scheduler:
                 self._cv.wait()
             if self._abort:
                 for seq in list(self._running):
-                    self._finish(seq, "error", "the server is shutting down")
+                    # what it generated stands; only sequences with no token yet end in an error
+                    self._finish(seq, "interrupted" if seq.tokens else "error", "the server is shutting down")
                 return False
             for seq in [s for s in self._running if s.cancelled]:
                 self._release(seq)

@@ -123,7 +123,8 @@ class Answer:
         elif arguments is not None:  # some servers send an object
             call.arguments += json.dumps(arguments, ensure_ascii=False)
 
-    def end(self, failure: str | None) -> Iterator[Event]:
+    def end(self, failure: str | None, *, interrupted: bool = False) -> Iterator[Event]:
+        """The last events; `interrupted`: aimi itself cut the answer off (a shutdown)."""
         failure = failure or self.failure
         if failure is None and self.reason is None and not self.done:
             failure = "the upstream server ended the answer early"
@@ -131,7 +132,9 @@ class Answer:
         if calls:
             payload = [{"id": c.id, "name": c.name, "arguments": c.arguments or "{}"} for c in calls]
             yield Token(TOOL_CALLS_TOKEN, json.dumps(payload, ensure_ascii=False).encode())
-        reason: FinishReason = "error" if failure else _FINISH.get(self.reason or "stop", "stop")
+        reason: FinishReason = _FINISH.get(self.reason or "stop", "stop")
+        if failure:
+            reason = "interrupted" if interrupted else "error"
         if self.usage is not None:
             prompt_tokens, completion_tokens = self.usage
         else:  # the server said nothing: estimate

@@ -211,12 +211,13 @@ class UpstreamEngine:
         self._idle.clear()
         reading = Answer(conversation.estimated_prompt_tokens)
         failure: str | None = None
+        interrupted = False
         try:
             async for event in reading.events(response):
                 yield event
         except (httpx.HTTPError, httpx.StreamError) as exc:  # StreamError: closed by `stop`
             if self._ended:
-                failure = "the server is shutting down"
+                failure, interrupted = "the server is shutting down", reading.started
             elif not reading.started:
                 log.warning("upstream %s: %s", self.source.base, _describe(exc))
                 raise EngineUnavailable(f"the upstream server cannot be reached ({_describe(exc)})") from exc
@@ -227,7 +228,7 @@ class UpstreamEngine:
             self._live.discard(response)
             if not self._live:
                 self._idle.set()
-        for event in reading.end(failure):
+        for event in reading.end(failure, interrupted=interrupted):
             if isinstance(event, Finish):
                 self._prompt_tokens += event.prompt_tokens
                 self._generated_tokens += event.completion_tokens

@@ -1,0 +1,169 @@
+"""`aimi.platform.inflight`: a request's ledger row from admission on, its progress while it runs,
+and the rows of processes that died closed as `interrupted` with their quota reservations settled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+
+from aimi.db.database import Database
+from aimi.db.tables import UsageRecord
+from aimi.platform.inflight import InFlight, Instance
+from aimi.platform.quotas import Limits, MemoryQuotaStore
+from aimi.platform.usage import Progress, UsageLedger
+from tests.platform.test_usage import entry
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Counting:
+    """A request in progress, as a meter would report it."""
+
+    prompt_tokens: int = 10
+    completion_tokens: int = 0
+
+    def snapshot(self) -> Progress:
+        cost = Decimal(self.prompt_tokens + self.completion_tokens) / 1000
+        return Progress(self.prompt_tokens, self.completion_tokens, cost)
+
+
+def a_dead_process() -> Instance:
+    """An instance on this machine whose process has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    return Instance(Instance.current().host, int(child.stdout), "gone")
+
+
+async def test_an_admitted_request_is_in_the_ledger_before_it_produces_anything(ledger: UsageLedger) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    row = await inflight.open(entry(prompt=12, completion=0, status=0), admission=None, live=Counting(12))
+    [record] = ledger.records()
+    assert record.id == row
+    assert (record.state, record.prompt_tokens, record.completion_tokens) == ("in_progress", 12, 0)
+    assert record.instance == str(inflight.instance)
+
+
+async def test_progress_is_written_at_each_flush_with_its_cost(ledger: UsageLedger) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    live = Counting(10)
+    row = await inflight.open(entry(prompt=10, completion=0), admission=None, live=live)
+    live.completion_tokens = 7
+    inflight.moved(row)
+    await inflight.flush()
+    [record] = ledger.records()
+    assert (record.completion_tokens, record.cost, record.state) == (7, Decimal("0.017"), "in_progress")
+
+
+async def test_a_closed_request_takes_its_final_figures(ledger: UsageLedger) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    row = await inflight.open(entry(prompt=10, completion=0), admission=None, live=Counting())
+    assert row is not None
+    await inflight.close(row, entry(prompt=10, completion=4, finish_reason="stop", status=200))
+    [record] = ledger.records()
+    assert (record.state, record.completion_tokens, record.status, record.finish_reason) == (
+        "completed",
+        4,
+        200,
+        "stop",
+    )
+
+
+async def test_rows_a_dead_process_left_are_interrupted_with_what_they_recorded(
+    ledger: UsageLedger, database: Database
+) -> None:
+    dead = InFlight(ledger, MemoryQuotaStore(), instance=a_dead_process())
+    live = Counting(10, 5)
+    row = await dead.open(entry(prompt=10, completion=0), admission=None, live=live)
+    assert row is not None
+    dead.moved(row)
+    await dead.flush()
+
+    assert await InFlight(ledger, MemoryQuotaStore()).recover() == 1
+    [record] = ledger.records()
+    assert (record.state, record.finish_reason, record.prompt_tokens, record.completion_tokens) == (
+        "interrupted",
+        "interrupted",
+        10,
+        5,
+    )
+    assert record.cost == Decimal("0.015")
+
+
+async def test_an_earlier_start_with_this_very_pid_counts_as_dead(ledger: UsageLedger) -> None:
+    """In a container the server is pid 1 at every start."""
+    me = Instance.current()
+    earlier = InFlight(ledger, MemoryQuotaStore(), instance=Instance(me.host, os.getpid(), "earlier"))
+    await earlier.open(entry(), admission=None, live=Counting())
+    assert await InFlight(ledger, MemoryQuotaStore(), instance=me).recover() == 1
+
+
+async def test_rows_of_a_live_process_are_left_alone_until_they_go_stale(
+    ledger: UsageLedger, database: Database
+) -> None:
+    elsewhere = Instance("another-machine", 4242, "abc")
+    other = InFlight(ledger, MemoryQuotaStore(), instance=elsewhere)
+    await other.open(entry(), admission=None, live=Counting())
+    mine = InFlight(ledger, MemoryQuotaStore(), stale_after_s=30)
+    await mine.open(entry(), admission=None, live=Counting())
+    assert await mine.recover() == 0
+
+    with database.session() as s:
+        old = datetime.now(UTC) - timedelta(seconds=31)
+        s.execute(update(UsageRecord).where(UsageRecord.instance == str(elsewhere)).values(updated_at=old))
+    assert await mine.recover() == 1
+    assert sorted(r.state for r in ledger.records()) == ["in_progress", "interrupted"]
+
+
+async def test_a_flush_keeps_a_waiting_request_from_going_stale(
+    ledger: UsageLedger, database: Database
+) -> None:
+    mine = InFlight(ledger, MemoryQuotaStore())
+    await mine.open(entry(), admission=None, live=Counting())
+    with database.session() as s:
+        s.execute(update(UsageRecord).values(updated_at=datetime.now(UTC) - timedelta(seconds=60)))
+    await mine.flush()  # nothing moved, but the process is alive
+    other = InFlight(ledger, MemoryQuotaStore(), instance=Instance("another-machine", 1, "x"))
+    assert await other.recover() == 0
+
+
+async def test_the_quota_reservation_of_an_interrupted_request_is_settled_to_what_it_used(
+    ledger: UsageLedger,
+) -> None:
+    quotas = MemoryQuotaStore()
+    limits = Limits(requests_per_minute=10, tokens_per_minute=1000)
+    admission = await quotas.admit("chat", limits, 900)
+    dead = InFlight(ledger, quotas, instance=a_dead_process())
+    live = Counting(10, 20)
+    row = await dead.open(entry(prompt=10, completion=0), admission=admission, live=live)
+    assert row is not None
+    dead.moved(row)
+    await dead.flush()
+
+    await InFlight(ledger, quotas).recover()
+    after = await quotas.admit("chat", limits, 900)  # 30 used, not 900 reserved
+    assert after.remaining_tokens == 1000 - 30 - 900
+
+
+async def test_stop_writes_the_last_progress(ledger: UsageLedger) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore(), interval_s=60)
+    await inflight.start()
+    live = Counting(10)
+    row = await inflight.open(entry(prompt=10, completion=0), admission=None, live=live)
+    assert row is not None
+    live.completion_tokens = 3
+    inflight.moved(row)
+    await inflight.stop()
+    assert ledger.records()[0].completion_tokens == 3
+
+
+def test_an_instance_reads_back_from_its_text() -> None:
+    me = Instance.current()
+    assert Instance.parse(str(me)) == me
+    assert Instance.parse("nonsense") is None
