@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import math
 import random
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -328,3 +329,28 @@ async def test_stopping_interrupts_running_sequences_after_the_grace_and_fails_q
     assert finish.completion_tokens == len(rest)  # the first token plus every one after it but Finish
     tokens, queued_finish = await queued
     assert (tokens, queued_finish.reason, queued_finish.completion_tokens) == ([], "error", 0)
+
+
+def test_closing_leaves_the_context_alone_while_the_engine_thread_is_still_running() -> None:
+    model = LlamaModel(embedded_model_path())
+    config = SchedulerConfig(context_size=256, slots=1, threads=2, max_waiting=1, join_timeout_s=0.2)
+    scheduler = Scheduler(model, config)
+    stuck, release = threading.Event(), threading.Event()
+
+    def emit(_event: Event) -> None:  # a consumer that holds the engine thread up
+        stuck.set()
+        release.wait(30)
+
+    prompt = model.tokenize("<|im_start|>user\nHi<|im_end|>\n", add_bos=False, special=True)
+    request = GenerationRequest(prompt=prompt, sampling=Sampling(temperature=0), max_tokens=8)
+    scheduler.start()
+    try:
+        assert scheduler.submit(Sequence(request, Sampler(model, request.sampling, max_tokens=8), emit=emit))
+        assert stuck.wait(30)
+        assert scheduler.close() is False
+        assert scheduler._ctx  # not freed under the running thread
+    finally:
+        release.set()
+        scheduler._thread.join(30)
+        assert scheduler.close() is True
+        model.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import Engine
@@ -14,7 +16,7 @@ from aimi.inference import fleet as fleet_module
 from aimi.inference.chat import ChatRequest, Message
 from aimi.inference.fleet import Filters, Fleet
 from aimi.platform.catalog import Catalog, Offer
-from aimi.platform.deployments import DeploymentStore
+from aimi.platform.deployments import Deployment, DeploymentStore
 from aimi.platform.keys import KeyStore
 from tests.fakes import SelfTemplatingEngine
 
@@ -94,4 +96,47 @@ async def test_a_deployment_whose_server_is_down_is_503_and_retried_by_the_sync_
     served = await fleet.get("small")  # the interval is over: tried again, and served
     assert served.deployment.name == "small"
     assert len(factory.built) == 2
+    await fleet.stop()
+
+
+class FailingList(DeploymentStore):
+    """A store whose database goes away after the first read."""
+
+    def __init__(self, inner: DeploymentStore) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.reads = 0
+        self.down = False
+
+    def list(self, project: str | None = None) -> list[Deployment]:
+        self.reads += 1
+        if self.down:
+            raise OperationalError("SELECT", {}, Exception("connection refused"))
+        return super().list(project)
+
+
+async def test_a_background_re_read_that_fails_is_logged_backs_off_and_clears_when_it_works(
+    store: DeploymentStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.create(project="p", model="Mistral-Small", name="small", source=UPSTREAM)
+    failing = FailingList(store)
+    factory = Factory()
+    factory.down = False
+    fleet = Fleet(store=failing, engine_factory=factory, safety_filters=no_filters)
+    await fleet.reconcile()
+    failing.down = True
+    monkeypatch.setattr(fleet_module, "SYNC_S", 0.0)
+    with caplog.at_level("WARNING", logger="aimi.inference"):
+        await fleet.get("small")  # still served from what was read; a re-read starts behind it
+        await asyncio.sleep(0.05)
+    assert fleet.sync_error is not None and "could not be read" in fleet.sync_error
+    assert "could not be read" in caplog.text
+    reads = failing.reads
+    await fleet.get("small")
+    await asyncio.sleep(0.05)
+    assert failing.reads == reads  # backing off: not read again at once
+    failing.down = False
+    fleet._synced = 0.0  # the back-off is over
+    await fleet.get("small")
+    await asyncio.sleep(0.05)
+    assert fleet.sync_error is None
     await fleet.stop()

@@ -360,3 +360,20 @@ async def test_a_client_gone_during_the_prompt_check_still_settles_its_quota_and
         await task
     assert [(f["status"], f["completion_tokens"]) for f in meter.finished] == [(499, 0)]
     assert engine.requests == []
+
+
+async def test_a_folded_answer_ended_by_an_engine_error_is_a_503_and_metered_as_one() -> None:
+    engine = ScriptedEngine([b"half"], finish="error")
+    meter = RecordingMeter()
+    with pytest.raises(EngineUnavailable, match="interrupted"):
+        await service(engine).complete(ask(max_tokens=10), meter)
+    assert [(f["status"], f["finish_reason"]) for f in meter.finished] == [(503, "error")]
+
+
+async def test_a_stream_ended_by_an_engine_error_was_answered_200_and_is_metered_so() -> None:
+    engine = ScriptedEngine([b"half"], finish="error")
+    meter = RecordingMeter()
+    answer = await service(engine).open(ask(max_tokens=10, stream=True), meter)
+    events = [event async for event in answer.events]
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "error"
+    assert [(f["status"], f["finish_reason"]) for f in meter.finished] == [(200, "error")]

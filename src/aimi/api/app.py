@@ -42,9 +42,9 @@ class Platform:
     deployments: DeploymentStore
     ledger: UsageLedger
     quotas: QuotaStore
-
     inflight: InFlight
     """Keeps the requests this process serves in the ledger while they run (started by the server)."""
+
 
 def open_platform(settings: Settings) -> Platform:
     """Open (and migrate) the database and build the services on it. Also used by the CLI."""
@@ -120,8 +120,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         platform = await asyncio.to_thread(open_platform, settings)
-        target = None
         await platform.inflight.start()  # closes what a process that died left in progress
+        target = None
         if settings.serves_quickstart:
             target = await asyncio.to_thread(
                 ensure_served,
@@ -160,8 +160,8 @@ def create_app(
         finally:
             app.state.ready = False
             await fleet.stop()
-            await platform.quotas.close()
             await platform.inflight.stop()
+            await platform.quotas.close()
             platform.db.close()
 
     app = FastAPI(
@@ -191,6 +191,9 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         ready = bool(request.app.state.ready)
         status = "ready" if ready else "draining" if request.app.state.draining else "starting"
+        trouble = request.app.state.fleet.sync_error if ready else None
+        if trouble is not None:
+            return JSONResponse({"status": "degraded", "reason": trouble}, status_code=503)
         return JSONResponse({"status": status}, status_code=200 if ready else 503)
 
     return app

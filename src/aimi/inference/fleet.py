@@ -76,6 +76,10 @@ class Fleet:
         self._stopping: asyncio.Future[None] | None = None
         self._synced = time.monotonic()
         self._sync: asyncio.Task[None] | None = None
+        self._sync_failures = 0
+        self.sync_error: str | None = None
+        """Why the last background re-read of the deployments failed (the database is away); None
+        once one succeeds. `/readyz` reports it."""
 
     def all(self) -> list[Served]:
         return list(self._served.values())
@@ -87,7 +91,7 @@ class Fleet:
         if self._stopping is not None:
             raise EngineUnavailable("The server is shutting down; try again in a moment.", retry_after=2)
         if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
-            self._sync = asyncio.ensure_future(self.reconcile())
+            self._sync = asyncio.ensure_future(self._sync_in_background())
         served = self._served.get(name)
         if served is None and name in self._failed and time.monotonic() - self._synced <= SYNC_S:
             raise self._unavailable(name)  # tried a moment ago; the background sync tries again
@@ -107,6 +111,21 @@ class Fleet:
         if served is None:
             raise NotFound(f"Deployment '{name}' not found.")
         return served
+
+    async def _sync_in_background(self) -> None:
+        """A re-read that nobody awaits: a failure is logged and remembered, and the next re-read
+        waits longer each time (up to a minute), so a database that is down is not hammered."""
+        try:
+            await self.reconcile()
+        except Exception as exc:
+            self._sync_failures += 1
+            backoff = min(60.0, 2.0**self._sync_failures)
+            self._synced = time.monotonic() + backoff - SYNC_S
+            self.sync_error = f"the deployments could not be read ({type(exc).__name__}: {exc})"
+            log.warning("%s; trying again in %.0f s", self.sync_error, backoff)
+        else:
+            self._sync_failures = 0
+            self.sync_error = None
 
     def _unavailable(self, name: str) -> EngineUnavailable:
         return EngineUnavailable(

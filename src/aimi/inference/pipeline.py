@@ -277,7 +277,10 @@ class ChatService:
         stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
         if self.safety is not None:
             stream = _moderated(stream, self.safety.output_window(), prompt_tokens, progress)
-        return Answer(self._metered(stream, meter, prompt_tokens, prompt_safety, progress), prompt_safety)
+        metered = self._metered(
+            stream, meter, prompt_tokens, prompt_safety, progress, folded=not request.stream
+        )
+        return Answer(metered, prompt_safety)
 
     async def _refused(self, meter: Meter | None, status: int, safety: dict[str, Any] | None) -> None:
         if meter is not None:
@@ -294,8 +297,11 @@ class ChatService:
         prompt_tokens: int,
         prompt_safety: Decision | None,
         progress: _Progress | None = None,
+        *,
+        folded: bool = False,
     ) -> ChatStream:
-        """Pass the stream through; when it ends (or is abandoned), meter what was produced."""
+        """Pass the stream through; when it ends (or is abandoned), meter what was produced. A `folded`
+        answer (not streamed) that ends in an error is answered 503 (see `complete`), and metered so."""
         done: Done | None = None
         try:
             async for event in stream:
@@ -318,7 +324,7 @@ class ChatService:
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         finish_reason=done.finish_reason if done is not None else "cancelled",
-                        status=200,
+                        status=503 if folded and done is not None and done.finish_reason == "error" else 200,
                         safety=safety or None,
                     )
                 )
@@ -336,6 +342,9 @@ class ChatService:
             else:
                 done = event
         assert done is not None
+        if done.finish_reason == "error":  # no whole answer to give: the client may retry
+            why = done.message or "the server is busy or shutting down"
+            raise EngineUnavailable(f"The generation was interrupted ({why}).")
         filtered = done.finish_reason == "content_filter"  # a whole answer is withheld, not cut
         return ChatResult(
             text="" if filtered else "".join(parts),

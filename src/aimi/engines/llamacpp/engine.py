@@ -108,10 +108,11 @@ class LlamaCppEngine:
 
     async def _shutdown(self, grace_s: float) -> None:
         scheduler, model = self._scheduler, self._model
+        freed = True
         if scheduler is not None:
             await asyncio.to_thread(scheduler.drain, grace_s)
-            scheduler.close()
-        if model is not None:
+            freed = scheduler.close()
+        if model is not None and freed:  # weights a live engine thread still reads stay with the process
             model.close()
         self._scheduler = self._model = None
 

@@ -81,6 +81,8 @@ class SchedulerConfig:
     prefill_chunk: int = 256
     shared_kv_cache: bool = False
     """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
+    join_timeout_s: float = 30.0
+    """How long a drain waits for the engine thread to stop after the grace (a step in progress)."""
 
 
 @dataclass
@@ -179,15 +181,22 @@ class Scheduler:
                 self._cv.wait(timeout=max(0.0, deadline - time.monotonic()))
             self._abort = True
             self._cv.notify()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=self.config.join_timeout_s)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Free the context, once the engine thread has stopped; False (and nothing freed) when it
+        did not stop in time: freeing memory a live `llama_decode` uses would crash the process, and
+        the memory goes back with the process anyway."""
         if self._thread.is_alive():
             self.drain(0.0)
+        if self._thread.is_alive():
+            log.error("the llama.cpp engine thread did not stop; its context is left to the process exit")
+            return False
         if self._ctx:
             ll.llama_batch_free(self._batch)
             ll.llama_free(self._ctx)
             self._ctx = None
+        return True
 
     # -- the engine thread ---------------------------------------------------------------------
 
