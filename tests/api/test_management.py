@@ -416,9 +416,78 @@ async def test_usage_can_be_for_one_deployment_by_hour_or_day_and_since_a_moment
     assert nobody["total"]["requests"] == 0
 
 
-@pytest.mark.parametrize("params", [{"since": "yesterday"}, {"by": "week"}], ids=["since", "by"])
-async def test_a_bad_usage_query_is_a_400(http: httpx.AsyncClient, params: dict[str, str]) -> None:
-    assert_error(await http.get("/api/usage", params=params, headers=ADMIN), 400, "invalid_request")
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "yesterday"},
+        {"since": "99999999999d"},
+        {"since": "9" * 5000 + "h"},
+        {"since": "\u00b2d"},
+        {"since": "9999-12-31T23:00:00-05:00"},
+        {"since": "0001-01-01T00:00:00+05:00"},
+        {"by": "week"},
+        {"deployment": "a\x00b"},
+        {"deployment": "fake", "since": "x\x00"},
+    ],
+    ids=["since", "since-overflow", "since-digits", "since-unicode-digit", "since-after-9999",
+         "since-before-1", "by", "deployment-nul", "since-nul"],
+)  # fmt: skip
+async def test_a_bad_usage_query_is_a_400_naming_the_parameter(
+    http: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    response = await http.get("/api/usage", params=params, headers=ADMIN)
+    assert_error(response, 400, "invalid_request")
+    error = response.json()["error"]
+    named = "since" if "since" in params else next(iter(params))
+    assert error["param"] == named
+    assert f"'{named}'" in error["message"]
+    assert "Traceback" not in error["message"] and "File " not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "param"),
+    [
+        ("GET", "/api/deployments/a%00b", "name"),
+        ("GET", "/api/models/a%00b", "name"),
+        ("GET", "/api/deployments?project=a%00b", "project"),
+        ("POST", "/api/deployments/fake/keys/tertiary/regenerate", "which"),
+    ],
+)
+async def test_a_bad_path_or_query_parameter_is_a_400_naming_it(
+    http: httpx.AsyncClient, method: str, path: str, param: str
+) -> None:
+    response = await http.request(method, path, headers=ADMIN)
+    assert_error(response, 400, "invalid_request")
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert f"'{param}'" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**PRICED, "name": "a\x00b"}, "name"),
+        ({**PRICED, "capabilities": {"chat": "\x00"}}, "capabilities"),
+        ({**PRICED, "context_length": 2**40}, "context_length"),
+        ({**PRICED, "price_input_per_1k": "1e7"}, "price_input_per_1k"),
+        ({**PRICED, "price_output_per_1k": "0.0000001"}, "price_output_per_1k"),
+        ({**PRICED, "model_type": "x" * 65}, "model_type"),
+    ],
+    ids=["nul", "nested-nul", "huge-int", "huge-price", "price-precision", "long-type"],
+)
+async def test_a_management_body_the_database_could_not_store_is_a_400(
+    http: httpx.AsyncClient, body: dict[str, Any], param: str
+) -> None:
+    response = await http.post("/api/models", json=body, headers=ADMIN)
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["param"] == param
+
+
+async def test_a_deployment_quota_the_database_could_not_store_is_a_400(http: httpx.AsyncClient) -> None:
+    body = {"project": "p", "model": SMOLLM2, "name": "big", "requests_per_minute": 2**63}
+    response = await http.post("/api/deployments", json=body, headers=ADMIN)
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["param"] == "requests_per_minute"
 
 
 # -- the schema ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aimi.api.schemas.chat import KNOWN, MISTRAL_PARAMETERS
 from aimi.inference.prompts import SAFE_PROMPT
 from tests.api.checks import assert_error, prompt_text
 from tests.fakes import RoomyEngine, ScriptedEngine
@@ -281,13 +282,27 @@ async def test_an_echoed_assistant_message_is_accepted_back(client: httpx.AsyncC
 
 
 @pytest.mark.anyio
-async def test_the_mistral_route_drops_unknown_keys_by_default(
+async def test_the_mistral_route_answers_an_unknown_key_with_a_422_naming_it(
     client: httpx.AsyncClient, engine: ScriptedEngine
 ) -> None:
     body = {**HI, "model": "azureai", "foo": 1, "bar": {"baz": True}}
     response = await client.post("/v1/chat/completions", json=body)
+    error = assert_error(response, 422, "parameter_not_supported")
+    assert error["error"]["param"] == "foo"
+    assert "'foo', 'bar'" in error["error"]["message"]
+    assert error["detail"][0]["loc"] == ["body", "foo"]
+    assert engine.requests == []
+
+
+@pytest.mark.anyio
+async def test_the_mistral_route_drops_unknown_keys_when_the_header_says_drop(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = {**HI, "model": "azureai", "foo": 1, "random_seed": 4}
+    response = await client.post("/v1/chat/completions", json=body, headers={"extra-parameters": "drop"})
     assert response.status_code == 200, response.text
     assert prompt_text(engine) == PLAIN_PROMPT
+    assert engine.requests[-1].sampling.seed == 4  # a Mistral field is standard there, never dropped
 
 
 @pytest.mark.anyio
@@ -298,3 +313,148 @@ async def test_the_mistral_route_knows_mistrals_own_fields(
     response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
     assert engine.requests[-1].sampling.seed == 3
+
+
+# -- OpenAI's fields on the Mistral-native route -------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_max_completion_tokens_is_honoured_as_max_tokens(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HI, "max_completion_tokens": 2})
+    assert response.status_code == 200, response.text
+    assert engine.requests[-1].max_tokens == 2
+    assert response.json()["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.anyio
+async def test_max_completion_tokens_equal_to_max_tokens_is_one_limit(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = {**HI, "max_tokens": 1, "max_completion_tokens": 1}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert engine.requests[-1].max_tokens == 1
+
+
+@pytest.mark.anyio
+async def test_max_completion_tokens_different_from_max_tokens_is_a_400(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = {**HI, "max_tokens": 5, "max_completion_tokens": 7}
+    response = await client.post("/v1/chat/completions", json=body)
+    error = assert_error(response, 400, "invalid_request")
+    assert error["error"]["param"] == "max_completion_tokens"
+    assert engine.requests == []
+
+
+@pytest.mark.anyio
+async def test_max_completion_tokens_is_an_extra_parameter_on_the_azure_route(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = {**HI, "max_completion_tokens": 2}
+    refused = await client.post("/chat/completions", json=body)
+    assert_error(refused, 400, "extra_parameters_not_allowed")
+    passed = await client.post("/chat/completions", json=body, headers={"extra-parameters": "pass-through"})
+    assert passed.status_code == 200, passed.text
+    assert engine.requests[-1].max_tokens == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("user", "u-1"),
+        ("metadata", {"trace": "1"}),
+        ("store", True),
+        ("service_tier", "auto"),
+        ("safety_identifier", "hash"),
+        ("prompt_cache_key", "k"),
+        ("prompt_cache_retention", "24h"),
+        ("stream_options", {"include_usage": True}),
+    ],
+)
+async def test_bookkeeping_fields_of_openai_are_accepted_and_change_nothing(
+    client: httpx.AsyncClient, engine: ScriptedEngine, name: str, value: Any
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HI, name: value})
+    assert response.status_code == 200, response.text
+    assert prompt_text(engine) == PLAIN_PROMPT
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("logit_bias", {"50256": -100}),
+        ("prediction", {"type": "content", "content": "x"}),
+        ("reasoning_effort", "high"),
+        ("audio", {"voice": "alloy", "format": "mp3"}),
+        ("functions", [{"name": "f", "parameters": {}}]),
+        ("function_call", {"name": "f"}),
+        ("verbosity", "low"),
+        ("web_search_options", {}),
+        ("min_tokens", 5),
+        ("repetition_penalty", 1.2),
+        ("prompt_logprobs", True),
+        ("top_prompt_logprobs", 3),
+        ("guardrails", [{"type": "moderation_llm_v2"}]),
+        ("prompt_mode", "reasoning"),
+    ],
+)
+async def test_a_field_aimi_does_not_apply_is_refused_with_a_422_naming_it(
+    client: httpx.AsyncClient, engine: ScriptedEngine, name: str, value: Any
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HI, name: value})
+    error = assert_error(response, 422, "parameter_not_supported")
+    assert error["error"]["param"] == name
+    assert error["detail"][0]["loc"] == ["body", name]
+    assert error["detail"][0]["input"] == value
+    assert engine.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("logit_bias", {}),
+        ("logit_bias", None),
+        ("reasoning_effort", "none"),
+        ("repetition_penalty", 1.0),
+        ("min_tokens", 0),
+        ("prediction", {"type": "content", "content": ""}),
+        ("verbosity", "medium"),
+    ],
+)
+async def test_a_field_aimi_does_not_apply_is_accepted_with_a_value_that_asks_for_nothing(
+    client: httpx.AsyncClient, name: str, value: Any
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HI, name: value})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.anyio
+async def test_a_boolean_is_not_taken_for_the_neutral_number_of_a_field_aimi_does_not_apply(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/v1/chat/completions", json={**HI, "repetition_penalty": True})
+    assert_error(response, 422, "parameter_not_supported")
+
+
+def test_every_chat_field_of_the_openai_sdk_is_known_to_the_mistral_route() -> None:
+    """A field the installed `openai` SDK can send is applied, ignored or refused, never unknown: when
+    the SDK grows one, this test asks for its decision."""
+    from openai.types.chat.completion_create_params import CompletionCreateParamsBase
+
+    fields = set(CompletionCreateParamsBase.__annotations__)
+    assert fields - MISTRAL_PARAMETERS == set()
+    assert fields - KNOWN == set()
+
+
+def test_every_chat_field_of_the_mistralai_sdk_is_known_to_the_mistral_route() -> None:
+    from mistralai.client.models import ChatCompletionRequest
+
+    fields = {info.alias or name for name, info in ChatCompletionRequest.model_fields.items()}
+    assert fields - MISTRAL_PARAMETERS == set()
+    assert fields - KNOWN == set()

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import aimi
-from aimi.api import errors, management, metrics, routes
+from aimi.api import errors, management, metrics, openapi, routes
 from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import Engine
 from aimi.engines.llamacpp import LlamaCppEngine
@@ -182,6 +182,7 @@ def create_app(
     app.add_api_route(
         "/metrics", metrics.metrics, methods=["GET"], tags=["operations"], include_in_schema=False
     )
+    openapi.install(app)  # completes /openapi.json: path parameters, $defs, keys, error responses
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Reading a request body: a size limit, JSON that must be an object, clear errors otherwise."""
+"""Reading a request body: a size limit, a declared JSON media type, JSON that must be an object,
+clear errors otherwise."""
 
 from __future__ import annotations
 
@@ -11,10 +12,34 @@ from starlette.requests import Request
 from aimi.errors import InvalidRequest, MalformedJson, PayloadTooLarge
 
 
+def is_json(content_type: str | None) -> bool:
+    """`application/json` or `application/<anything>+json`, with any parameters (`charset=utf-8`)."""
+    if content_type is None:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def not_json(content_type: str | None) -> InvalidRequest:
+    """Every SDK declares its JSON. A body declared as anything else, or not declared, is refused
+    rather than guessed at: `curl -d` declares a form, and a web page can make a browser post
+    `text/plain` or a form to any address without asking first, but never `application/json`."""
+    declared = "no Content-Type" if content_type is None else f"Content-Type {content_type[:80]!r}"
+    return InvalidRequest(
+        f"The request body must be JSON sent with 'Content-Type: application/json', not {declared} "
+        "(with curl: -H 'Content-Type: application/json').",
+        param="Content-Type",
+    )
+
+
 async def read_json_object(request: Request, *, limit: int) -> dict[str, Any]:
     raw = await _read(request, limit)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        raise not_json(content_type)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

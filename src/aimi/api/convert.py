@@ -9,7 +9,7 @@ from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
-from aimi.api.schemas.chat import ChatCompletionsBody, ChatMessage
+from aimi.api.schemas.chat import NOT_APPLIED, ChatCompletionsBody, ChatMessage
 from aimi.engines.base import Sampling
 from aimi.errors import InvalidRequest, ParameterNotSupported
 from aimi.inference.chat import (
@@ -27,14 +27,6 @@ from aimi.inference.chat import (
 from aimi.inference.tools import new_call_id
 from aimi.safety import Decision
 
-_UNHONOURED_MISTRAL = (
-    "prediction",
-    "min_tokens",
-    "guardrails",
-    "reasoning_effort",
-    "prompt_mode",
-    "repetition_penalty",
-)
 MAX_STOP_SEQUENCES = 16
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -88,7 +80,7 @@ def chat_request(body: ChatCompletionsBody) -> ChatRequest:
         response_format=_response_format(body.response_format),
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         sampling=sampling,
-        max_tokens=body.max_tokens,
+        max_tokens=_max_tokens(body),
         stop=stop,
         stream=bool(body.stream),
         safe_prompt=bool(body.safe_prompt or body.safe_mode or body.safemode),
@@ -107,11 +99,25 @@ def _refuse_unsupported(body: ChatCompletionsBody) -> None:
             "This model only produces text.", param="modalities", value=body.modalities
         )
     extra = body.model_extra or {}
-    for key in _UNHONOURED_MISTRAL:
-        if extra.get(key) not in (None, False, 0, "", [], {}):
+    for key, neutral in NOT_APPLIED.items():
+        value = extra.get(key)
+        if value is not None and not any(type(value) is type(n) and value == n for n in neutral):
             raise ParameterNotSupported(
-                f"The parameter '{key}' is not supported by this deployment.", param=key, value=extra[key]
+                f"The parameter '{key}' is not supported by this deployment.", param=key, value=value
             )
+
+
+def _max_tokens(body: ChatCompletionsBody) -> int | None:
+    """`max_completion_tokens` is OpenAI's newer name for the same limit."""
+    if body.max_completion_tokens is None:
+        return body.max_tokens
+    if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
+        raise InvalidRequest(
+            f"'max_tokens' ({body.max_tokens}) and 'max_completion_tokens' ({body.max_completion_tokens}) "
+            "are the same limit; send one, or the same value in both.",
+            param="max_completion_tokens",
+        )
+    return body.max_completion_tokens
 
 
 def _response_format(raw: dict[str, Any] | None) -> ResponseFormat:

@@ -13,14 +13,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from aimi.api import convert
+from aimi.api.body import is_json, not_json
 from aimi.errors import (
     AimiError,
     ContentFiltered,
     EngineUnavailable,
     ExtraParametersNotAllowed,
     InvalidRequest,
+    MalformedJson,
     MethodNotAllowed,
     NotFound,
     ParameterNotSupported,
@@ -73,6 +76,43 @@ def error_response(error: AimiError) -> JSONResponse:
     return JSONResponse(envelope(error), status_code=error.status, headers=headers_for(error))
 
 
+def validation_error(exc: RequestValidationError, *, content_type: str | None) -> InvalidRequest:
+    """FastAPI's validation of a management parameter or body, as one 400 naming the parameter (its
+    JSON path in a body), without echoing the input."""
+    errors = exc.errors()
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
+    where, *path = first.get("loc", ()) or ("body",)
+    message = str(first.get("msg", "invalid")).rstrip(".")
+    if where in ("query", "path", "header", "cookie"):
+        name = str(path[0]) if path else where
+        return InvalidRequest(f"Invalid value for {where} parameter '{name}': {message}.", param=name)
+    if not is_json(content_type):
+        return not_json(content_type)
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", message)
+        return MalformedJson(f"The request body is not valid JSON: {detail}.")
+    if not path:
+        if first.get("type") == "missing":
+            return InvalidRequest("The request body is missing; send a JSON object.")
+        return InvalidRequest(f"The request body must be a JSON object: {message}.")
+    name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+    return InvalidRequest(f"Invalid value for '{name}': {message}.", param=name)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route answers at this path (Starlette's own `Allow` names only the first
+    route's, and each method is a route of its own here): each is tried against the routes."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the envelope."""
 
@@ -82,18 +122,21 @@ def install(app: FastAPI) -> None:
             log.error("%s: %s", type(exc).__name__, exc.message)
         return error_response(exc)
 
-    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
             return error_response(NotFound("Resource not found"))
         if exc.status_code == 405:
-            return error_response(MethodNotAllowed("Method not allowed for this route"))
+            response = error_response(MethodNotAllowed("Method not allowed for this route"))
+            response.headers["Allow"] = _allowed_methods(request)
+            return response
         code = str(exc.status_code)
         body = {"error": {"code": code, "message": str(exc.detail), "status": exc.status_code}}
         return JSONResponse(body, status_code=exc.status_code, headers={"x-ms-error-code": code})
 
-    async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
-        return error_response(InvalidRequest(f"Invalid request: {exc}"))
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc, content_type=request.headers.get("content-type")))
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

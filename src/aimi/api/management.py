@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from aimi.api.auth import key_from
+from aimi.api.openapi import errors
 from aimi.api.schemas.management import (
     CreatedOut,
     DeploymentIn,
@@ -22,7 +23,7 @@ from aimi.api.schemas.management import (
     UsageLineOut,
     UsageOut,
 )
-from aimi.errors import Unauthorized
+from aimi.errors import InvalidRequest, Unauthorized
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment
 from aimi.platform.keys import Which
@@ -36,8 +37,25 @@ async def require_admin(request: Request) -> None:
         raise Unauthorized()
 
 
+async def no_nul_in_parameters(request: Request) -> None:
+    """A path or query parameter is text the database compares; PostgreSQL cannot hold U+0000."""
+    for where, pairs in (
+        ("path", request.path_params.items()),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in pairs:
+            if "\x00" in str(value):
+                raise InvalidRequest(
+                    f"Invalid value for {where} parameter '{name}': text must not contain NUL (U+0000).",
+                    param=name,
+                )
+
+
 def router() -> APIRouter:
-    r = APIRouter(dependencies=[Depends(require_admin)])
+    r = APIRouter(
+        dependencies=[Depends(require_admin), Depends(no_nul_in_parameters)],
+        responses=errors(400, 401, 404, 409),
+    )
     r.add_api_route("/models", list_models, methods=["GET"], summary="The model catalog")
     r.add_api_route(
         "/models", add_model, methods=["POST"], status_code=201, summary="Add a model to the catalog"

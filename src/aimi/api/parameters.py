@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from starlette.datastructures import Headers
 
-from aimi.api.schemas.chat import HONOURED, IGNORED_EXTRAS
+from aimi.api.schemas.chat import KNOWN
 from aimi.errors import ExtraParametersNotAllowed, InvalidRequest, ParameterNotSupported
 
 Policy = Literal["error", "drop", "pass-through"]
@@ -40,7 +40,9 @@ def policy_from(headers: Headers, *, default: Policy) -> Policy:
 
 
 def apply(body: dict[str, Any], *, standard: frozenset[str], policy: Policy) -> dict[str, Any]:
-    """Judge the top-level keys outside `standard` (nested keys are never policed)."""
+    """Judge the top-level keys outside `standard` (nested keys are never policed): `error` refuses
+    them (400), `drop` removes them, `pass-through` keeps those aimi knows and refuses any other with
+    a 422 naming it, as Mistral's API answers an unknown field."""
     extras = [key for key in body if key not in standard]
     if not extras:
         return body
@@ -48,9 +50,14 @@ def apply(body: dict[str, Any], *, standard: frozenset[str], policy: Policy) -> 
         raise ExtraParametersNotAllowed(extras)
     if policy == "drop":
         return {key: value for key, value in body.items() if key in standard}
-    for key in extras:
-        if key not in HONOURED and key not in IGNORED_EXTRAS:
-            raise ParameterNotSupported(
-                f"The model does not support the parameter '{key}'.", param=key, value=body[key]
-            )
+    unknown = [key for key in extras if key not in KNOWN]
+    if unknown:
+        names = ", ".join(f"'{key}'" for key in unknown)
+        which = f"parameters {names} are" if len(unknown) > 1 else f"parameter {names} is"
+        raise ParameterNotSupported(
+            f"The {which} not known, so not applied (send the header 'extra-parameters: drop' to "
+            "have unknown parameters ignored).",
+            param=unknown[0],
+            value=body[unknown[0]],
+        )
     return body

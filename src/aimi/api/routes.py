@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -16,12 +17,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from aimi.api import convert, parameters, sse
 from aimi.api.auth import key_from
 from aimi.api.body import read_json_object
+from aimi.api.openapi import errors
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
-from aimi.errors import AimiError, EngineUnavailable, Unauthorized
+from aimi.errors import AimiError, EngineUnavailable, NotFound, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
 from aimi.inference.fleet import Served
 from aimi.inference.pipeline import Answer, ChatService, Meter
+from aimi.platform.deployments import NAME_PATTERN
 from aimi.platform.keys import Principal
 from aimi.platform.metering import DeploymentMeter, QuotaState
 
@@ -29,29 +32,58 @@ log = logging.getLogger("aimi.api")
 
 BASES = ("", "/models", "/deployments/{deployment}")
 _DISCONNECT_POLL_S = 0.25
-_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": ChatCompletionsBody.model_json_schema()}},
-    }
+_CHAT_ERRORS = errors(400, 401, 404, 413, 422, 429, 503)
+_POLICY_HEADER = {
+    "name": "extra-parameters",
+    "in": "header",
+    "required": False,
+    "description": "What to do with body keys outside the route's fields: refuse them (error), ignore "
+    "them (drop), or apply those aimi knows and refuse the others with a 422 (pass-through)",
+    "schema": {"type": "string", "enum": ["error", "drop", "pass-through"]},
 }
+
+
+def _body_doc(fields: frozenset[str], *, extras: str) -> dict[str, Any]:
+    """The body schema of a chat route: the fields it takes as standard (its `$defs` are hoisted into
+    the components when the document is built), and what it does with any other key."""
+    schema = ChatCompletionsBody.model_json_schema()
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k in fields}
+    schema["description"] = extras
+    return {
+        "parameters": [_POLICY_HEADER],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+    }
 
 
 def router() -> APIRouter:
     r = APIRouter()
-    r.add_api_route("/info", info, methods=["GET"], summary="The deployed model")
+    azure_body = _body_doc(
+        AZURE_PARAMETERS,
+        extras="Any other key is an extra parameter: a 400 unless the `extra-parameters` header says "
+        "`drop` or `pass-through`.",
+    )
+    mistral_body = _body_doc(
+        MISTRAL_PARAMETERS,
+        extras="Mistral's and OpenAI's fields; a key aimi does not know is a 422 naming it, unless the "
+        "`extra-parameters` header says `drop`.",
+    )
+    r.add_api_route(
+        "/info", info, methods=["GET"], responses=errors(401, 404, 503), summary="The deployed model"
+    )
     r.add_api_route(
         "/chat/completions",
         chat_completions,
         methods=["POST"],
-        openapi_extra=_BODY_DOC,
+        openapi_extra=azure_body,
+        responses=_CHAT_ERRORS,
         summary="Chat completions (Azure AI Model Inference API)",
     )
     r.add_api_route(
         "/v1/chat/completions",
         mistral_chat_completions,
         methods=["POST"],
-        openapi_extra=_BODY_DOC,
+        openapi_extra=mistral_body,
+        responses=_CHAT_ERRORS,
         summary="Chat completions (Mistral-native API)",
     )
     return r
@@ -62,6 +94,8 @@ async def deployment_for(request: Request) -> tuple[Served, Principal]:
     base, and the key must then be one of that deployment's. Keys are checked against the store on
     every request, so a rotated-out key stops working at once."""
     name = request.path_params.get("deployment") or request.headers.get("azureml-model-deployment")
+    if name is not None and not NAME_PATTERN.fullmatch(name):
+        raise NotFound(f"Deployment '{name[:80]}' not found.")  # no deployment can have that name
     fleet = request.app.state.fleet
     served = await fleet.get(name) if name else None
     key = key_from(request.headers)
@@ -85,8 +119,9 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def mistral_chat_completions(request: Request) -> Response:
-    # Mistral's API has no extra-parameters header; keys it does not define are ignored by default.
-    return await _chat(request, standard=MISTRAL_PARAMETERS, default_policy="drop")
+    # Mistral's API has no extra-parameters header and answers a key it does not define with a 422,
+    # which is what pass-through does with a key aimi does not know; the header may still say drop.
+    return await _chat(request, standard=MISTRAL_PARAMETERS, default_policy="pass-through")
 
 
 async def _chat(request: Request, *, standard: frozenset[str], default_policy: Policy) -> Response:

@@ -15,6 +15,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from aimi.api import access_log
 from aimi.api.app import Started, create_app
 from aimi.settings import Settings
 
@@ -119,6 +120,7 @@ def serve(log_level: str, **flags: Any) -> None:
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        log_config=access_log.log_config(),  # no key in a logged URL
         timeout_graceful_shutdown=_AFTER_DRAIN_S,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,

@@ -205,19 +205,24 @@ def _columns(entry: UsageEntry) -> dict[str, Any]:
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """`2026-11-01`, `2026-11-01T12:00:00+00:00`, or a span back from now: `30m`, `12h`, `7d`."""
+    """`2026-11-01`, `2026-11-01T12:00:00+00:00`, or a span back from now: `30m`, `12h`, `7d`; in UTC.
+    Anything else, or a moment before year 1 or after year 9999, is an `InvalidRequest` on `since`."""
     from datetime import UTC, timedelta
 
     from aimi.errors import InvalidRequest
 
+    def invalid(what: str) -> InvalidRequest:
+        shown = text if len(text) <= 40 else f"{text[:40]}…"
+        return InvalidRequest(f"'since' takes {what}, not {shown!r}.", param="since")
+
     now = now or datetime.now(UTC)
     units = {"m": "minutes", "h": "hours", "d": "days"}
-    if text[-1:] in units and text[:-1].isdigit():
-        return now - timedelta(**{units[text[-1]]: int(text[:-1])})
     try:
+        if text[-1:] in units and text[:-1].isascii() and text[:-1].isdigit():
+            return now - timedelta(**{units[text[-1]]: int(text[:-1])})
         parsed = datetime.fromisoformat(text)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError as exc:
+        raise invalid("a moment between the years 1 and 9999") from exc
     except ValueError as exc:
-        raise InvalidRequest(
-            f"'since' takes a date, a date-time or a span like 12h or 7d, not '{text}'.", param="since"
-        ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise invalid("a date, a date-time or a span like 12h or 7d") from exc

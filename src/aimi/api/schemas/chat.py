@@ -68,6 +68,8 @@ class ChatCompletionsBody(_Wire):
     stream_options: dict[str, Any] | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    """OpenAI's newer name for `max_tokens` (what the `openai` SDK and LangChain send)."""
 
 
 # The fields of the Azure AI Model Inference API; anything else is an extra parameter there.
@@ -90,9 +92,12 @@ AZURE_PARAMETERS = frozenset(
     }
 )
 
-# The fields of Mistral's own `/v1/chat/completions` (and what its SDK and OpenAI's send there).
+# The fields of Mistral's own `/v1/chat/completions`, and of OpenAI's chat completions (the `openai`
+# SDK, LangChain and LiteLLM post OpenAI's to the same route): each is applied, ignored (IGNORED_EXTRAS)
+# or refused when it asks for something (NOT_APPLIED); any other key is unknown (a 422 there).
 MISTRAL_PARAMETERS = AZURE_PARAMETERS | frozenset(
     {
+        # Mistral's
         "random_seed",
         "safe_prompt",
         "n",
@@ -101,6 +106,8 @@ MISTRAL_PARAMETERS = AZURE_PARAMETERS | frozenset(
         "min_tokens",
         "logprobs",
         "top_logprobs",
+        "prompt_logprobs",
+        "top_prompt_logprobs",
         "top_k",
         "stream_options",
         "user",
@@ -114,11 +121,61 @@ MISTRAL_PARAMETERS = AZURE_PARAMETERS | frozenset(
         "prompt_cache_key",
         "service_tier",
         "repetition_penalty",
+        # OpenAI's
+        "max_completion_tokens",
+        "logit_bias",
+        "store",
+        "safety_identifier",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "audio",
+        "functions",
+        "function_call",
+        "verbosity",
+        "web_search_options",
+        "moderation",
     }
 )
 
-# Extras aimi accepts and has nothing to do with (bookkeeping keys of other APIs).
-IGNORED_EXTRAS = frozenset({"user", "metadata", "stream_options", "prompt_cache_key", "service_tier"})
+# Extras aimi accepts and has nothing to do with: bookkeeping and caching hints of other APIs, whose
+# absence changes nothing in the answer (usage is always on the last stream chunk, so
+# `stream_options.include_usage` is met; nothing is stored, so `store` has nothing to keep).
+IGNORED_EXTRAS = frozenset(
+    {
+        "user",
+        "metadata",
+        "stream_options",
+        "store",
+        "service_tier",
+        "safety_identifier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+    }
+)
+
+# Fields aimi knows but does not apply, with the values that ask for nothing (accepted as such); any
+# other value is refused with a 422 naming the field, never dropped without a word.
+NOT_APPLIED: dict[str, tuple[Any, ...]] = {
+    "logit_bias": ({},),
+    "prediction": ({"type": "content", "content": ""},),
+    "min_tokens": (0,),
+    "repetition_penalty": (1, 1.0),
+    "reasoning_effort": ("none",),
+    "prompt_mode": (),
+    "guardrails": ([],),
+    "prompt_logprobs": (False,),
+    "top_prompt_logprobs": (0,),
+    "audio": (),
+    "functions": ([],),
+    "function_call": ("none", "auto"),
+    "verbosity": ("medium",),
+    "web_search_options": (),
+    "moderation": (),
+}
 
 # Every key `ChatCompletionsBody` knows how to honour.
 HONOURED = frozenset(ChatCompletionsBody.model_fields)
+
+# Every top-level key aimi knows; the `extra-parameters` policy `pass-through` refuses any other.
+KNOWN = HONOURED | IGNORED_EXTRAS | frozenset(NOT_APPLIED)

@@ -6,24 +6,48 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_INT = 2**31 - 1
+"""The largest count a database integer column holds (PostgreSQL's INTEGER)."""
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict (`0` is not `false`, `"5"` is not `5`), and bounded as the database columns are, so that
+    no body can fail in the database (a 500)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("text must not contain NUL (U+0000), which the database cannot store")
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False  # numbers, booleans, and nested bodies (checked by their own validator)
 
 
 class ModelIn(_Body):
     name: str = Field(min_length=1, max_length=128)
     provider: str = Field(min_length=1, max_length=128)
-    context_length: int = Field(ge=64)
-    price_input_per_1k: Decimal = Field(ge=0)
-    price_output_per_1k: Decimal = Field(ge=0)
+    context_length: int = Field(ge=64, le=MAX_INT)
+    # Prices: "0.25" or 0.25 (a JSON number may not hold a decimal exactly); six decimals at most.
+    price_input_per_1k: Decimal = Field(ge=0, max_digits=12, decimal_places=6, strict=False)
+    price_output_per_1k: Decimal = Field(ge=0, max_digits=12, decimal_places=6, strict=False)
     terms: str = ""
     capabilities: dict[str, Any] = Field(
         default_factory=lambda: {"chat": True, "tools": False, "json_mode": True}
     )
-    model_type: str = "chat-completions"
+    model_type: str = Field(default="chat-completions", min_length=1, max_length=64)
     source: str | None = None
 
 
@@ -45,8 +69,8 @@ class DeploymentIn(_Body):
     model: str
     name: str
     source: str | None = None
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class KeyOut(BaseModel):
