@@ -15,7 +15,7 @@ test:               ## install the test extras, start Redis + PostgreSQL, lint, 
 	if command -v npm >/dev/null; then npm ci --prefix tests/e2e/js --no-audit --no-fund; \
 	else echo "npm not found: the JavaScript SDK tests will be skipped"; fi
 	$(MAKE) lint
-	eval "$$(scripts/services.sh)" && $(PY) -m pytest
+	eval "$$(scripts/services.sh)" && eval "$$(scripts/browser.sh)" && $(PY) -m pytest
 
 lint:
 	$(VENV)/bin/ruff check src tests benchmarks

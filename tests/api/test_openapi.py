@@ -118,7 +118,7 @@ async def test_each_chat_route_documents_its_own_fields(document: dict[str, Any]
     ("method", "path", "allow"),
     [
         ("PUT", "/api/deployments", "GET, POST"),
-        ("POST", "/api/deployments/fake", "DELETE, GET"),
+        ("POST", "/api/deployments/fake", "DELETE, GET, PATCH"),
         ("GET", "/deployments/fake/chat/completions", "POST"),
         ("TRACE", "/healthz", "GET"),
     ],

@@ -28,6 +28,7 @@ from aimi.platform.quickstart import ServeTarget, ensure_served
 from aimi.platform.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
 from aimi.platform.usage import UsageLedger
 from aimi.settings import Settings
+from aimi.web import portal
 
 log = logging.getLogger("aimi")
 
@@ -179,6 +180,7 @@ def create_app(
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])
     app.include_router(management.router(), prefix="/api", tags=["management"])
+    app.include_router(portal.router(), tags=["portal"])
     app.add_api_route(
         "/metrics", metrics.metrics, methods=["GET"], tags=["operations"], include_in_schema=False
     )

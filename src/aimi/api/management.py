@@ -14,6 +14,7 @@ from aimi.api.schemas.management import (
     CreatedOut,
     DeploymentIn,
     DeploymentOut,
+    DeploymentPatch,
     IssuedKeyOut,
     KeyOut,
     ModelIn,
@@ -35,6 +36,7 @@ async def require_admin(request: Request) -> None:
     key = key_from(request.headers)
     if not key or not await asyncio.to_thread(request.app.state.platform.keys.is_admin, key):
         raise Unauthorized()
+    request.state.who = f"api (admin key ending {key[-4:]})"
 
 
 async def no_nul_in_parameters(request: Request) -> None:
@@ -76,6 +78,12 @@ def router() -> APIRouter:
         methods=["DELETE"],
         status_code=204,
         summary="Delete a deployment",
+    )
+    r.add_api_route(
+        "/deployments/{name}",
+        update_deployment,
+        methods=["PATCH"],
+        summary="Change a deployment's quotas (in force at once; its keys stay)",
     )
     r.add_api_route(
         "/deployments/{name}/keys", show_keys, methods=["GET"], summary="A deployment's keys (hints)"
@@ -136,7 +144,10 @@ async def list_deployments(request: Request, project: str | None = None) -> list
 
 async def create_deployment(request: Request, body: DeploymentIn) -> CreatedOut:
     platform = request.app.state.platform
-    created = await asyncio.to_thread(lambda: platform.deployments.create(**body.model_dump()))
+    who = getattr(request.state, "who", None)
+    created = await asyncio.to_thread(
+        lambda: platform.deployments.create(**body.model_dump(), accepted_by=who)
+    )
     await request.app.state.fleet.reconcile()  # served from this response on
     offer = await asyncio.to_thread(platform.catalog.get, created.deployment.model)
     return CreatedOut(
@@ -152,6 +163,13 @@ async def show_deployment(request: Request, name: str) -> DeploymentOut:
     deployment = await asyncio.to_thread(platform.deployments.get, name)
     keys = await show_keys(request, name)
     return _deployment(request, deployment, keys)
+
+
+async def update_deployment(request: Request, name: str, body: DeploymentPatch) -> DeploymentOut:
+    platform = request.app.state.platform
+    await asyncio.to_thread(lambda: platform.deployments.set_quotas(name, **body.model_dump()))
+    await request.app.state.fleet.reconcile()  # the new limits apply from the next request
+    return await show_deployment(request, name)
 
 
 async def delete_deployment(request: Request, name: str) -> Response:

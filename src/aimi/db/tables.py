@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -76,6 +76,10 @@ class TermsAcceptance(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_name: Mapped[str] = mapped_column(ForeignKey("catalog_models.name"))
     accepted_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=now)
+    accepted_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    """Who: `portal (admin key ending …)`, `api (admin key ending …)`; None from the CLI."""
+    explicit: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """True when the terms were shown and ticked; False when a deployment accepted them implicitly."""
 
 
 class DeploymentRow(Base):

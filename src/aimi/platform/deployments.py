@@ -52,6 +52,36 @@ class Created:
     """True when this deployment subscribed its project to the offer (first of its kind there)."""
 
 
+def check_name(name: str) -> None:
+    """The rule for deployment names (they become part of the endpoint URL)."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidRequest(
+            f"Invalid deployment name '{name}': use 1-64 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit.",
+            param="name",
+        )
+
+
+def _taken(name: str) -> Conflict:
+    return Conflict(f"A deployment named '{name}' already exists; names are unique.")
+
+
+def _check_quotas(*limits: int) -> None:
+    if any(limit < 1 for limit in limits):
+        raise InvalidRequest("Quotas must be at least 1 per minute.", param="quota")
+
+
+@dataclass(frozen=True)
+class TermsRecord:
+    """A project's acceptance of a model's terms: when, by whom, and whether it was explicit."""
+
+    model: str
+    project: str
+    accepted_at: datetime
+    accepted_by: str | None
+    explicit: bool
+
+
 def check_source(source: str) -> str:
     """`embedded`, an existing GGUF file, or an http(s) URL of an upstream server."""
     if source == EMBEDDED:
@@ -121,12 +151,15 @@ class DeploymentStore:
         tokens_per_minute: int | None = None,
         primary_key: str | None = None,
         safety: dict[str, Any] | None = None,
+        accept_terms: bool | None = None,
+        accepted_by: str | None = None,
     ) -> Created:
-        if not NAME_PATTERN.fullmatch(name):
+        """`accept_terms`: False refuses (the terms were shown and not accepted); None accepts them
+        implicitly, as the CLI and older API clients do. `accepted_by` says who, for the record."""
+        check_name(name)
+        if accept_terms is False:
             raise InvalidRequest(
-                f"Invalid deployment name '{name}': use 1-64 lowercase letters, digits and dashes, "
-                "starting and ending with a letter or digit.",
-                param="name",
+                f"Accept the terms of '{model}' to deploy it (accept_terms: true).", param="accept_terms"
             )
         if not project or len(project) > 128:
             raise InvalidRequest("A project name needs 1-128 characters.", param="project")
@@ -141,12 +174,11 @@ class DeploymentStore:
         chosen = check_source(chosen)
         rpm = requests_per_minute if requests_per_minute is not None else DEFAULT_REQUESTS_PER_MINUTE
         tpm = tokens_per_minute if tokens_per_minute is not None else DEFAULT_TOKENS_PER_MINUTE
-        if rpm < 1 or tpm < 1:
-            raise InvalidRequest("Quotas must be at least 1 per minute.", param="quota")
+        _check_quotas(rpm, tpm)
         try:
             with self._db.session() as s:
                 if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == name)) is not None:
-                    raise Conflict(f"A deployment named '{name}' already exists; names are unique.")
+                    raise _taken(name)
                 project_row = s.scalar(select(Project).where(Project.name == project))
                 if project_row is None:
                     project_row = Project(name=project)
@@ -168,7 +200,14 @@ class DeploymentStore:
                     )
                 )
                 if accepted is None:
-                    s.add(TermsAcceptance(project_id=project_row.id, model_name=offer.name))
+                    s.add(
+                        TermsAcceptance(
+                            project_id=project_row.id,
+                            model_name=offer.name,
+                            accepted_by=accepted_by,
+                            explicit=bool(accept_terms),
+                        )
+                    )
                 row = DeploymentRow(
                     name=name,
                     project_id=project_row.id,
@@ -205,6 +244,42 @@ class DeploymentStore:
             if found is None:
                 raise NotFound(f"Deployment '{name}' not found.")
             return _deployment(found[0], found[1])
+
+    def check_new_name(self, name: str) -> None:
+        """Raise what `create` would about this name: its form, or that it is taken."""
+        check_name(name)
+        with self._db.session() as s:
+            if s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == name)) is not None:
+                raise _taken(name)
+
+    def set_quotas(
+        self, name: str, *, requests_per_minute: int | None = None, tokens_per_minute: int | None = None
+    ) -> Deployment:
+        """Change a deployment's limits (None keeps one); its keys and everything else stay."""
+        _check_quotas(*(q for q in (requests_per_minute, tokens_per_minute) if q is not None))
+        with self._db.session() as s:
+            row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
+            if row is None:
+                raise NotFound(f"Deployment '{name}' not found.")
+            if requests_per_minute is not None:
+                row.requests_per_minute = requests_per_minute
+            if tokens_per_minute is not None:
+                row.tokens_per_minute = tokens_per_minute
+        return self.get(name)
+
+    def terms_acceptance(self, name: str) -> TermsRecord | None:
+        """The acceptance of the terms that a deployment's project holds for its model."""
+        with self._db.session() as s:
+            found = s.execute(
+                select(TermsAcceptance, Project.name)
+                .join(Project, Project.id == TermsAcceptance.project_id)
+                .join(DeploymentRow, DeploymentRow.project_id == Project.id)
+                .where(DeploymentRow.name == name, TermsAcceptance.model_name == DeploymentRow.model_name)
+            ).first()
+            if found is None:
+                return None
+            row, project = found
+            return TermsRecord(row.model_name, project, row.accepted_at, row.accepted_by, row.explicit)
 
     def find(self, project: str, model: str) -> Deployment | None:
         return next((d for d in self.list(project) if d.model == model), None)

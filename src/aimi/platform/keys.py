@@ -1,13 +1,20 @@
 """Keys: two per deployment (primary and secondary) and the admin key. 32 characters, shown in full
-once, kept only as SHA-256 hashes; rotating one leaves the other working."""
+once, kept only as SHA-256 hashes; rotating one leaves the other working.
+
+Beside them, short-lived tokens scoped to one deployment, minted for a signed-in portal session (the
+playground calls the real inference routes with one, never with the admin key). They live in this
+process only, expire after minutes, and are revoked at sign-out."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import string
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import delete, select
@@ -21,6 +28,9 @@ KEY_LENGTH = 32
 _ALPHABET = string.ascii_letters + string.digits
 Which = Literal["primary", "secondary"]
 WHICH: tuple[Which, ...] = ("primary", "secondary")
+TOKEN_PREFIX = "aimi-pt-"
+"""Scoped tokens are told apart from keys by this prefix (keys are 32 letters and digits)."""
+TOKEN_TTL_S = 15 * 60
 
 
 def new_key() -> str:
@@ -54,11 +64,30 @@ class KeyInfo:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is: a deployment key."""
+    """Who a request is: a deployment key, or a token scoped to the deployment (`key_id` None)."""
 
-    key_id: int
+    key_id: int | None
     deployment_id: int
     deployment_name: str
+
+
+@dataclass(frozen=True)
+class ScopedToken:
+    """A token as it is handed to its holder, once."""
+
+    token: str
+    deployment: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _Minted:
+    deployment_id: int
+    deployment_name: str
+    deployment_created_at: datetime
+    """With the id, tells the deployment apart from a later one of the same name (ids are reused)."""
+    owner: str
+    expires: float
 
 
 def check_key(key: str) -> None:
@@ -67,8 +96,11 @@ def check_key(key: str) -> None:
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._clock = clock
+        self._tokens: dict[str, _Minted] = {}
+        self._tokens_lock = threading.Lock()
 
     def issue(self, session: Session, deployment_id: int, which: Which, key: str | None = None) -> IssuedKey:
         """Set `which` key of a deployment (a new random one unless `key` is given)."""
@@ -101,6 +133,8 @@ class KeyStore:
             return [KeyInfo(r.id, r.which, r.hint, r.created_at) for r in rows]
 
     def lookup(self, key: str) -> Principal | None:
+        if key.startswith(TOKEN_PREFIX):
+            return self._token_principal(key)
         with self._db.session() as s:
             row = s.execute(
                 select(DeploymentKey.id, DeploymentRow.id, DeploymentRow.name)
@@ -108,6 +142,46 @@ class KeyStore:
                 .where(DeploymentKey.key_hash == key_hash(key))
             ).first()
             return Principal(row[0], row[1], row[2]) if row else None
+
+    # -- tokens scoped to one deployment --------------------------------------------------------
+
+    def mint_token(self, deployment: str, *, owner: str, ttl_s: float = TOKEN_TTL_S) -> ScopedToken:
+        """A token that opens `deployment` only, for `ttl_s` seconds, on behalf of `owner`."""
+        with self._db.session() as s:
+            row = s.execute(
+                select(DeploymentRow.id, DeploymentRow.created_at).where(DeploymentRow.name == deployment)
+            ).first()
+        if row is None:
+            raise NotFound(f"Deployment '{deployment}' not found.")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock()
+        with self._tokens_lock:
+            self._tokens = {h: m for h, m in self._tokens.items() if m.expires > now}
+            self._tokens[key_hash(token)] = _Minted(row[0], deployment, row[1], owner, now + ttl_s)
+        return ScopedToken(token, deployment, datetime.fromtimestamp(now + ttl_s, UTC))
+
+    def revoke_tokens(self, owner: str) -> int:
+        """Forget every token minted for `owner`; how many there were."""
+        with self._tokens_lock:
+            kept = {h: m for h, m in self._tokens.items() if m.owner != owner}
+            revoked = len(self._tokens) - len(kept)
+            self._tokens = kept
+        return revoked
+
+    def _token_principal(self, token: str) -> Principal | None:
+        with self._tokens_lock:
+            minted = self._tokens.get(key_hash(token))
+        if minted is None or minted.expires <= self._clock():
+            return None
+        with self._db.session() as s:  # a deleted (or deleted and re-made) deployment: refused
+            current = s.execute(
+                select(DeploymentRow.id, DeploymentRow.created_at).where(
+                    DeploymentRow.name == minted.deployment_name
+                )
+            ).first()
+        if current is None or tuple(current) != (minted.deployment_id, minted.deployment_created_at):
+            return None
+        return Principal(None, minted.deployment_id, minted.deployment_name)
 
     # -- the admin key ---------------------------------------------------------------------------
 

@@ -71,6 +71,15 @@ class DeploymentIn(_Body):
     source: str | None = None
     requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
     tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
+    accept_terms: bool | None = None
+    """The model's terms, accepted (true) or not (false: refused); unset accepts them implicitly."""
+
+
+class DeploymentPatch(_Body):
+    """What can change on a live deployment; unset fields stay as they are."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class KeyOut(BaseModel):
