@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "aimi"
+
+
+def default_prompt_cache_mb() -> int:
+    """An eighth of the machine's memory, at most 4 GiB (2.9 GiB on a 24 GiB machine)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError):
+        return 1024
+    return max(0, min(4096, total // 8))
 
 
 class Settings(BaseSettings):
@@ -44,6 +54,9 @@ class Settings(BaseSettings):
     """llama.cpp's KV cache: one stream per slot (a token attends only to its own sequence's cells), or
     one pool for all slots (a prefix shared with another slot costs no copy; every token attends over
     all the pool's used cells, so long prompts cost more)."""
+    prompt_cache_mb: int = Field(default_factory=default_prompt_cache_mb, ge=0)
+    """Host memory for the KV states of conversations whose slot went to another request, so that a
+    returning conversation is restored instead of evaluated again; 0 turns the prompt cache off."""
     max_queue: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot before new ones get 429."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

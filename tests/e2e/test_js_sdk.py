@@ -40,7 +40,8 @@ SCRIPT_TIMEOUT_S = 420
 # 27-token prompt; the examples that set no `max_tokens` get the rest of the context, so this also
 # bounds how long their answers can get.
 CONTEXT_SIZE = 2176
-USAGE = re.compile(r"\{ prompt_tokens: (\d+), completion_tokens: (\d+), total_tokens: (\d+)")
+USAGE = re.compile(r"\{\s*prompt_tokens: (\d+),\s*completion_tokens: (\d+),\s*total_tokens: (\d+)")
+"""Node prints a short object on one line and a longer one (with `prompt_tokens_details`) on several."""
 # The seed's line, `an` included.
 THREAT_LINE = "Your request triggered an content_filter error:"
 NODE = shutil.which("node")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import math
 import random
@@ -16,8 +17,10 @@ from aimi.engines.base import Event, Finish, GenerationRequest, Grammar, Samplin
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.embedded import embedded_model_path
 from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.prompt_cache import PromptCache
+from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
 from aimi.engines.llamacpp.sampler import Sampler
-from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence, _common_prefix
+from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import InvalidRequest, RateLimited
 from tests.engines.generations import run
 
@@ -162,7 +165,9 @@ kv_layouts = pytest.mark.parametrize("shared", [True, False], ids=["shared-kv-ca
 
 
 @contextlib.asynccontextmanager
-async def started(*, context_size: int, slots: int, shared: bool) -> AsyncIterator[LlamaCppEngine]:
+async def started(
+    *, context_size: int, slots: int, shared: bool, prompt_cache_bytes: int = 0
+) -> AsyncIterator[LlamaCppEngine]:
     e = LlamaCppEngine(
         embedded_model_path(),
         context_size=context_size,
@@ -170,6 +175,7 @@ async def started(*, context_size: int, slots: int, shared: bool) -> AsyncIterat
         shared_kv_cache=shared,
         threads=2,
         max_waiting=4,
+        prompt_cache_bytes=prompt_cache_bytes,
     )
     await e.start()
     try:
@@ -354,3 +360,79 @@ def test_closing_leaves_the_context_alone_while_the_engine_thread_is_still_runni
         scheduler._thread.join(30)
         assert scheduler.close() is True
         model.close()
+
+
+def conversation(engine: LlamaCppEngine, user: int, turns: int) -> GenerationRequest:
+    """The prompt of one user's conversation after `turns` turns (each user's is different)."""
+    text = f"<|im_start|>system\n{SYSTEM_PROMPT} You are talking to customer number {user}.<|im_end|>\n"
+    for turn in range(turns):
+        text += f"<|im_start|>user\nQuestion {turn} of customer {user} about bread.<|im_end|>\n"
+        text += f"<|im_start|>assistant\nAnswer {turn} for customer {user}.<|im_end|>\n"
+    prompt = engine.tokenize(text + "<|im_start|>assistant\n", add_bos=False, special=True)
+    return GenerationRequest(prompt=prompt, sampling=Sampling(temperature=0), max_tokens=4, logprobs=5)
+
+
+@kv_layouts
+async def test_a_returning_conversation_whose_slot_went_to_others_is_restored_from_the_prompt_cache(
+    shared: bool,
+) -> None:
+    async with started(context_size=512, slots=1, shared=shared, prompt_cache_bytes=64 << 20) as e:
+        first = conversation(e, 1, 2)
+        await run(e, first)
+        await run(e, conversation(e, 2, 2))  # takes the only slot: user 1's cache goes to host memory
+        before = e.stats()
+        back = conversation(e, 1, 3)  # user 1 returns with a longer history
+        tokens, finish = await run(e, back)
+        after = e.stats()
+        shared_prefix = _common_prefix(first.prompt, back.prompt)
+        restored = after.prompt_tokens_restored - before.prompt_tokens_restored
+        # The slot kept the system prompt (user 2's began the same way); the rest came from the cache.
+        assert restored >= 32
+        assert finish.cached_tokens == shared_prefix > 100
+        alone, _ = await run(e, dataclasses.replace(back, sampling=Sampling(temperature=0, seed=7)))
+        got = {alt.token: alt.logprob for alt in tokens[0].top}
+        for alt in alone[0].top[:3]:  # the restored cache answers as evaluating the prompt does
+            assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
+
+
+async def test_without_a_prompt_cache_a_returning_conversation_is_evaluated_again() -> None:
+    async with started(context_size=512, slots=1, shared=False) as e:
+        first, other = conversation(e, 1, 2), conversation(e, 2, 2)
+        await run(e, first)
+        await run(e, other)
+        back = conversation(e, 1, 3)
+        _, finish = await run(e, back)
+        assert e.stats().prompt_tokens_restored == 0
+        kept = _common_prefix(other.prompt, back.prompt)  # the system prompt, kept in the slot
+        assert finish.cached_tokens == kept < _common_prefix(first.prompt, back.prompt)
+
+
+def test_the_prompt_cache_evicts_the_least_recently_used_entries_past_its_bound() -> None:
+    cache = PromptCache(limit_bytes=3000)
+    state = lambda: (ctypes.c_uint8 * 1000)()  # noqa: E731
+    a, b, c, d = ([n] * 40 for n in (1, 2, 3, 4))
+    for tokens in (a, b, c):
+        assert cache.put(tokens, state())
+    entry, _ = cache.longest([*a, 9])
+    assert entry is not None
+    cache.used(entry)  # a is now the most recently used
+    cache.put(d, state())
+    assert cache.longest(b)[0] is None  # the oldest went
+    assert cache.longest(a)[1] == 40 and cache.longest(d)[1] == 40
+    assert (cache.stats.entries, cache.stats.bytes, cache.stats.evicted) == (3, 3000, 1)
+
+
+def test_a_longer_copy_of_a_conversation_replaces_the_shorter_one() -> None:
+    cache = PromptCache(limit_bytes=10_000)
+    turn = list(range(100, 140))
+    cache.put(turn, (ctypes.c_uint8 * 1000)())
+    cache.put([*turn, 7, 8, 9], (ctypes.c_uint8 * 1000)())
+    assert cache.stats.entries == 1
+    assert cache.covers(turn) and cache.covers([*turn, 7, 8, 9])
+    assert cache.longest([*turn, 7, 1])[1] == 41
+
+
+def test_a_prompt_shorter_than_a_block_is_neither_kept_nor_looked_up() -> None:
+    cache = PromptCache(limit_bytes=10_000)
+    assert not cache.put([1] * 10, (ctypes.c_uint8 * 10)())
+    assert cache.longest([1] * 10) == (None, 0)

@@ -88,6 +88,7 @@ def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | No
             shared_kv_cache=settings.kv_cache == "shared",
             threads=settings.threads,
             max_waiting=settings.max_queue,
+            prompt_cache_bytes=settings.prompt_cache_mb << 20,
             on_progress=on_progress,
         )
 

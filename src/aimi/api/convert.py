@@ -309,12 +309,15 @@ def wire_finish_reason(reason: str) -> str:
     return "error" if reason == "interrupted" else reason
 
 
-def usage_object(done: Done | ChatResult) -> dict[str, int]:
+def usage_object(done: Done | ChatResult) -> dict[str, Any]:
+    """With OpenAI's (and Azure OpenAI's) `prompt_tokens_details.cached_tokens`: the prompt tokens
+    served from a cache instead of evaluated."""
     u = done.usage
     return {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     }
 
 

@@ -59,6 +59,13 @@ from aimi.settings import Settings
     "cost no copy, long prompts cost more attention).  [default: per-slot; env AIMI_KV_CACHE]",
 )
 @click.option(
+    "--prompt-cache-mb",
+    type=click.IntRange(min=0),
+    help="Host memory for the KV states of conversations whose slot went to another request, restored "
+    "when they come back (0: off).  [default: 1/8 of the machine's memory, at most 4096; "
+    "env AIMI_PROMPT_CACHE_MB]",
+)
+@click.option(
     "--tool-choice-auto",
     type=click.Choice(["model", "eager"]),
     help="With tools and tool_choice auto: let the model decide (model), or start each answer to a user "

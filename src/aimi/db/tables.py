@@ -157,3 +157,5 @@ class UsageRecord(Base):
     reservation: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """The quota reservation's id, settled to the recorded tokens if the process dies."""
     reserved_tokens: Mapped[int | None] = mapped_column(nullable=True)
+    cached_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Of the prompt tokens, those served from a cache (kept in a slot, copied, or restored)."""

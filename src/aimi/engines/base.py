@@ -107,6 +107,9 @@ class Token:
     piece: bytes
     logprob: float | None = None
     top: tuple[TokenLogprob, ...] = ()
+    cached_tokens: int = 0
+    """On a generation's first token: how many prompt tokens came from a cache (as in `Finish`), so
+    that an answer cut short by a stop sequence still reports it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class Finish:
     completion_tokens: int
     message: str | None = None
     """Why an `error` finish happened, for the log and the final event."""
+    cached_tokens: int = 0
+    """Prompt tokens served from a cache rather than evaluated (an engine that does not know: 0)."""
 
 
 Event = Token | Finish
@@ -154,6 +159,8 @@ class EngineStats:
     """Prompt tokens whose KV cache was kept from an earlier request with the same prefix."""
     prompt_tokens_shared: int = 0
     """Of those, the tokens copied from another sequence slot (a prefix the request's own slot lacked)."""
+    prompt_tokens_restored: int = 0
+    """Of those, the tokens restored from the host-memory prompt cache."""
     generated_tokens: int = 0
     decode_steps: int = 0
     decode_seconds: float = 0.0

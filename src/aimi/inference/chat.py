@@ -138,6 +138,8 @@ class TokenLogprobs:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Of the prompt tokens, those served from a cache instead of evaluated."""
 
     @property
     def total_tokens(self) -> int:

@@ -73,6 +73,7 @@ class Meter(Protocol):
         finish_reason: str | None,
         status: int,
         safety: dict[str, Any] | None = None,
+        cached_tokens: int = 0,
     ) -> None:
         """Settle the reservation and record the request, however it ended."""
         ...
@@ -312,8 +313,10 @@ class ChatService:
             await stream.aclose()
             if meter is not None:
                 completion_tokens = progress.completion_tokens if progress is not None else 0
+                cached_tokens = progress.cached_tokens if progress is not None else 0
                 if done is not None:
                     prompt_tokens, completion_tokens = done.usage.prompt_tokens, done.usage.completion_tokens
+                    cached_tokens = done.usage.cached_tokens
                 safety: dict[str, Any] = {}
                 if prompt_safety is not None:
                     safety["input"] = verdict_record(prompt_safety)
@@ -326,6 +329,7 @@ class ChatService:
                         finish_reason=done.finish_reason if done is not None else "cancelled",
                         status=503 if folded and done is not None and done.finish_reason == "error" else 200,
                         safety=safety or None,
+                        cached_tokens=cached_tokens,
                     )
                 )
 
@@ -381,7 +385,7 @@ async def _moderated(
             if isinstance(event, Delta):
                 decision = await window.feed(event.text) if event.text else None
                 if decision is not None and decision.filtered:
-                    usage = Usage(prompt_tokens, progress.completion_tokens)
+                    usage = Usage(prompt_tokens, progress.completion_tokens, progress.cached_tokens)
                     yield Done("content_filter", usage, output_safety=decision)
                     return
                 yield event
@@ -447,6 +451,7 @@ class _Progress:
     def __init__(self, meter: Meter | None = None) -> None:
         self._meter = meter
         self.completion_tokens = 0
+        self.cached_tokens = 0
 
     def advance(self, completion_tokens: int) -> None:
         self.completion_tokens = completion_tokens
@@ -472,6 +477,7 @@ async def _assemble(
     produced = 0  # characters decoded so far, held back or not
     emitted = 0  # characters handed out as content
     tokens = 0
+    cached = progress.cached_tokens = first.cached_tokens
 
     def release(limit: int) -> tuple[TokenLogprobs, ...]:
         ready = [lp for lp in pending if lp.offset < limit]
@@ -506,7 +512,7 @@ async def _assemble(
                 if out or released:
                     yield Delta(out, released)
                 if stops.stopped:
-                    yield Done("stop", Usage(prompt_tokens, tokens))
+                    yield Done("stop", Usage(prompt_tokens, tokens, cached))
                     return
             else:
                 finish: Finish = event
@@ -523,7 +529,7 @@ async def _assemble(
                 if out or released:
                     yield Delta(out, released)
                 reason = "stop" if stops.stopped else "tool_calls" if calls else finish.reason
-                usage = Usage(finish.prompt_tokens, finish.completion_tokens)
+                usage = Usage(finish.prompt_tokens, finish.completion_tokens, finish.cached_tokens or cached)
                 yield Done(reason, usage, finish.message, calls)
                 return
             event = await anext(events, None)

@@ -4,6 +4,7 @@ is aborted) quota settlement and its row in the usage ledger."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class DeploymentMeter:
         finish_reason: str | None,
         status: int,
         safety: dict[str, Any] | None = None,
+        cached_tokens: int = 0,
     ) -> None:
         """Settle the reservation to the tokens really used and write the ledger row."""
         used = prompt_tokens + completion_tokens
@@ -90,6 +92,7 @@ class DeploymentMeter:
             entry = self._entry(
                 prompt_tokens, completion_tokens, finish_reason=finish_reason, status=status, safety=safety
             )
+            entry = dataclasses.replace(entry, cached_tokens=cached_tokens)
             if self._row is not None and self._inflight is not None:
                 row, self._row = self._row, None
                 await self._inflight.close(row, entry)

@@ -31,6 +31,8 @@ class UsageEntry:
     streamed: bool
     cost: Decimal
     safety: dict[str, Any] | None = None
+    cached_tokens: int = 0
+    """Of the prompt tokens, those served from a cache instead of evaluated."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def _columns(entry: UsageEntry) -> dict[str, Any]:
         "streamed": entry.streamed,
         "cost": entry.cost,
         "safety": entry.safety,
+        "cached_tokens": entry.cached_tokens,
     }
 
 

@@ -54,6 +54,7 @@ class LlamaCppEngine:
         shared_kv_cache: bool = False,
         threads: int | None = None,
         max_waiting: int = 64,
+        prompt_cache_bytes: int = 0,
         on_progress: Callable[[float], None] | None = None,
         name: str | None = None,
         provider: str | None = None,
@@ -66,6 +67,7 @@ class LlamaCppEngine:
         self._shared_kv_cache = shared_kv_cache
         self._threads = threads or os.cpu_count() or 1
         self._max_waiting = max_waiting
+        self._prompt_cache_bytes = prompt_cache_bytes
         self._on_progress = on_progress
         self._model: LlamaModel | None = None
         self._scheduler: Scheduler | None = None
@@ -93,6 +95,7 @@ class LlamaCppEngine:
             threads=self._threads,
             max_waiting=self._max_waiting,
             shared_kv_cache=self._shared_kv_cache,
+            prompt_cache_bytes=self._prompt_cache_bytes,
         )
         self._scheduler = Scheduler(model, config)
         info = model.info(context_length=context)

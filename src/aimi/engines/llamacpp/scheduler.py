@@ -9,6 +9,7 @@ the same tokens (same system prompt, a growing conversation) skips evaluating th
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import threading
@@ -30,6 +31,8 @@ from aimi.engines.base import (
     TokenLogprob,
 )
 from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.prompt_cache import MIN_RESTORE, PromptCache
+from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
 from aimi.engines.llamacpp.sampler import Sampler, logprobs
 
 log = logging.getLogger("aimi.engines.llamacpp")
@@ -53,6 +56,9 @@ class Sequence:
     decoding: bool = False
     cancelled: bool = False
     done: bool = False
+    cached: int = 0
+    """Prompt tokens that were not evaluated for it: kept in its slot, copied from another slot or
+    restored from the prompt cache (`usage.prompt_tokens_details.cached_tokens`)."""
     source: Sequence | None = None
     """A running sequence whose prompt starts like this one's: this one waits for it to evaluate
     the first `shared` tokens, copies them and evaluates only the rest."""
@@ -81,6 +87,8 @@ class SchedulerConfig:
     prefill_chunk: int = 256
     shared_kv_cache: bool = False
     """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
+    prompt_cache_bytes: int = 0
+    """Host memory for sequence states beyond the slots (`prompt_cache.py`); 0 turns it off."""
     join_timeout_s: float = 30.0
     """How long a drain waits for the engine thread to stop after the grace (a step in progress)."""
 
@@ -91,6 +99,7 @@ class _Counters:
     prompt_tokens: int = 0
     prompt_tokens_reused: int = 0
     prompt_tokens_shared: int = 0
+    prompt_tokens_restored: int = 0
     generated_tokens: int = 0
     decode_steps: int = 0
     decode_seconds: float = 0.0
@@ -117,6 +126,7 @@ class Scheduler:
         self._cached: list[list[int]] = [[] for _ in range(config.slots)]
         self._last_used = [0] * config.slots
         self._counters = _Counters()
+        self._prompt_cache = PromptCache(config.prompt_cache_bytes) if config.prompt_cache_bytes > 0 else None
         self._outbox: list[tuple[Sequence, Event]] = []
         """Events of the current step, handed over together once its sampling is done."""
         params = ll.llama_context_default_params()
@@ -268,19 +278,25 @@ class Scheduler:
         return True
 
     def _admit(self, seq: Sequence) -> None:
-        """Give `seq` the free slot whose cached tokens share the longest prefix with its prompt
-        (the least recently used one when none does), and drop the rest of that slot's cache."""
+        """Give `seq` the free slot whose cached tokens share the longest prefix with its prompt; when
+        none shares any, the one whose cache is worth least (empty, else the least recently used), so
+        that a conversation's cache waits in its slot for the conversation to come back. A longer
+        prefix in the prompt cache is restored into that slot. What the slot drops goes to the prompt
+        cache first."""
         prompt = seq.request.prompt
         best_slot, best = self._free_slots[0], -1
         for slot in self._free_slots:
             shared = _common_prefix(self._cached[slot], prompt) if seq.reuses_prefix else 0
-            if shared > best or (shared == best and self._last_used[slot] < self._last_used[best_slot]):
+            if shared > best or (shared == best and self._worth(slot) < self._worth(best_slot)):
                 best_slot, best = slot, shared
         reuse = min(best, len(prompt) - 1)  # the last prompt token is evaluated for its logits
         self._free_slots.remove(best_slot)
+        self._keep_beyond(best_slot, reuse)
+        if seq.reuses_prefix and self._prompt_cache is not None:
+            reuse = self._restore(best_slot, prompt, reuse)
         ll.llama_memory_seq_rm(self._mem, best_slot, reuse, -1)
         self._cached[best_slot] = []
-        seq.slot, seq.prefilled = best_slot, reuse
+        seq.slot, seq.prefilled, seq.cached = best_slot, reuse, reuse
         self._running.append(seq)
         c = self._counters
         c.requests += 1
@@ -288,6 +304,40 @@ class Scheduler:
         c.prompt_tokens_reused += reuse
         if seq.reuses_prefix:
             self._find_shared_prefix(seq)
+
+    def _worth(self, slot: int) -> tuple[bool, int]:
+        """How much a free slot's cache is worth keeping, for choosing which one to give away."""
+        return bool(self._cached[slot]), self._last_used[slot]
+
+    def _keep_beyond(self, slot: int, keep: int) -> None:
+        """The slot is about to drop its cached tokens past `keep`: save them in the prompt cache
+        first, unless they are few or already there."""
+        cache, tokens = self._prompt_cache, self._cached[slot]
+        if cache is None or len(tokens) - keep < MIN_RESTORE or cache.covers(tokens):
+            return
+        size = ll.llama_state_seq_get_size(self._ctx, slot)
+        if size <= 0 or size > cache.limit_bytes:
+            return
+        state = (ctypes.c_uint8 * size)()
+        if ll.llama_state_seq_get_data(self._ctx, state, size, slot) == size:
+            cache.put(tokens, state)
+
+    def _restore(self, slot: int, prompt: list[int], reuse: int) -> int:
+        """Restore the prompt cache's longest prefix of `prompt` into `slot` when it is worth more
+        than the `reuse` tokens the slot keeps anyway; how many prompt tokens the slot now holds."""
+        assert self._prompt_cache is not None
+        entry, shared = self._prompt_cache.longest(prompt)
+        n = min(shared, len(prompt) - 1)
+        if entry is None or n < reuse + MIN_RESTORE:
+            return reuse
+        ll.llama_memory_seq_rm(self._mem, slot, -1, -1)
+        if ll.llama_state_seq_set_data(self._ctx, entry.state, entry.size, slot) != entry.size:
+            log.warning("restoring %d cached prompt tokens failed; evaluating them", n)
+            ll.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            return 0
+        self._prompt_cache.used(entry)
+        self._counters.prompt_tokens_restored += n - reuse
+        return n
 
     def _find_shared_prefix(self, seq: Sequence) -> None:
         """Take a longer prefix of `seq`'s prompt from a running sequence than `seq`'s own slot kept
@@ -333,6 +383,7 @@ class Scheduler:
             ll.llama_memory_seq_rm(self._mem, seq.slot, n, -1)
         gained = n - seq.prefilled
         seq.prefilled = n
+        seq.cached += gained
         self._counters.prompt_tokens_reused += gained
         self._counters.prompt_tokens_shared += gained
 
@@ -411,8 +462,9 @@ class Scheduler:
         if token in self.model.eog_tokens and not request.sampling.ignore_eos:
             self._finish(seq, "stop")
             return
+        cached = seq.cached if not seq.tokens else 0
         seq.tokens.append(token)
-        self._outbox.append((seq, Token(token, self.model.piece(token), logprob, top)))
+        self._outbox.append((seq, Token(token, self.model.piece(token), logprob, top, cached)))
         used = len(request.prompt) + len(seq.tokens)
         if len(seq.tokens) >= request.max_tokens or used >= self.config.context_size:
             self._finish(seq, "length")
@@ -420,7 +472,10 @@ class Scheduler:
     def _finish(self, seq: Sequence, reason: FinishReason, message: str | None = None) -> None:
         if not seq.done:
             seq.done = True
-            self._outbox.append((seq, Finish(reason, len(seq.request.prompt), len(seq.tokens), message)))
+            finish = Finish(
+                reason, len(seq.request.prompt), len(seq.tokens), message, cached_tokens=seq.cached
+            )
+            self._outbox.append((seq, finish))
         self._release(seq)
 
     def _release(self, seq: Sequence) -> None:
@@ -447,20 +502,3 @@ def _reusable(tokens: list[int], prompt: list[int]) -> int:
     """How many of `prompt`'s tokens a cache holding `tokens` can stand in for: their common prefix,
     short of the last prompt token, which is evaluated for its logits."""
     return min(_common_prefix(tokens, prompt), len(prompt) - 1)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """How many leading tokens `a` and `b` share. Admission compares a prompt with every slot's
-    cache between two decode steps, so the comparing is done by list slices (in C), halving the
-    range, rather than a token at a time in Python."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
