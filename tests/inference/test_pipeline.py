@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from aimi.engines.base import Event, Finish, GenerationRequest, Sampling
+from aimi.engines.base import Event, Finish, GenerationRequest, Sampling, Token
 from aimi.errors import ContextLengthExceeded, EngineUnavailable, InvalidRequest, RateLimited
 from aimi.inference.chat import (
     ChatRequest,
@@ -377,3 +377,20 @@ async def test_a_stream_ended_by_an_engine_error_was_answered_200_and_is_metered
     events = [event async for event in answer.events]
     assert isinstance(events[-1], Done) and events[-1].finish_reason == "error"
     assert [(f["status"], f["finish_reason"]) for f in meter.finished] == [(200, "error")]
+
+
+class FromCache(ScriptedEngine):
+    """Serves five prompt tokens from its cache, says so on the first token and on the finish."""
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+        self.requests.append(request)
+        yield Token(1, b"a", cached_tokens=5)
+        yield Token(2, b"STOP")
+        yield Finish("stop", request.prompt_tokens, 2, cached_tokens=5)
+
+
+async def test_cached_prompt_tokens_reach_the_usage_and_the_meter_even_when_a_stop_sequence_cuts() -> None:
+    meter = RecordingMeter()
+    result = await service(FromCache()).complete(ask(max_tokens=10, stop=("STOP",)), meter)
+    assert (result.finish_reason, result.usage.cached_tokens) == ("stop", 5)
+    assert meter.finished[0]["cached_tokens"] == 5
