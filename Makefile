@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install serve test lint check bench
+.PHONY: install serve test lint check bench fuzz
 
 install:            ## create .venv with aimi and the embedded model (builds llama-cpp-python once)
 	scripts/install.sh
@@ -24,3 +24,6 @@ lint:
 
 bench:              ## aimi against llama-server (builds llama-server once; needs the bench extra)
 	$(PY) benchmarks/serving.py
+
+fuzz:               ## the long property-based run: random hostile JSON schemas against a real server
+	AIMI_FUZZ_EXAMPLES=$${AIMI_FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/e2e/test_hostile_schemas.py -k property --timeout=0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -91,9 +92,16 @@ def free_port() -> int:
 
 
 def start_server(
-    tmp: Path, *extra: str, key: str = TEST_KEY, name: str = "smollm2", env: dict[str, str] | None = None
+    tmp: Path,
+    *extra: str,
+    key: str = TEST_KEY,
+    name: str = "smollm2",
+    env: dict[str, str] | None = None,
+    memory_limit: int | None = None,
 ) -> Server:
-    """`env`: AIMI_* variables for this server (the caller's own AIMI_* are never passed on)."""
+    """`env`: AIMI_* variables for this server (the caller's own AIMI_* are never passed on).
+    `memory_limit`: bytes of address space the process may have (RLIMIT_AS), so that a runaway
+    server fails alone instead of taking the test machine down."""
     port = free_port()
     log = open(tmp / f"serve-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AIMI_")} | (env or {})
@@ -103,6 +111,7 @@ def start_server(
         stdout=log,
         stderr=subprocess.STDOUT,
         env=environment,
+        preexec_fn=None if memory_limit is None else lambda: _limit_memory(memory_limit),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -117,6 +126,10 @@ def start_server(
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("aimi serve did not become ready in 120 s")
+
+
+def _limit_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def stop_server(server: Server) -> int:

@@ -226,7 +226,7 @@ class ChatService:
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
         request = self._eager_answer(request)
-        generation = self.prepare(request)
+        generation = await asyncio.to_thread(self.prepare, request)  # grammars take CPU time
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
             try:

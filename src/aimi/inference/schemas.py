@@ -4,6 +4,10 @@ The grammar comes from llama.cpp's own schema converter (shipped in `llama_cpp.l
 converter quietly ignores keywords it does not know, which would let output that breaks the schema
 through; so every schema is first walked here, and a keyword the converter would not enforce is a 400
 naming the keyword and where it is, before any token is generated. Never fail open.
+
+Before that, the schema is held to the limits in `schema_limits` (a hostile number must not become a
+grammar that exhausts memory or the C stack), and the converter runs on a budget of grammar size and
+time. Converting is CPU work that can take a while: call `schema_to_gbnf` off the event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+
 from aimi.errors import InvalidRequest
+from aimi.inference.literals import LiteralTree
+from aimi.inference.schema_limits import LIMITS, GrammarBudget, SchemaLimits, check_schema_limits
 
 # Keywords that describe without constraining: always fine.
 _ANNOTATIONS = frozenset(
@@ -48,17 +56,57 @@ def json_object_gbnf() -> str:
     return str(JSON_GBNF)
 
 
-def schema_to_gbnf(schema: Any, *, where: str = "schema") -> str:
+def schema_to_gbnf(schema: Any, *, where: str = "schema", limits: SchemaLimits = LIMITS) -> str:
     """A GBNF grammar whose every complete output validates against `schema`."""
+    check_schema_limits(schema, where=where, limits=limits)
     check_enforceable(schema, where=where)
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
+    converter = _Converter(GrammarBudget(where, limits))
     try:
-        gbnf = json_schema_to_gbnf(json.dumps(_inline_single_allof(schema)))
-    except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
+        copy = _inline_single_allof(schema)  # a copy: resolving references rewrites them in place
+        converter.visit(converter.resolve_refs(copy, "stdin"), "")
+        gbnf = converter.format_grammar()
+    except _CONVERTER_ERRORS as exc:
         raise InvalidRequest(f"The JSON schema at '{where}' cannot be compiled into a grammar: {exc}",
                              param=where) from exc  # fmt: skip
     return _strict_json_strings(gbnf)
+
+
+# What the converter raises on a schema it cannot read (an unbalanced pattern, a quantifier with
+# nothing before it, 'properties' that is a list, ...).
+_CONVERTER_ERRORS = (
+    AssertionError, AttributeError, IndexError, KeyError, ValueError, TypeError, RecursionError,
+)  # fmt: skip
+_UNIONS = frozenset({"$ref", "anyOf", "oneOf"})
+
+
+class _Converter(SchemaConverter):
+    """llama.cpp's converter on a budget, writing `enum` and `const` as a prefix tree."""
+
+    def __init__(self, budget: GrammarBudget) -> None:
+        super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._budget = budget
+        self._literal_sets = 0
+
+    def _add_rule(self, name: str, rule: str) -> str:
+        self._budget.spend(len(name) + len(rule))
+        return str(super()._add_rule(name, rule))
+
+    def visit(self, schema: Any, name: str) -> str:
+        self._budget.tick()
+        if schema is True:
+            schema = {}  # any value, as the enforceability check reads it
+        literals = isinstance(schema, dict) and ("const" in schema or "enum" in schema)
+        if literals and not _UNIONS & schema.keys():
+            # Before `type`: the converter reads a list of types first and would drop the enum. As
+            # a tree: one alternative per value (as the converter writes them) stalls the engine.
+            values = [schema["const"]] if "const" in schema else schema["enum"]
+            rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+            return self._add_rule(rule_name, self._one_of_literals(values))
+        return str(super().visit(schema, name))
+
+    def _one_of_literals(self, values: list[Any]) -> str:
+        self._literal_sets += 1
+        return LiteralTree(values).gbnf(self._add_rule, f"literal{self._literal_sets}")
 
 
 _LOOSE_CHAR = 'char ::= [^"\\\\] |'
@@ -73,7 +121,7 @@ def _strict_json_strings(gbnf: str) -> str:
 
 def check_enforceable(schema: Any, *, where: str = "schema") -> None:
     """Raise InvalidRequest naming the first keyword (and its path) that would not be enforced."""
-    _check(schema, where, root=schema)
+    _check(schema, where, root=schema, seen=set())
 
 
 def _fail(path: str, keyword: str, why: str) -> InvalidRequest:
@@ -84,7 +132,7 @@ def _fail(path: str, keyword: str, why: str) -> InvalidRequest:
     )
 
 
-def _check(node: Any, path: str, *, root: Any, depth: int = 0) -> None:
+def _check(node: Any, path: str, *, root: Any, seen: set[int], depth: int = 0) -> None:
     if depth > 64:
         raise InvalidRequest(f"The JSON schema at '{path}' is nested too deeply.", param=path)
     if node is True or node == {}:
@@ -107,11 +155,19 @@ def _check(node: Any, path: str, *, root: Any, depth: int = 0) -> None:
             continue  # e.g. minLength on an integer: meaningless, and harmless
         if applies is not None and declared is not None and len(declared) > 1:
             raise _fail(path, keyword, "it is only enforced when 'type' names a single type")
-        _check_keyword(node, keyword, value, here, path, root=root, depth=depth)
+        _check_keyword(node, keyword, value, here, path, root=root, seen=seen, depth=depth)
 
 
 def _check_keyword(
-    node: dict[str, Any], keyword: str, value: Any, here: str, path: str, *, root: Any, depth: int
+    node: dict[str, Any],
+    keyword: str,
+    value: Any,
+    here: str,
+    path: str,
+    *,
+    root: Any,
+    seen: set[int],
+    depth: int,
 ) -> None:
     if keyword == "format" and value not in _FORMATS:
         raise _fail(path, "format", f"format '{value}' is not supported (supported: {sorted(_FORMATS)})")
@@ -134,7 +190,7 @@ def _check_keyword(
     if keyword == "allOf" and not (isinstance(value, list) and len(value) == 1):
         raise _fail(path, "allOf", "only a single-element allOf is enforced")
     if keyword == "additionalProperties" and isinstance(value, dict) and "properties" not in node and value:
-        return _check(value, here, root=root, depth=depth + 1)
+        return _check(value, here, root=root, seen=seen, depth=depth + 1)
     children: list[tuple[str, Any]] = []
     if keyword == "properties" and isinstance(value, dict):
         children = [(f"{here}.{name}", sub) for name, sub in value.items()]
@@ -143,12 +199,13 @@ def _check_keyword(
     elif keyword in ("items", "additionalProperties") and isinstance(value, dict):
         children = [(here, value)]
     for child_path, child in children:
-        _check(child, child_path, root=root, depth=depth + 1)
+        _check(child, child_path, root=root, seen=seen, depth=depth + 1)
     if keyword == "$ref":
-        # check definitions once, where they are referenced from
+        # check each definition once, where it is first referenced from (also from a definition)
         target = _resolve(root, value)
-        if target is not node and depth < 8:
-            _check(target, value, root=root, depth=depth + 8)
+        if target is not node and id(target) not in seen:
+            seen.add(id(target))
+            _check(target, value, root=root, seen=seen, depth=depth + 1)
     return None
 
 

@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aimi.engines.base import Grammar
+from aimi.errors import InvalidRequest
 from aimi.inference.chat import Message, ToolCall, ToolSpec
+from aimi.inference.schema_limits import LIMITS
 from aimi.inference.schemas import schema_to_gbnf
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -61,7 +63,13 @@ def call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
 
 
 def _call_rules(tools: Sequence[ToolSpec]) -> str:
-    """GBNF rules with `call` as the rule for one call (the converter's root renamed)."""
+    """GBNF rules with `call` as the rule for one call (the converter's root renamed). Each tool's
+    parameters are held to the schema limits, and so are all of them together."""
+    if len(tools) > LIMITS.alternatives:
+        raise InvalidRequest(
+            f"{len(tools):,} tools are offered; at most {LIMITS.alternatives:,} can be enforced at once.",
+            param="tools",
+        )
     for i, tool in enumerate(tools):
         # validated one by one so that an error names the tool's own parameters
         schema_to_gbnf(tool.schema, where=f"tools[{i}].function.parameters")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo
+from aimi.engines.llamacpp.grammars import GrammarBuilds
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
@@ -73,6 +74,7 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._grammars = GrammarBuilds()
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
         )
@@ -85,6 +87,7 @@ class LlamaCppEngine:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
+        self._grammars.start()
 
     def _load(self) -> None:
         model = LlamaModel(self._path, on_progress=self._on_progress)
@@ -110,6 +113,7 @@ class LlamaCppEngine:
         await asyncio.shield(self._stopping)
 
     async def _shutdown(self, grace_s: float) -> None:
+        self._grammars.stop()
         scheduler, model = self._scheduler, self._model
         freed = True
         if scheduler is not None:
@@ -131,9 +135,13 @@ class LlamaCppEngine:
         scheduler, model = self._scheduler, self._model
         if scheduler is None or model is None:
             raise EngineUnavailable("the engine is not running")
-        # Built here, on the caller's side, so that a grammar llama.cpp rejects fails this request
-        # before it is queued; the engine thread owns it from `submit` on.
-        sampler = Sampler(model, request.sampling, max_tokens=request.max_tokens, grammar=request.grammar)
+        # Built before the request is queued, so that a grammar llama.cpp rejects fails this request
+        # up front; the engine thread owns the sampler from `submit` on. A grammar is built on a
+        # worker thread: never on the event loop, nor on the engine thread's decode loop.
+        if request.grammar is None:
+            sampler = Sampler(model, request.sampling, max_tokens=request.max_tokens)
+        else:
+            sampler = await self._grammars.sampler(model, request)
         loop = asyncio.get_running_loop()
         mailbox = self._mailboxes.get(loop)
         if mailbox is None:

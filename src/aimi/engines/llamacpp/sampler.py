@@ -10,12 +10,25 @@ the chain picks a token from the full logits, and only that one token is checked
 grammar; the grammar is applied to the whole vocabulary (and the chain run again) only when the
 pick is rejected. A grammar therefore costs almost nothing per token, unlike applying it to ~50k
 candidates every step.
+
+llama.cpp must be handed only grammars it can digest: it parses GBNF recursively (a C stack frame
+per nested group), and it aborts the process when a token is accepted that the grammar has no room
+for. So a grammar is bounded before it is parsed (`check_gbnf`), a step whose grammar admits no token
+ends the sequence instead of accepting one, and so does a grammar that grows too costly to match
+(an ambiguous grammar can keep exponentially many parses alive). A lazy grammar gets the same care
+where its trigger appears: llama.cpp replays the text from the trigger on through the grammar, and a
+token that completes the trigger and goes on with text the grammar rejects (`>.` closing
+`<tool_call>`) would abort the process; such a token is not drawn.
 """
 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import random
+import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 import llama_cpp as ll
@@ -26,6 +39,15 @@ from aimi.engines.llamacpp.model import LlamaModel
 from aimi.errors import InvalidRequest
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp reads this as "pick a random seed"
+MAX_GBNF_CHARS = 2 * 1024 * 1024
+"""One grammar's text; the schemas a request may send stay well below (docs/api.md)."""
+MAX_GBNF_NESTING = 2_048
+"""Groups inside groups: llama.cpp's parser recurses once per level (about 0.5 KiB of stack)."""
+MAX_GRAMMAR_STEP_SECONDS = 0.5
+"""Matching one token against the grammar; beyond it the sequence ends rather than stall the batch."""
+# What does not count as nesting: literals, character classes, comments.
+_GBNF_OPAQUE = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*')
+_NOT_A_PAREN = re.compile(r"[^()]+")
 # `llama_token_data`: {int32 id; float logit; float p}
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(ll.llama_token_data)
@@ -141,19 +163,54 @@ def _pick(weights: np.ndarray, target: float, cum: np.ndarray | None = None) -> 
     return i if i < len(weights) else int(np.flatnonzero(weights)[-1])
 
 
+def check_gbnf(grammar: Grammar) -> bytes:
+    """The grammar's text for llama.cpp; InvalidRequest when it is over a limit or unreadable."""
+    gbnf = grammar.gbnf
+    if len(gbnf) > MAX_GBNF_CHARS:
+        raise InvalidRequest(
+            f"The output constraint's grammar is {len(gbnf):,} characters long, more than {MAX_GBNF_CHARS:,}."
+        )
+    try:
+        text = gbnf.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"The output constraint's grammar is not valid text: {exc}.") from exc
+    if b"\0" in text:
+        raise InvalidRequest("The output constraint's grammar contains a NUL character.")
+    parens = _NOT_A_PAREN.sub("", _GBNF_OPAQUE.sub("", gbnf))
+    nesting = max(itertools.accumulate(1 if c == "(" else -1 for c in parens), default=0)
+    if nesting > MAX_GBNF_NESTING:
+        raise InvalidRequest(
+            f"The output constraint's grammar nests groups {nesting:,} deep, more than {MAX_GBNF_NESTING:,}."
+        )
+    return text
+
+
 class Sampler:
-    """Everything one sequence needs to pick its tokens. Not thread-safe: one owner at a time."""
+    """Everything one sequence needs to pick its tokens. Not thread-safe: one owner at a time.
+
+    `on_close` runs once, when the sampler is closed (the engine budgets the grammars it holds)."""
 
     def __init__(
-        self, model: LlamaModel, sampling: Sampling, *, max_tokens: int, grammar: Grammar | None = None
+        self,
+        model: LlamaModel,
+        sampling: Sampling,
+        *,
+        max_tokens: int,
+        grammar: Grammar | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self._model = model
+        self._on_close = on_close
         self.grammar: Any = _grammar_sampler(model, grammar) if grammar is not None else None
         banned = model.eog_tokens if sampling.ignore_eos else frozenset()
         self._draw = Draw(model.n_vocab, sampling, banned=banned) if Draw.handles(sampling, grammar) else None
         self.chain: Any = None if self._draw else _chain(model, sampling, max_tokens=max_tokens)
         # Candidate arrays (all tokens, the one picked) only for the grammar's "check the pick" path.
         self._candidates = (_Candidates(model.n_vocab), _Candidates(1)) if grammar is not None else None
+        # A lazy grammar's trigger patterns, and the text generated while it waits for one of them.
+        patterns = grammar.trigger_patterns if grammar is not None else ()
+        self._triggers = [re.compile(p.encode()) for p in patterns]
+        self._before_trigger: bytes | None = b"" if self._triggers else None
 
     def sample(self, ctx: Any, index: int) -> int:
         if self._draw is not None:
@@ -162,28 +219,67 @@ class Sampler:
         if self.grammar is None or self._candidates is None:
             # llama.cpp builds the candidates, runs the chain and accepts the pick, all in C.
             return int(ll.llama_sampler_sample(self.chain, ctx, index))
-        every, picked = self._candidates
         logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(ctx, index), shape=(self._model.n_vocab,))
+        return self.pick(logits)
+
+    def pick(self, logits: np.ndarray) -> int:
+        """The token for one row of logits, with a grammar (the native chain, the grammar checked)."""
+        assert self._candidates is not None
+        every, picked = self._candidates
         every.fill(logits)
         ll.llama_sampler_apply(self.chain, every.ref)
         token = every.selected()
         picked.ids[0] = token
         picked.fill(logits[token : token + 1])
+        started = time.perf_counter()
         ll.llama_sampler_apply(self.grammar, picked.ref)
         if not np.isfinite(picked.data["logit"][0]):
             every.fill(logits)
             ll.llama_sampler_apply(self.grammar, every.ref)
+            if not np.isfinite(every.data["logit"]).any():
+                # Accepting any token now would make llama.cpp abort the whole process.
+                raise InvalidRequest("The output constraint allows no next token; the generation ends here.")
             ll.llama_sampler_apply(self.chain, every.ref)
             token = every.selected()
+        if self._before_trigger is not None:
+            token = self._trigger_safe(token, logits)
         ll.llama_sampler_accept(self.grammar, token)
+        took = time.perf_counter() - started
+        if took > MAX_GRAMMAR_STEP_SECONDS:
+            raise InvalidRequest(
+                f"Matching the output constraint took {took:.2f} s for one token, more than "
+                f"{MAX_GRAMMAR_STEP_SECONDS:g} s; the generation ends here. Make the schema less ambiguous."
+            )
         ll.llama_sampler_accept(self.chain, token)
         return token
+
+    def _trigger_safe(self, token: int, logits: np.ndarray) -> int:
+        """`token`, or, if it would complete a trigger and go on past it, the pick without it."""
+        assert self._candidates is not None and self._before_trigger is not None
+        every, _ = self._candidates
+        excluded: list[int] = []
+        while True:
+            text = self._before_trigger + self._model.piece(token)
+            found = next((m for m in (p.search(text) for p in self._triggers) if m), None)
+            if found is None or found.end() == len(text):
+                self._before_trigger = text if found is None else None  # found: the grammar takes over
+                return token
+            excluded.append(token)
+            every.fill(logits)
+            every.data["logit"][excluded] = -np.inf
+            if not np.isfinite(every.data["logit"]).any():
+                raise InvalidRequest("The output constraint allows no next token; the generation ends here.")
+            ll.llama_sampler_apply(self.chain, every.ref)
+            token = every.selected()
 
     def close(self) -> None:
         for ptr in (self.chain, self.grammar):
             if ptr is not None:
                 ll.llama_sampler_free(ptr)
         self.chain = self.grammar = None
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
 
 def _chain(model: LlamaModel, sampling: Sampling, *, max_tokens: int) -> Any:
@@ -221,7 +317,7 @@ def _chain(model: LlamaModel, sampling: Sampling, *, max_tokens: int) -> Any:
 
 
 def _grammar_sampler(model: LlamaModel, grammar: Grammar) -> Any:
-    gbnf, root = grammar.gbnf.encode(), grammar.root.encode()
+    gbnf, root = check_gbnf(grammar), grammar.root.encode()
     if grammar.lazy:
         patterns = (ctypes.c_char_p * max(1, len(grammar.trigger_patterns)))(
             *(p.encode() for p in grammar.trigger_patterns)
