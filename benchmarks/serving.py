@@ -2,15 +2,16 @@
 
 Both servers get the same model, thread count and slot count, and are run one after the other (never
 both at once) under the same streaming workloads over loopback: 1, 4, 8 and 16 concurrent clients,
-each generating exactly `--max-tokens` tokens (temperature 0, `ignore_eos`), and a shared-prefix
-workload (one ~530-token system prompt, different short questions). `llama-bench` on the same GGUF
-gives the single-stream decode ceiling of the machine.
+each generating exactly `--max-tokens` tokens (temperature 0, `ignore_eos`); a shared-prefix workload
+(one ~530-token system prompt, different short questions); multi-turn conversations with 1.5 users per
+slot (growing histories, answers fed back, temperature 0.7); and long prompts (~1,200-token documents,
+short answers). `llama-bench` on the same GGUF gives the single-stream decode ceiling of the machine.
+`--gateway` also measures what aimi adds in front of llama-server (an upstream-URL deployment).
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--out benchmarks/results]
+    .venv/bin/python benchmarks/serving.py [--quick] [--gateway] [--out benchmarks/results]
 
 Writes `serving-<timestamp>.json` / `.png` and `serving-latest.json` / `.png` under `--out` and
-prints a table of aimi / llama-server ratios. See benchmarks/README.md.
-"""
+prints a table of aimi / llama-server ratios. See benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import platform
+import random
 import re
 import secrets
 import signal
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,31 +47,67 @@ SERVERS = ("llama-server", "aimi")
 DEPLOYMENT = "bench"
 
 
+PROMPTS = ("short", "shared-prefix", "multi-turn", "long-prompt")
+
+
 @dataclass(frozen=True)
 class Workload:
-    """`streams` clients at once, each sending `requests_per_stream` requests one after the other."""
+    """`streams` clients at once, each sending `requests_per_stream` requests one after the other.
+
+    `prompts` says what they send: `short` distinct prompts; `shared-prefix`, one long system prompt
+    then different questions; `multi-turn`, one conversation per client whose requests are its turns,
+    each answer fed back into the next prompt; `long-prompt`, a distinct ~1,200-token document each."""
 
     name: str
     streams: int
     requests_per_stream: int
-    shared_prefix: bool = False
+    prompts: str = "short"
+    answer_tokens: tuple[int, int] | None = None
+    """Each reply's length, drawn per request from this range (both ends included; the same lengths on
+    both servers); None: `--max-tokens` for every request."""
+    temperature: float = 0.0
+    top_p: float | None = None
+    users_per_slot: float | None = None
+    """When set, `streams` is this many times the slot count (see `for_slots`)."""
 
     @property
     def requests(self) -> int:
         return self.streams * self.requests_per_stream
 
+    def for_slots(self, parallel: int) -> Workload:
+        if self.users_per_slot is None:
+            return self
+        return replace(self, streams=max(1, math.ceil(self.users_per_slot * parallel)))
+
+    def reply_tokens(self, index: int, *, default: int, seed: int) -> int:
+        """How many tokens the `index`-th request of the run asks for: fixed by the seed."""
+        if self.answer_tokens is None:
+            return default
+        return random.Random(f"{seed}:{self.name}:{index}").randint(*self.answer_tokens)
+
+
+# Multi-turn conversations: 1.5 users per slot, so a returning user's slot has usually gone to someone
+# else; sampled as a chat product would (temperature 0.7, top_p 0.9). Long prompts: prefill-bound.
+MULTI_TURN = Workload(
+    "multi-turn", 12, 3, "multi-turn", (48, 160), temperature=0.7, top_p=0.9, users_per_slot=1.5
+)
+LONG_PROMPT = Workload("long-prompt", 8, 3, "long-prompt", (48, 64))
 
 FULL = (
     Workload("streams-1", 1, 4),
     Workload("streams-4", 4, 3),
     Workload("streams-8", 8, 3),
     Workload("streams-16", 16, 2),
-    Workload("shared-prefix-8", 8, 3, shared_prefix=True),
+    Workload("shared-prefix-8", 8, 3, "shared-prefix"),
+    MULTI_TURN,
+    LONG_PROMPT,
 )
 QUICK = (
     Workload("streams-1", 1, 2),
     Workload("streams-8", 8, 1),
-    Workload("shared-prefix-8", 8, 2, shared_prefix=True),
+    Workload("shared-prefix-8", 8, 2, "shared-prefix"),
+    replace(MULTI_TURN, requests_per_stream=2),
+    replace(LONG_PROMPT, requests_per_stream=1),
 )
 
 # -- prompts -------------------------------------------------------------------------------------
@@ -175,6 +214,102 @@ def shared_prefix_prompt(index: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
+# Sentences for conversation histories and documents: made up from these parts by a seeded generator, so
+# every user and every document has text of its own, the same on every run, with no download.
+_SUBJECTS = (
+    "The team", "My neighbour", "The old map", "A small bakery", "The city council", "Our garden",
+    "The museum guide", "The new bridge", "A curious student", "The weather report", "My grandmother",
+    "The night train", "A local farmer", "The school choir", "Our landlord", "The harbour master",
+    "A young engineer", "The village doctor", "The football club", "The radio host",
+)  # fmt: skip
+_VERBS = (
+    "described", "changed", "explained", "improved", "questioned", "celebrated", "measured", "repaired",
+    "photographed", "planned", "compared", "forgot about", "wrote a song about", "argued about",
+    "studied", "painted", "counted", "cleaned", "sold", "borrowed",
+)  # fmt: skip
+_TAILS = (
+    "before the winter came", "with great patience", "for the third time this year",
+    "after a long discussion", "without telling anyone", "in the early morning", "on a rainy afternoon",
+    "while the children watched", "to everyone's surprise", "as the budget allowed",
+    "under a bright full moon", "despite the noise outside", "with help from two volunteers",
+    "just before the holidays", "in less than an hour", "for a reason nobody remembers",
+)  # fmt: skip
+_FOLLOW_UPS = (
+    "Can you say more about that?",
+    "What would you do differently about {}?",
+    "Summarize what we said so far in a few sentences.",
+    "Give me three more ideas about {}.",
+    "Which part of this matters most, and why?",
+    "Explain it again, more simply this time.",
+    "What could go wrong with {}?",
+    "Write a short note I could send to a friend about {}.",
+)
+
+
+def _sentences(rng: random.Random, words: int) -> str:
+    """Made-up sentences of about `words` words in all."""
+    out: list[str] = []
+    count = 0
+    while count < words:
+        topic = rng.choice(_TOPICS)
+        sentence = f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {topic} {rng.choice(_TAILS)}."
+        out.append(sentence)
+        count += len(sentence.split())
+    return " ".join(out)
+
+
+class Conversation:
+    """One user of the multi-turn workload: earlier turns (`history_words` words of made-up chat), then
+    a new question per turn, each answer appended, so a turn's prompt is the last prompt plus its answer
+    plus the next question."""
+
+    def __init__(self, index: int, *, history_words: int, seed: int) -> None:
+        self.rng = random.Random(f"{seed}:conversation:{index}")
+        self.topic = _TOPICS[index % len(_TOPICS)]
+        opener = f"Hello, this is conversation {index + 1}. Let us talk about {self.topic}. "
+        self.messages: list[dict[str, str]] = []
+        written = 0
+        while written < history_words:
+            # Exchanges of 45-120 words, the last one cut to what is left of the budget.
+            left = history_words - written
+            asked = min(self.rng.randint(15, 40), max(left // 3, 5))
+            user = (opener if not self.messages else "") + _sentences(self.rng, asked)
+            answer = _sentences(self.rng, min(self.rng.randint(30, 80), max(left - asked, 10)))
+            self.messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+            written += len(user.split()) + len(answer.split())
+
+    def ask(self) -> list[dict[str, str]]:
+        """The next turn's prompt."""
+        question = self.rng.choice(_FOLLOW_UPS).format(self.topic)
+        self.messages.append({"role": "user", "content": question})
+        return list(self.messages)
+
+    def answered(self, text: str) -> None:
+        # A failed turn still gets an answer, so the conversation goes on with the same shape.
+        self.messages.append({"role": "assistant", "content": text or "(no answer)"})
+
+
+def conversations(first: int, users: int, *, seed: int) -> list[Conversation]:
+    """`users` conversations whose histories are spread evenly over 100-600 words, in a seeded order."""
+    words = [100 + 500 * k // max(users - 1, 1) for k in range(users)]
+    random.Random(f"{seed}:history-lengths").shuffle(words)
+    return [Conversation(first + u, history_words=words[u], seed=seed) for u in range(users)]
+
+
+# About 1,200 tokens with SmolLM2's tokenizer (the result JSON records each request's prompt size).
+_DOCUMENT_WORDS = 1000
+
+
+def long_prompt(index: int, *, seed: int) -> list[dict[str, str]]:
+    """The `index`-th document of a run, ~1,200 tokens, each different, and a short task about it."""
+    rng = random.Random(f"{seed}:document:{index}")
+    topic = _TOPICS[index % len(_TOPICS)]
+    paragraphs = [_sentences(rng, 100) for _ in range(_DOCUMENT_WORDS // 100)]
+    document = f"Report {index + 1}: notes on {topic}.\n\n" + "\n\n".join(paragraphs)
+    task = rng.choice(("Summarize", "List the three main points of", "Give a title to"))
+    return [{"role": "user", "content": f"{document}\n\n{task} the report above."}]
+
+
 # -- one streamed request --------------------------------------------------------------------------
 
 
@@ -192,10 +327,17 @@ class Target:
 class Sample:
     """What one streamed request saw. Times are seconds from sending the request."""
 
+    max_tokens: int = 0
+    turn: int = 0
+    """Which request of its client this was (a conversation's turn in `multi-turn`)."""
     error: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int = 0
     cached_prompt_tokens: int | None = None
+    cached_from: str | None = None
+    """Where `cached_prompt_tokens` came from: `usage` (`prompt_tokens_details.cached_tokens`) or
+    `timings` (llama-server's `timings.cache_n`)."""
+    text: str = ""
     finish_reason: str | None = None
     ttft_s: float | None = None
     latency_s: float = 0.0
@@ -204,10 +346,13 @@ class Sample:
 
     def record(self) -> dict[str, Any]:
         return {
+            "turn": self.turn,
+            "max_tokens": self.max_tokens,
             "error": self.error,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cached_prompt_tokens": self.cached_prompt_tokens,
+            "cached_from": self.cached_from,
             "finish_reason": self.finish_reason,
             "ttft_ms": _ms(self.ttft_s),
             "latency_ms": _ms(self.latency_s),
@@ -222,18 +367,23 @@ async def stream_chat(
     *,
     max_tokens: int,
     timeout_s: float,
+    temperature: float = 0.0,
+    top_p: float | None = None,
 ) -> Sample:
-    body = {
+    body: dict[str, Any] = {
         "model": DEPLOYMENT,
         "messages": messages,
         "max_tokens": max_tokens,
-        "temperature": 0.0,
+        "temperature": temperature,
         "stream": True,
         "ignore_eos": True,
         "stream_options": {"include_usage": True},
     }
-    sample = Sample()
+    if top_p is not None:
+        body["top_p"] = top_p
+    sample = Sample(max_tokens=max_tokens)
     content_at: list[float] = []
+    pieces: list[str] = []
     usage: dict[str, Any] = {}
     timings: dict[str, Any] = {}
     started = time.perf_counter()
@@ -257,8 +407,9 @@ async def stream_chat(
                     if "error" in event:
                         sample.error = f"stream error event: {json.dumps(event['error'])[:300]}"
                     for choice in event.get("choices") or []:
-                        if (choice.get("delta") or {}).get("content"):
+                        if piece := (choice.get("delta") or {}).get("content"):
                             content_at.append(now)
+                            pieces.append(piece)
                         sample.finish_reason = choice.get("finish_reason") or sample.finish_reason
                     usage = event.get("usage") or usage
                     timings = event.get("timings") or timings
@@ -267,13 +418,14 @@ async def stream_chat(
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         sample.error = f"{type(exc).__name__}: {exc}"
     sample.latency_s = time.perf_counter() - started
+    sample.text = "".join(pieces)
     sample.completion_tokens = int(usage.get("completion_tokens", len(content_at)))
     sample.prompt_tokens = usage.get("prompt_tokens")
     details = usage.get("prompt_tokens_details") or {}
     if "cached_tokens" in details:
-        sample.cached_prompt_tokens = int(details["cached_tokens"])
-    elif "cache_n" in timings:  # llama-server: prompt tokens taken from the slot's cache
-        sample.cached_prompt_tokens = int(timings["cache_n"])
+        sample.cached_prompt_tokens, sample.cached_from = int(details["cached_tokens"]), "usage"
+    elif "cache_n" in timings:  # older llama-server: prompt tokens taken from the slot's cache
+        sample.cached_prompt_tokens, sample.cached_from = int(timings["cache_n"]), "timings"
     if content_at:
         sample.ttft_s = content_at[0] - started
         sample.chunk_gaps_s = [b - a for a, b in itertools.pairwise(content_at)]
@@ -296,20 +448,20 @@ class WorkloadRun:
     samples: list[Sample]
     wall_s: float
 
-    def summary(self, max_tokens: int) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         good = [s for s in self.samples if s.error is None]
         tokens = sum(s.completion_tokens for s in good)
         ttfts = [s.ttft_s for s in good if s.ttft_s is not None]
         itls = [s.itl_s for s in good if s.itl_s is not None]
         gaps = [g for s in good for g in s.chunk_gaps_s]
         prompt = [s.prompt_tokens for s in good if s.prompt_tokens is not None]
-        cached = [s.cached_prompt_tokens for s in good if s.cached_prompt_tokens is not None]
-        return {
+        summary = {
             "streams": self.workload.streams,
             "requests": len(self.samples),
             "errors": len(self.samples) - len(good),
             "error_examples": sorted({s.error for s in self.samples if s.error})[:3],
-            "short_replies": sum(1 for s in good if s.completion_tokens != max_tokens),
+            # ignore_eos: a reply shorter than asked means the server did less work than the other.
+            "short_replies": sum(1 for s in good if s.completion_tokens != s.max_tokens),
             "output_tokens": tokens,
             "wall_s": round(self.wall_s, 3),
             "tokens_per_s": round(tokens / self.wall_s, 2) if self.wall_s > 0 else None,
@@ -319,57 +471,109 @@ class WorkloadRun:
             "chunk_gap_p50_ms": _ms(percentile(gaps, 50)),
             "chunk_gap_p95_ms": _ms(percentile(gaps, 95)),
             "prompt_tokens_mean": round(sum(prompt) / len(prompt), 1) if prompt else None,
-            "cached_prompt_tokens": sum(cached) if len(cached) == len(good) and good else None,
-            "prefix_hit_rate": (
-                round(sum(cached) / sum(prompt), 3)
-                if len(cached) == len(good) and prompt and sum(prompt) > 0
-                else None
-            ),
-            "samples": [s.record() for s in self.samples],
+            **cache_hits(good),
         }
+        if self.workload.prompts == "multi-turn":
+            # The first turn finds nothing cached; later turns show what a returning user gets.
+            turns = range(self.workload.requests_per_stream)
+            by_turn = [[s for s in good if s.turn == t] for t in turns]
+            summary["ttft_p50_ms_by_turn"] = [
+                _ms(percentile([s.ttft_s for s in ss if s.ttft_s is not None], 50)) for ss in by_turn
+            ]
+            summary["prefix_hit_rate_by_turn"] = [cache_hits(ss)["prefix_hit_rate"] for ss in by_turn]
+        return summary | {"samples": [s.record() for s in self.samples]}
+
+
+def cache_hits(samples: list[Sample]) -> dict[str, Any]:
+    """Prompt tokens served from a cache over all prompt tokens, when every request reported both."""
+    cached = [s.cached_prompt_tokens for s in samples if s.cached_prompt_tokens is not None]
+    prompt = sum(s.prompt_tokens or 0 for s in samples)
+    complete = bool(samples) and len(cached) == len(samples)
+    return {
+        "cached_prompt_tokens": sum(cached) if complete else None,
+        "prefix_hit_rate": round(sum(cached) / prompt, 3) if complete and prompt > 0 else None,
+        "cached_from": "+".join(sorted({s.cached_from for s in samples if s.cached_from})) or None,
+    }
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What every request of a workload is sent with, besides its prompt."""
+
+    max_tokens: int
+    """The reply length of workloads without `answer_tokens`."""
+    timeout_s: float
+    seed: int
+    """Fixes the multi-turn histories, the documents and the reply lengths."""
 
 
 async def run_workload(
-    client: httpx.AsyncClient,
-    target: Target,
-    workload: Workload,
-    *,
-    first_prompt: int,
-    max_tokens: int,
-    timeout_s: float,
+    client: httpx.AsyncClient, target: Target, workload: Workload, *, first_prompt: int, requests: Requests
 ) -> WorkloadRun:
     """Each of `streams` clients sends its requests back to back, so a finished stream's slot is
-    refilled at once (continuous batching is what is measured, not lock-step rounds)."""
-    prompt = shared_prefix_prompt if workload.shared_prefix else stream_prompt
+    refilled at once (continuous batching is what is measured, not lock-step rounds). In `multi-turn`
+    each client is one user whose requests are the turns of its conversation."""
     samples: list[Sample] = []
+    users = (
+        conversations(first_prompt, workload.streams, seed=requests.seed)
+        if workload.prompts == "multi-turn"
+        else []
+    )
+
+    def prompt(stream: int, index: int) -> list[dict[str, str]]:
+        match workload.prompts:
+            case "multi-turn":
+                return users[stream].ask()
+            case "shared-prefix":
+                return shared_prefix_prompt(index)
+            case "long-prompt":
+                return long_prompt(index, seed=requests.seed)
+            case _:
+                return stream_prompt(index)
 
     async def client_loop(stream: int) -> None:
         for r in range(workload.requests_per_stream):
-            messages = prompt(first_prompt + r * workload.streams + stream)
-            samples.append(
-                await stream_chat(client, target, messages, max_tokens=max_tokens, timeout_s=timeout_s)
+            index = first_prompt + r * workload.streams + stream
+            sample = await stream_chat(
+                client,
+                target,
+                prompt(stream, index),
+                max_tokens=workload.reply_tokens(index, default=requests.max_tokens, seed=requests.seed),
+                timeout_s=requests.timeout_s,
+                temperature=workload.temperature,
+                top_p=workload.top_p,
             )
+            sample.turn = r
+            if users:
+                users[stream].answered(sample.text)
+            samples.append(sample)
 
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(i) for i in range(workload.streams)))
     return WorkloadRun(workload, samples, time.perf_counter() - started)
 
 
-async def warm_up_and_run(
-    target: Target, workload: Workload, *, first_prompt: int, max_tokens: int, timeout_s: float
-) -> tuple[WorkloadRun, dict[str, float]]:
-    """The workload's run, and how much the server's `/metrics` counters grew during it."""
+def _client(timeout_s: float) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     # trust_env=False: a proxy from the environment must never see loopback benchmark traffic.
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False) as client:
-        hello = [{"role": "user", "content": "Say hello."}]
-        warmup = await stream_chat(client, target, hello, max_tokens=8, timeout_s=timeout_s)
-        if warmup.error:
-            raise RuntimeError(f"{target.name}: warm-up request failed: {warmup.error}")
+    return httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False)
+
+
+async def warm_up(client: httpx.AsyncClient, target: Target, timeout_s: float) -> None:
+    hello = [{"role": "user", "content": "Say hello."}]
+    warmup = await stream_chat(client, target, hello, max_tokens=8, timeout_s=timeout_s)
+    if warmup.error:
+        raise RuntimeError(f"{target.name}: warm-up request failed: {warmup.error}")
+
+
+async def warm_up_and_run(
+    target: Target, workload: Workload, *, first_prompt: int, requests: Requests
+) -> tuple[WorkloadRun, dict[str, float]]:
+    """The workload's run, and how much the server's `/metrics` counters grew during it."""
+    async with _client(requests.timeout_s) as client:
+        await warm_up(client, target, requests.timeout_s)
         before = await scrape_counters(client, target)
-        run = await run_workload(
-            client, target, workload, first_prompt=first_prompt, max_tokens=max_tokens, timeout_s=timeout_s
-        )
+        run = await run_workload(client, target, workload, first_prompt=first_prompt, requests=requests)
         after = await scrape_counters(client, target)
         return run, {k: round(v - before.get(k, 0.0), 3) for k, v in after.items()}
 
@@ -405,13 +609,25 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def server_process(
-    name: str, argv: list[str], *, ready_url: str, log_path: Path, stop_signal: int, start_timeout_s: float
+    name: str,
+    argv: list[str],
+    *,
+    ready_url: str,
+    log_path: Path,
+    stop_signal: int,
+    start_timeout_s: float,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server, wait until `ready_url` answers 200, and always stop it (by its own pid)."""
     _log(f"starting {name}: {' '.join(argv)}")
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
         )
     try:
         deadline = time.monotonic() + start_timeout_s
@@ -460,6 +676,11 @@ class Config:
     workloads: tuple[Workload, ...]
     aimi_safety: bool = False
     """Run aimi with content safety on (off by default: llama-server has none to compare with)."""
+    seed: int = 0
+
+    @property
+    def requests(self) -> Requests:
+        return Requests(max_tokens=self.max_tokens, timeout_s=self.timeout_s, seed=self.seed)
 
 
 def server_argv(
@@ -505,29 +726,26 @@ def measure(
                 log_path=log_path,
                 stop_signal=signal.SIGTERM if name == "llama-server" else signal.SIGINT,
                 start_timeout_s=config.start_timeout_s,
+                # /metrics needs aimi's admin key: the benchmark makes it the same as the deployment's
+                env={**os.environ, "AIMI_ADMIN_KEY": key},
             ) as proc:
                 auth = {"Authorization": f"Bearer {key}"}
                 target = Target(name, f"{base}/v1/chat/completions", f"{base}/metrics", auth)
                 run, counters = asyncio.run(
-                    warm_up_and_run(
-                        target,
-                        workload,
-                        first_prompt=first_prompt,
-                        max_tokens=config.max_tokens,
-                        timeout_s=config.timeout_s,
-                    )
+                    warm_up_and_run(target, workload, first_prompt=first_prompt, requests=config.requests)
                 )
                 extra["peak_rss_mb"] = peak_rss_mb(proc.pid)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         _log(f"{name:>12} {workload.name:<16} failed: {exc}")
         return {"error": str(exc), "errors": workload.requests, "requests": workload.requests, **extra}
-    summary = run.summary(config.max_tokens) | extra | {"metrics_delta": counters}
+    summary = run.summary() | extra | {"metrics_delta": counters}
     prompt, reused = (
         counters.get(f"aimi_engine_{k}_total") for k in ("prompt_tokens", "prompt_tokens_reused")
     )
     if summary["prefix_hit_rate"] is None and prompt and reused is not None:
         # aimi reports prefix reuse in /metrics rather than per request.
         summary["prefix_hit_rate"] = round(reused / prompt, 3)
+        summary["cached_from"] = "metrics"
     _log(
         f"{name:>12} {workload.name:<16} {summary['tokens_per_s'] or 0:7.1f} tok/s  "
         f"TTFT p50 {summary['ttft_p50_ms'] or 0:7.0f} ms  "
@@ -539,11 +757,231 @@ def measure(
 def first_prompts(workloads: tuple[Workload, ...]) -> dict[str, int]:
     """Where each workload starts in its prompt list, so no prompt is sent twice in a run."""
     starts: dict[str, int] = {}
-    used = {False: 0, True: 0}
+    used = dict.fromkeys(PROMPTS, 0)
     for w in workloads:
-        starts[w.name] = used[w.shared_prefix]
-        used[w.shared_prefix] += w.requests
+        starts[w.name] = used[w.prompts]
+        used[w.prompts] += w.requests
     return starts
+
+
+# -- gateway overhead ----------------------------------------------------------------------------
+
+GATEWAY_MODEL = "SmolLM2-135M-Instruct"
+"""The catalog offer of the upstream deployment (aimi only forwards: the GGUF is llama-server's)."""
+GATEWAY_STREAMS = 8
+_UNLIMITED = 1_000_000_000
+"""The upstream deployment's quotas: checked and counted on every request, never reached."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway measurement: `latency_requests` short non-streamed requests one at a time, each sent
+    once directly and once through aimi, then `GATEWAY_STREAMS` streams of `requests_per_stream`
+    requests each, directly, through aimi, through aimi, directly (drift in load cancels)."""
+
+    latency_requests: int
+    requests_per_stream: int
+
+
+async def timed_request(client: httpx.AsyncClient, target: Target, timeout_s: float) -> float | str:
+    """Seconds a short non-streamed chat request took, or what went wrong."""
+    body = {
+        "model": DEPLOYMENT,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 8,
+        "temperature": 0.0,
+        "ignore_eos": True,
+    }
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            response = await client.post(target.url, json=body, headers=target.headers)
+        took = time.perf_counter() - started
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {response.text[:300]}"
+        if not response.json().get("choices"):
+            return "no choices in the answer"
+        return took
+    except TimeoutError:
+        return f"timed out after {timeout_s:.0f} s"
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+async def gateway_run(
+    direct: Target, gateway: Target, plan: Gateway, *, first_prompt: int, requests: Requests
+) -> dict[str, Any]:
+    async with _client(requests.timeout_s) as client:
+        for target in (direct, gateway):
+            await warm_up(client, target, requests.timeout_s)
+        took: dict[str, list[float]] = {"direct": [], "gateway": []}
+        paired: list[float] = []
+        errors: list[str] = []
+        for i in range(plan.latency_requests):
+            order = (("direct", direct), ("gateway", gateway))
+            pair: dict[str, float] = {}
+            for side, target in order if i % 2 == 0 else order[::-1]:
+                outcome = await timed_request(client, target, requests.timeout_s)
+                if isinstance(outcome, str):
+                    errors.append(f"{side}: {outcome}")
+                else:
+                    took[side].append(pair.setdefault(side, outcome))
+            if len(pair) == 2:
+                paired.append(pair["gateway"] - pair["direct"])
+        streams = Workload(f"gateway-streams-{GATEWAY_STREAMS}", GATEWAY_STREAMS, plan.requests_per_stream)
+        runs: dict[str, list[WorkloadRun]] = {"direct": [], "gateway": []}
+        for k, side in enumerate(("direct", "gateway", "gateway", "direct")):
+            run = await run_workload(
+                client,
+                gateway if side == "gateway" else direct,
+                streams,
+                first_prompt=first_prompt + k * streams.requests,
+                requests=requests,
+            )
+            runs[side].append(run)
+            _log(f"{'gateway':>12} {side:<16} {run.summary()['tokens_per_s'] or 0:7.1f} tok/s")
+    throughput: dict[str, Any] = {}
+    for side, twice in runs.items():
+        good = [s for run in twice for s in run.samples if s.error is None]
+        wall = sum(run.wall_s for run in twice)
+        throughput[side] = {
+            "tokens_per_s": round(sum(s.completion_tokens for s in good) / wall, 2) if wall else None,
+            "errors": sum(len(run.samples) for run in twice) - len(good),
+            "runs": [{k: v for k, v in run.summary().items() if k != "samples"} for run in twice],
+        }
+        errors += [f"{side}: {s.error}" for run in twice for s in run.samples if s.error]
+    direct_p50, gateway_p50 = (percentile(took[side], 50) for side in ("direct", "gateway"))
+    return {
+        "latency": {
+            "requests": plan.latency_requests,
+            "direct_p50_ms": _ms(direct_p50),
+            "gateway_p50_ms": _ms(gateway_p50),
+            "added_p50_ms": _ms(gateway_p50 - direct_p50)
+            if gateway_p50 is not None and direct_p50 is not None
+            else None,
+            "added_paired_p50_ms": _ms(percentile(paired, 50)),
+            "direct_p95_ms": _ms(percentile(took["direct"], 95)),
+            "gateway_p95_ms": _ms(percentile(took["gateway"], 95)),
+        },
+        "throughput": {
+            "streams": GATEWAY_STREAMS,
+            "requests_per_stream": plan.requests_per_stream,
+            **throughput,
+            "ratio": _ratio(throughput["gateway"]["tokens_per_s"], throughput["direct"]["tokens_per_s"]),
+        },
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+    }
+
+
+def upstream_deployment(base: str, admin_key: str, upstream: str) -> str:
+    """Deploy `upstream` through aimi's management API, content safety off; its primary key."""
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=60.0, trust_env=False) as api:
+        created = api.post(
+            "/api/deployments",
+            json={
+                "project": "bench",
+                "model": GATEWAY_MODEL,
+                "name": DEPLOYMENT,
+                "source": upstream,
+                "requests_per_minute": _UNLIMITED,
+                "tokens_per_minute": _UNLIMITED,
+            },
+        )
+        if created.status_code != 201:
+            raise RuntimeError(
+                f"creating the upstream deployment: HTTP {created.status_code}: {created.text}"
+            )
+        safety = api.put(f"/api/deployments/{DEPLOYMENT}/safety", json={"enabled": False})
+        if safety.status_code != 200:
+            raise RuntimeError(f"turning content safety off: HTTP {safety.status_code}: {safety.text}")
+        return next(k["key"] for k in created.json()["keys"] if k["which"] == "primary")
+
+
+def ledger_totals(base: str, admin_key: str) -> dict[str, Any] | None:
+    """What the usage ledger holds for the upstream deployment: proof that it metered the run."""
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=60.0, trust_env=False) as api:
+        response = api.get("/api/usage", params={"deployment": DEPLOYMENT})
+    if response.status_code != 200:
+        return None
+    total = response.json()["total"]
+    return {k: total[k] for k in ("requests", "prompt_tokens", "completion_tokens")}
+
+
+def measure_gateway(
+    config: Config, plan: Gateway, *, first_prompt: int, bin_dir: Path | None, logs: Path
+) -> dict[str, Any]:
+    """aimi in front of llama-server (a deployment whose source is its URL; keys, quotas and the ledger
+    on, content safety off) against the same llama-server called directly."""
+    llama_port, aimi_port = free_port(), free_port()
+    llama, aimi = f"http://{LOOPBACK}:{llama_port}", f"http://{LOOPBACK}:{aimi_port}"
+    admin_key = secrets.token_hex(16)
+    out: dict[str, Any] = {"load_average_before": list(os.getloadavg())}
+    try:
+        with tempfile.TemporaryDirectory(prefix="aimi-bench-") as data_dir:
+            argv = server_argv(
+                "llama-server", config, bin_dir=bin_dir, port=llama_port, key="", data_dir=Path()
+            )
+            # Only the upstream deployment: no quick-start model, so no engine of aimi's own.
+            env = {**os.environ, "AIMI_SERVES_QUICKSTART": "false", "AIMI_ADMIN_KEY": admin_key}
+            aimi_argv = [
+                str(Path(sys.executable).parent / "aimi"),
+                "serve",
+                *_options({"--host": LOOPBACK, "--port": aimi_port, "--data-dir": data_dir}),
+                *_options({"--log-level": "warning"}),
+            ]
+            with (
+                server_process(
+                    "llama-server",
+                    argv,
+                    ready_url=f"{llama}/health",
+                    log_path=logs / "gateway-llama-server.log",
+                    stop_signal=signal.SIGTERM,
+                    start_timeout_s=config.start_timeout_s,
+                ) as llama_proc,
+                server_process(
+                    "aimi",
+                    aimi_argv,
+                    ready_url=f"{aimi}/readyz",
+                    log_path=logs / "gateway-aimi.log",
+                    stop_signal=signal.SIGINT,
+                    start_timeout_s=config.start_timeout_s,
+                    env=env,
+                ) as aimi_proc,
+            ):
+                key = upstream_deployment(aimi, admin_key, llama)
+                direct = Target("llama-server", f"{llama}/v1/chat/completions", f"{llama}/metrics", {})
+                auth = {"Authorization": f"Bearer {key}"}
+                gateway = Target("aimi gateway", f"{aimi}/v1/chat/completions", f"{aimi}/metrics", auth)
+                out |= asyncio.run(
+                    gateway_run(direct, gateway, plan, first_prompt=first_prompt, requests=config.requests)
+                )
+                out["ledger"] = ledger_totals(aimi, admin_key)
+                out["peak_rss_mb"] = {
+                    "llama-server": peak_rss_mb(llama_proc.pid),
+                    "aimi": peak_rss_mb(aimi_proc.pid),
+                }
+    except (RuntimeError, OSError, subprocess.SubprocessError, httpx.HTTPError) as exc:
+        _log(f"{'gateway':>12} failed: {exc}")
+        return out | {"error": str(exc), "errors": 1}
+    return out
+
+
+def gateway_lines(g: dict[str, Any]) -> list[str]:
+    if "error" in g:
+        return [f"gateway overhead: failed: {g['error']}"]
+    lat, tput = g["latency"], g["throughput"]
+    return [
+        f"gateway overhead (aimi in front of llama-server, keys/quotas/ledger on, safety off), "
+        f"errors {g['errors']}:",
+        f"  latency p50 over {lat['requests']} short requests: direct {_num(lat['direct_p50_ms'])} ms, "
+        f"through aimi {_num(lat['gateway_p50_ms'])} ms, added {_num(lat['added_p50_ms'], 2)} ms "
+        f"(paired p50 {_num(lat['added_paired_p50_ms'], 2)} ms)",
+        f"  tokens/s at {tput['streams']} streams: direct {_num(tput['direct']['tokens_per_s'])}, "
+        f"through aimi {_num(tput['gateway']['tokens_per_s'])}, ratio {_num(tput['ratio'], 3)}",
+    ]
 
 
 # -- llama-server build and llama-bench ----------------------------------------------------------
@@ -594,7 +1032,7 @@ def table(result: dict[str, Any]) -> str:
     servers = result["servers"]
     head = (
         f"{'workload':<16} {'llama tok/s':>11} {'aimi tok/s':>10} {'tok/s':>6} {'TTFT50':>7} "
-        f"{'TTFT95':>7} {'ITL50':>6} {'errors l/a':>10} {'prefix hits l/a':>15}"
+        f"{'TTFT95':>7} {'ITL50':>6} {'errors l/a':>10} {'cache hits l/a':>15} {'RSS MB l/a':>11}"
     )
     lines = ["ratios are aimi / llama-server (tok/s: >1 is better for aimi; TTFT, ITL: <1 is better)", head]
     for w in result["config"]["workloads"]:
@@ -607,7 +1045,8 @@ def table(result: dict[str, Any]) -> str:
             f"{_num(r.get('tokens_per_s'), 2):>6} {_num(r.get('ttft_p50_ms'), 2):>7} "
             f"{_num(r.get('ttft_p95_ms'), 2):>7} {_num(r.get('itl_p50_ms'), 2):>6} "
             f"{row[0].get('errors', '-')!s:>5}/{row[1].get('errors', '-')!s:<4} "
-            f"{_num(row[0].get('prefix_hit_rate'), 2):>9}/{_num(row[1].get('prefix_hit_rate'), 2):<5}"
+            f"{_num(row[0].get('prefix_hit_rate'), 2):>9}/{_num(row[1].get('prefix_hit_rate'), 2):<5} "
+            f"{_num(row[0].get('peak_rss_mb'), 0):>5}/{_num(row[1].get('peak_rss_mb'), 0):<5}"
         )
     if any(not r["comparable"] for r in result["ratios"].values()):
         lines.append("* errors or short replies on one side: that row's ratios are not a fair comparison")
@@ -617,6 +1056,8 @@ def table(result: dict[str, Any]) -> str:
             f"llama-bench ceiling: tg128 {bench['tg128']['tokens_per_s']} ± {bench['tg128']['stddev']} "
             f"tok/s, pp512 {bench.get('pp512', {}).get('tokens_per_s')} tok/s"
         )
+    if "gateway" in result:
+        lines += gateway_lines(result["gateway"])
     return "\n".join(lines)
 
 
@@ -680,7 +1121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a reduced set (1 and 8 streams, fewer requests)")
     p.add_argument(
-        "--workloads", help="comma-separated subset of the workloads to run [default: all of the set]"
+        "--workloads",
+        help="comma-separated subset of the workloads to run, or `none` (with --gateway) "
+        "[default: all of the set]",
     )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="results folder")
     p.add_argument("--model", type=Path, help="GGUF to serve [default: aimi's embedded SmolLM2]")
@@ -689,6 +1132,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--context-size", type=int, default=2048, help="tokens per slot")
     p.add_argument("--max-tokens", type=int, default=128, help="tokens generated per request")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds one request may take")
+    p.add_argument(
+        "--seed", type=int, default=0, help="fixes the multi-turn histories, the documents and reply lengths"
+    )
+    p.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also measure aimi as a gateway in front of llama-server against llama-server directly",
+    )
+    p.add_argument(
+        "--gateway-requests",
+        type=int,
+        help="short requests for the gateway's added latency [default: 50, quick: 10]",
+    )
     p.add_argument(
         "--servers", default=",".join(SERVERS), help="comma-separated subset of: " + ", ".join(SERVERS)
     )
@@ -720,12 +1176,15 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s.strip() for s in args.servers.split(",") if s.strip()]
     if unknown := set(chosen) - set(SERVERS):
         raise SystemExit(f"--servers: unknown {sorted(unknown)}")
-    workloads = QUICK if args.quick else FULL
+    workloads: tuple[Workload, ...] = QUICK if args.quick else FULL
     if args.workloads:
-        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        names = [w.strip() for w in args.workloads.split(",") if w.strip() and w.strip() != "none"]
         if unknown := set(names) - {w.name for w in workloads}:
             raise SystemExit(f"--workloads: unknown {sorted(unknown)}")
         workloads = tuple(w for w in workloads if w.name in names)
+    if not workloads and not args.gateway:
+        raise SystemExit("nothing to measure: no workloads and no --gateway")
+    workloads = tuple(w.for_slots(args.parallel) for w in workloads)
     config = Config(
         model=(args.model or default_model()).resolve(),
         threads=args.threads,
@@ -736,6 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
         start_timeout_s=180.0,
         workloads=workloads,
         aimi_safety=args.aimi_safety,
+        seed=args.seed,
     )
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -743,7 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.out / f"serving-{stamp}-logs"
     logs.mkdir()
 
-    needs_llama = "llama-server" in chosen or not args.no_llama_bench
+    needs_llama = "llama-server" in chosen or args.gateway or not args.no_llama_bench
     bin_dir = (args.llama_bin or build_llama_server()).resolve() if needs_llama else None
     result: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
@@ -762,6 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_tokens": config.max_tokens,
             "aimi_safety": config.aimi_safety,
             "request_timeout_s": config.timeout_s,
+            "seed": config.seed,
             "workloads": [vars(w) | {"requests": w.requests} for w in config.workloads],
         },
         "llama_cpp_python": _version("llama-cpp-python"),
@@ -788,15 +1249,24 @@ def main(argv: list[str] | None = None) -> int:
         server["peak_rss_mb"] = max(rss, default=None)
     result["servers"] = servers
     result["ratios"] = ratios(result["servers"], config.workloads)
+    if args.gateway:
+        plan = Gateway(
+            latency_requests=args.gateway_requests or (10 if args.quick else 50),
+            requests_per_stream=1 if args.quick else 3,
+        )
+        result["gateway"] = measure_gateway(config, plan, first_prompt=0, bin_dir=bin_dir, logs=logs)
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
 
     files = [args.out / f"serving-{stamp}.json", args.out / "serving-latest.json"]
     for path in files:
         path.write_text(json.dumps(result, indent=2) + "\n")
-    charted = chart(result, [args.out / f"serving-{stamp}.png", args.out / "serving-latest.png"])
+    charted = bool(config.workloads) and chart(
+        result, [args.out / f"serving-{stamp}.png", args.out / "serving-latest.png"]
+    )
     print(table(result))
     print(f"results: {files[0]}" + (f" and {files[0].with_suffix('.png')}" if charted else ""))
     failed = any(w["errors"] for server in servers.values() for w in server["workloads"].values())
+    failed = failed or bool(result.get("gateway", {}).get("errors"))
     return 1 if failed else 0
 
 
