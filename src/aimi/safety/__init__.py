@@ -24,7 +24,6 @@ from aimi.safety.policy import (
     Thresholds,
     decide,
 )
-from aimi.safety.semantic import SemanticFilter, SemanticModel
 from aimi.safety.service import SafetyService, offline_filters
 from aimi.safety.window import OutputWindow
 
@@ -48,8 +47,6 @@ __all__ = [
     "SafetyFilter",
     "SafetyPolicy",
     "SafetyService",
-    "SemanticFilter",
-    "SemanticModel",
     "Severity",
     "Thresholds",
     "ToxicityModel",
