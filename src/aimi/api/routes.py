@@ -20,7 +20,7 @@ from aimi.api.body import read_json_object
 from aimi.api.openapi import errors
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
-from aimi.errors import AimiError, EngineUnavailable, NotFound, Unauthorized
+from aimi.errors import AimiError, NotFound, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
 from aimi.inference.fleet import Served
 from aimi.inference.pipeline import Answer, ChatService, Meter
@@ -152,9 +152,6 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
     result = await _complete_unless_disconnected(request, served.service, chat, meter)
     if result is None:
         return Response(status_code=499)
-    if result.finish_reason == "error":
-        why = result.message or "the server is busy or shutting down"
-        raise EngineUnavailable(f"The generation was interrupted ({why}).")
     return JSONResponse(convert.completion(result=result, **meta), headers=_quota_headers(meter.quota))
 
 

@@ -4,7 +4,6 @@ is aborted) quota settlement and its row in the usage ledger."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -90,9 +89,13 @@ class DeploymentMeter:
             if self._admission is not None:
                 await self._quotas.settle(self._deployment.name, self._admission, used)
             entry = self._entry(
-                prompt_tokens, completion_tokens, finish_reason=finish_reason, status=status, safety=safety
+                prompt_tokens,
+                completion_tokens,
+                finish_reason=finish_reason,
+                status=status,
+                safety=safety,
+                cached_tokens=cached_tokens,
             )
-            entry = dataclasses.replace(entry, cached_tokens=cached_tokens)
             if self._row is not None and self._inflight is not None:
                 row, self._row = self._row, None
                 await self._inflight.close(row, entry)
@@ -109,6 +112,7 @@ class DeploymentMeter:
         finish_reason: str | None,
         status: int,
         safety: dict[str, Any] | None,
+        cached_tokens: int = 0,
     ) -> UsageEntry:
         return UsageEntry(
             deployment=self._deployment.name,
@@ -123,4 +127,5 @@ class DeploymentMeter:
             streamed=self._streamed,
             cost=self._offer.cost(prompt_tokens, completion_tokens),
             safety=safety,
+            cached_tokens=cached_tokens,
         )

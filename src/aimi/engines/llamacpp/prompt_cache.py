@@ -82,11 +82,12 @@ class PromptCache:
         if len(tokens) < BLOCK or len(state) > self.limit_bytes:
             return False
         entry = Entry(list(tokens), state)
-        bucket = self._buckets.setdefault(_key(tokens), [])
-        for old in [e for e in bucket if common_prefix(e.tokens, tokens) == len(e.tokens)]:
+        key = _key(tokens)
+        for old in [
+            e for e in self._buckets.get(key, ()) if common_prefix(e.tokens, tokens) == len(e.tokens)
+        ]:
             self._drop(old)  # the new entry holds all of it and more
-        bucket = self._buckets.setdefault(_key(tokens), [])
-        bucket.append(entry)
+        self._buckets.setdefault(key, []).append(entry)
         self._lru[id(entry)] = entry
         self.stats.bytes += entry.size
         self.stats.entries += 1
