@@ -177,7 +177,7 @@ def content_model_usage(run: Run) -> tuple[str, str, tuple[int, int, int]]:
     """What the seed's response handling prints: the content (any number of lines), the model, the
     usage; the content must not be empty."""
     lines = run.ok().lines
-    at = max(i for i, line in enumerate(lines) if USAGE.match(line))
+    at = max(i for i, line in enumerate(lines) if line.startswith("{"))  # the usage object, printed last
     content = "\n".join(lines[: at - 1])
     assert content.strip(), f"{run.script} printed no content:\n{run.stdout}\n{run.stderr}"
     return content, lines[at - 1], usage_of(run)
