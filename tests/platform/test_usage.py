@@ -196,3 +196,10 @@ def test_since_that_is_neither_is_an_invalid_request(text: str) -> None:
     with pytest.raises(InvalidRequest, match="'since' takes") as refused:
         parse_since(text, now=NOW)
     assert refused.value.param == "since"
+
+
+def test_requests_refused_by_the_quota_are_rows_but_not_counted_as_requests(ledger: UsageLedger) -> None:
+    ledger.record(entry("chat", 10, 5))
+    ledger.record(entry("chat", 0, 0, status=429, finish_reason=None))
+    assert len(ledger.records()) == 2
+    assert ledger.summary()[1].requests == 1

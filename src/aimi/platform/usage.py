@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
+from aimi.errors import RateLimited
 
 Period = Literal["hour", "day"]
 
@@ -168,10 +169,13 @@ class UsageLedger:
     def summary(
         self, *, deployment: str | None = None, since: datetime | None = None, by: Period | None = None
     ) -> tuple[list[UsageLine], UsageLine]:
-        """Lines per deployment (and period), and the total."""
+        """Lines per deployment (and period), and the total, of the requests that reached the model
+        (429s refused by the quota are rows in the ledger, not requests here)."""
         lines: dict[tuple[str, str | None], UsageLine] = {}
         total = UsageLine("(total)", None)
         for r in self.records(deployment=deployment, since=since):
+            if r.status == RateLimited.status:
+                continue  # refused by the quota before it reached the model (the portal counts these)
             period = None
             if by == "hour":
                 period = r.created_at.strftime("%Y-%m-%d %H:00")
