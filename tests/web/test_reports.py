@@ -52,7 +52,7 @@ def test_daily_figures_are_grouped_by_utc_day_and_deployment(reports: UsageRepor
     lines = reports.daily()
     assert [(f.day, f.deployment, f.requests) for f in lines] == [
         ("2026-11-01", "a", 2),
-        ("2026-11-01", "b", 1),
+        ("2026-11-01", "b", 0),  # its one row is a 429: refused before it reached the model
         ("2026-11-02", "a", 1),
         ("2026-11-02", "b", 1),
     ]
@@ -71,10 +71,10 @@ def test_filters_by_deployment_and_period(reports: UsageReports) -> None:
 
 def test_per_deployment_and_total(reports: UsageReports) -> None:
     per = {f.deployment: f for f in reports.by_deployment()}
-    assert (per["a"].requests, per["b"].requests) == (3, 2)
+    assert (per["a"].requests, per["b"].requests) == (3, 1)  # b's 429 is in rate_limited only
     assert per["b"].rate_limited == 1
     total = reports.total()
-    assert (total.requests, total.rate_limited, total.blocked) == (5, 1, 2)
+    assert (total.requests, total.rate_limited, total.blocked) == (4, 1, 2)
     assert total.cost == Decimal("0.0030000001")
     empty = reports.total(deployment="nobody")
     assert (empty.requests, empty.cost) == (0, Decimal(0))

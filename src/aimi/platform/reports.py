@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
+from aimi.errors import RateLimited
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class UsageFigures:
     day: str | None
     deployment: str | None
     requests: int
+    """Requests that reached the model (429s are counted in `rate_limited` only)."""
     prompt_tokens: int
     completion_tokens: int
     cost: Decimal
@@ -71,12 +73,14 @@ def _day(session: Session) -> ColumnElement[str]:
 
 def _figures() -> list[Any]:
     blocked = (UsageRecord.status == 400) | (UsageRecord.finish_reason == "content_filter")
+    limited = UsageRecord.status == RateLimited.status
     return [
-        func.count(UsageRecord.id),
+        # requests that reached the model, as the ledger summary (`aimi usage`, /api/usage) counts them
+        func.coalesce(func.sum(case((limited, 0), else_=1)), 0),
         func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
         func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
         func.sum(UsageRecord.cost),
-        func.coalesce(func.sum(case((UsageRecord.status == 429, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((limited, 1), else_=0)), 0),
         func.coalesce(func.sum(case((blocked, 1), else_=0)), 0),
         func.coalesce(func.avg(UsageRecord.latency_ms), 0),
     ]
