@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 from aimi.api.app import create_app
+from aimi.db.database import Database, sqlite_url
+from aimi.db.tables import UsageRecord
+from aimi.platform.usage import IN_PROGRESS, UsageLedger
 from aimi.settings import Settings
 from tests.fakes import RoomyEngine, ScriptedEngine
 
@@ -83,6 +86,30 @@ class Server:
     @property
     def endpoint(self) -> str:
         return f"{self.base_url}/deployments/{self.deployment}"
+
+    @property
+    def data_dir(self) -> Path:
+        args = [str(a) for a in self.process.args]  # type: ignore[union-attr]
+        return Path(args[args.index("--data-dir") + 1])
+
+
+def settled_ledger(
+    server: Server, deployment: str, *, at_least: int, wait_s: float = 120.0
+) -> list[UsageRecord]:
+    """The ledger's rows for `deployment` once there are `at_least` and none is still in progress
+    (a row is written at admission and takes its final figures as the answer ends, a moment after
+    the client has read it); what is there after `wait_s` otherwise."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        db = Database(sqlite_url(server.data_dir))
+        try:
+            rows = UsageLedger(db).records(deployment=deployment)
+        finally:
+            db.close()
+        settled = all(r.state != IN_PROGRESS for r in rows)
+        if (len(rows) >= at_least and settled) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def free_port() -> int:

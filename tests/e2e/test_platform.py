@@ -30,10 +30,7 @@ from azure.ai.inference.models import ChatCompletions, UserMessage
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-from aimi.db.database import Database, sqlite_url
-from aimi.db.tables import UsageRecord
-from aimi.platform.usage import UsageLedger
-from tests.conftest import TEST_KEY, Server, start_server, stop_server
+from tests.conftest import TEST_KEY, Server, settled_ledger, start_server, stop_server
 from tests.databases import BACKENDS, POSTGRES_URL, fresh_postgres_schema, postgres_url
 
 pytestmark = pytest.mark.e2e
@@ -121,15 +118,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(running)
 
 
-def data_dir(server: Server) -> Path:
-    found = server.process.args[server.process.args.index("--data-dir") + 1]  # type: ignore[union-attr]
-    return Path(found)
-
-
 def deploy_with_the_cli(server: Server, project: str, name: str) -> Deployment:
     """`aimi deployments create` in a process of its own, on the running server's data dir."""
     output = aimi("deployments", "create", "--project", project, "--model", MODEL, "--name", name,
-                  "--data-dir", str(data_dir(server)))  # fmt: skip
+                  "--data-dir", str(server.data_dir))  # fmt: skip
     keys = dict(line.split(" key:") for line in output.splitlines() if " key:" in line)
     return Deployment(server, name, {which: key.strip() for which, key in keys.items()})
 
@@ -388,15 +380,6 @@ def test_a_burst_of_first_requests_to_a_deployment_made_beside_the_server_is_ser
 # -- the usage ledger ----------------------------------------------------------------------------
 
 
-def ledger_rows(server: Server, deployment: str) -> list[UsageRecord]:
-    """The ledger's rows, read from the server's database (the API gives only sums)."""
-    db = Database(sqlite_url(data_dir(server)))
-    try:
-        return UsageLedger(db).records(deployment=deployment)
-    finally:
-        db.close()
-
-
 def test_the_ledger_matches_the_usage_of_the_responses_to_the_token(platform: Server) -> None:
     deployment = create(platform, "ledger")
     usages: list[tuple[int, int]] = []
@@ -413,9 +396,7 @@ def test_the_ledger_matches_the_usage_of_the_responses_to_the_token(platform: Se
         next(iter(aborted))
         aborted.close()
 
-    deadline = time.monotonic() + WAIT_S
-    while len(rows := ledger_rows(platform, deployment.name)) < 4 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    rows = settled_ledger(platform, deployment.name, at_least=4, wait_s=WAIT_S)
     assert [(r.streamed, r.status) for r in rows] == [(False, 200), (False, 200), (True, 200), (True, 200)]
     assert [(r.prompt_tokens, r.completion_tokens) for r in rows[:3]] == usages
     cancelled = rows[3]
@@ -428,7 +409,7 @@ def test_the_ledger_matches_the_usage_of_the_responses_to_the_token(platform: Se
     completion = sum(c for _, c in usages) + cancelled.completion_tokens
     total = usage_total(platform, deployment.name)
     assert (total["requests"], total["prompt_tokens"], total["completion_tokens"]) == (4, prompt, completion)
-    printed = aimi("usage", "--deployment", deployment.name, "--data-dir", str(data_dir(platform)))
+    printed = aimi("usage", "--deployment", deployment.name, "--data-dir", str(platform.data_dir))
     [total_row] = [line for line in printed.splitlines() if "(total)" in line]
     cells = [cell.strip() for cell in total_row.strip().strip("│").split("│")]
     assert cells[2:6] == ["4", str(prompt), str(completion), str(prompt + completion)]

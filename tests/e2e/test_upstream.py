@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +28,8 @@ from azure.ai.inference.models import (
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
-from aimi.db.database import Database, sqlite_url
 from aimi.db.tables import UsageRecord
-from aimi.platform.usage import UsageLedger
-from tests.conftest import TEST_KEY, Server, free_port, start_server, stop_server
+from tests.conftest import TEST_KEY, Server, free_port, settled_ledger, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -104,22 +101,9 @@ def client(server: Server, deployment: str, key: str) -> ChatCompletionsClient:
     )
 
 
-def data_dir(server: Server) -> Path:
-    return Path(server.process.args[server.process.args.index("--data-dir") + 1])  # type: ignore[union-attr]
-
-
 def ledger(server: Server, deployment: str, *, at_least: int) -> list[UsageRecord]:
-    """The ledger's rows for `deployment`, once there are `at_least` (they are written as answers end)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        db = Database(sqlite_url(data_dir(server)))
-        try:
-            rows = UsageLedger(db).records(deployment=deployment)
-        finally:
-            db.close()
-        if len(rows) >= at_least or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
+    """The ledger's rows for `deployment`, once there are `at_least` and all are final."""
+    return settled_ledger(server, deployment, at_least=at_least, wait_s=WAIT_S)
 
 
 def count(server: Server, deployment: str) -> int:
