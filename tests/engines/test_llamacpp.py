@@ -229,6 +229,36 @@ def test_a_step_batch_lists_sequences_in_slot_order_whatever_order_they_were_adm
         model.close()
 
 
+def test_a_long_prompt_is_evaluated_in_one_step_when_no_stream_waits_and_in_chunks_beside_one() -> None:
+    model = LlamaModel(embedded_model_path())
+    config = SchedulerConfig(context_size=1024, slots=2, threads=2, max_waiting=1, prefill_chunk=64)
+    scheduler = Scheduler(model, config)
+    try:
+        short = model.tokenize("<|im_start|>user\nHi<|im_end|>\n", add_bos=False, special=True)
+        long = model.tokenize(" ".join(["bread"] * 700), add_bos=False, special=False)
+        assert len(long) > 600
+
+        def sequence(prompt: list[int], slot: int, generated: list[int]) -> Sequence:
+            request = GenerationRequest(prompt=prompt, sampling=Sampling(temperature=0), max_tokens=8)
+            seq = Sequence(request, Sampler(model, request.sampling, max_tokens=8), emit=lambda _: None)
+            seq.slot, seq.tokens = slot, generated
+            seq.prefilled = len(prompt) if generated else 0
+            return seq
+
+        alone = sequence(long, 0, [])
+        scheduler._fill_batch([alone])
+        assert alone.prefilled == len(long) and scheduler._batch.n_tokens == len(long)
+
+        stream, beside = sequence(short, 0, [11]), sequence(long, 1, [])
+        scheduler._fill_batch([stream, beside])
+        assert beside.prefilled == 64  # the step costs are not known yet: the fixed chunk
+        for s in (alone, stream, beside):
+            s.sampler.close()
+    finally:
+        scheduler.close()
+        model.close()
+
+
 SYSTEM_PROMPT = (
     "You are the support assistant of a small bakery in Lyon. Answer in one short sentence, politely, "
     "and never invent prices, opening hours or ingredients that you were not told about. The bakery "
@@ -268,7 +298,9 @@ async def test_requests_arriving_together_with_one_system_prompt_evaluate_it_onc
 
 def test_a_request_waiting_for_a_prefix_takes_what_a_cancelled_source_had_evaluated() -> None:
     model = LlamaModel(embedded_model_path())
-    config = SchedulerConfig(context_size=512, slots=2, threads=2, max_waiting=2, prefill_chunk=48)
+    config = SchedulerConfig(
+        context_size=512, slots=2, threads=2, max_waiting=2, prefill_chunk=48, prefill_max=48
+    )
     scheduler = Scheduler(model, config)  # its thread is not started: the test runs the steps
     try:
         prompts = [

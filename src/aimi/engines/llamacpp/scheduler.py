@@ -31,6 +31,7 @@ from aimi.engines.base import (
     TokenLogprob,
 )
 from aimi.engines.llamacpp.model import LlamaModel
+from aimi.engines.llamacpp.prefill import PrefillBudget
 from aimi.engines.llamacpp.prompt_cache import MIN_RESTORE, PromptCache
 from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
 from aimi.engines.llamacpp.sampler import Sampler, logprobs
@@ -85,6 +86,11 @@ class SchedulerConfig:
     threads: int
     max_waiting: int
     prefill_chunk: int = 256
+    """Prompt tokens per step beside running streams until the step costs are known (`prefill.py`)."""
+    prefill_max: int = 2048
+    """Prompt tokens per step when no stream is running."""
+    prefill_step_s: float = 0.15
+    """The longest a step with prompt tokens may take while streams run (their inter-token latency)."""
     shared_kv_cache: bool = False
     """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
     prompt_cache_bytes: int = 0
@@ -129,11 +135,12 @@ class Scheduler:
         self._prompt_cache = PromptCache(config.prompt_cache_bytes) if config.prompt_cache_bytes > 0 else None
         self._outbox: list[tuple[Sequence, Event]] = []
         """Events of the current step, handed over together once its sampling is done."""
+        self._prefill = PrefillBudget(config.prefill_chunk, config.prefill_max, config.prefill_step_s)
         params = ll.llama_context_default_params()
         params.n_ctx = config.context_size * config.slots
         params.n_seq_max = config.slots
-        params.n_batch = max(512, config.prefill_chunk + config.slots)
-        params.n_ubatch = params.n_batch
+        params.n_ubatch = max(512, config.prefill_chunk + config.slots)
+        params.n_batch = max(params.n_ubatch, config.prefill_max + config.slots)
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
         params.kv_unified = config.shared_kv_cache
@@ -261,9 +268,11 @@ class Scheduler:
         batch = self._fill_batch(running)
         if not batch:
             return True
+        streaming = sum(seq.decoding for seq in batch)
         started = time.perf_counter()
         rc = ll.llama_decode(self._ctx, self._batch)
         elapsed = time.perf_counter() - started
+        self._prefill.observe(self._batch.n_tokens - streaming, streaming, elapsed)
         with self._cv:
             self._counters.decode_steps += 1
             self._counters.decode_seconds += elapsed
@@ -412,7 +421,7 @@ class Scheduler:
             seq.output_index = -1
             seq.decoding = len(seq.tokens) > seq.decoded
             generating += seq.decoding
-        budget = min(self.config.prefill_chunk, self._n_batch - generating)
+        budget = min(self._prefill.tokens(generating), self._n_batch - generating)
         chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the oldest request first
         for seq in running:
             remaining = len(seq.request.prompt) - seq.prefilled
