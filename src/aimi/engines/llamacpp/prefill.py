@@ -1,6 +1,6 @@
 """How many prompt tokens the next engine step evaluates: as many as the hardware allows when no
 stream is waiting for its next token, and while streams run, as many as fit in the step time they
-can bear.
+can bear (never fewer than a fixed chunk).
 
 A step costs about `base + per_token * prompt_tokens`, where `base` is the time of a step that only
 decodes (one token per running stream). Both are learnt from the steps themselves (exponential
@@ -19,8 +19,9 @@ SMOOTHING = 0.2
 @dataclass
 class PrefillBudget:
     streaming_chunk: int
-    """Prompt tokens per step while streams run, until the step costs are known; a quarter of it is
-    the fewest they get after (a long prompt must make progress even when steps are slow)."""
+    """Prompt tokens per step while streams run, until the step costs are known, and the fewest they
+    get after: on a slow machine smaller chunks would cost throughput (every step is a pass over the
+    weights for the streams) and make a long prompt wait longer for its first token."""
     max_chunk: int
     """Prompt tokens per step when no stream is running (the batch size)."""
     step_target_s: float
@@ -37,7 +38,7 @@ class PrefillBudget:
         if self.per_token_s is None or self.per_token_s <= 0:
             return self.streaming_chunk
         room = (self.step_target_s - (self.base_s or 0.0)) / self.per_token_s
-        return max(self.streaming_chunk // 4, min(self.max_chunk, int(room)))
+        return max(self.streaming_chunk, min(self.max_chunk, int(room)))
 
     def observe(self, prompt_tokens: int, streaming: int, seconds: float) -> None:
         """Learn from a step that evaluated `prompt_tokens` beside `streaming` decoding sequences."""

@@ -86,10 +86,10 @@ class SchedulerConfig:
     threads: int
     max_waiting: int
     prefill_chunk: int = 256
-    """Prompt tokens per step beside running streams until the step costs are known (`prefill.py`)."""
+    """The fewest prompt tokens per step beside running streams (`prefill.py`)."""
     prefill_max: int = 2048
     """Prompt tokens per step when no stream is running."""
-    prefill_step_s: float = 0.15
+    prefill_step_s: float = 0.5
     """The longest a step with prompt tokens may take while streams run (their inter-token latency)."""
     shared_kv_cache: bool = False
     """One KV cell pool for every slot (llama.cpp's `kv_unified`), or one stream per slot."""
