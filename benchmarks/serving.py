@@ -92,12 +92,15 @@ MULTI_TURN = Workload(
     "multi-turn", 12, 3, "multi-turn", (48, 160), temperature=0.7, top_p=0.9, users_per_slot=1.5
 )
 LONG_PROMPT = Workload("long-prompt", 8, 3, "long-prompt", (48, 64))
+# The cost of sampling: 8 streams as `streams-8`, drawn at temperature 0.7 with top_p 0.9.
+SAMPLED = Workload("streams-8-sampled", 8, 3, temperature=0.7, top_p=0.9)
 
 FULL = (
     Workload("streams-1", 1, 4),
     Workload("streams-4", 4, 3),
     Workload("streams-8", 8, 3),
     Workload("streams-16", 16, 2),
+    SAMPLED,
     Workload("shared-prefix-8", 8, 3, "shared-prefix"),
     MULTI_TURN,
     LONG_PROMPT,

@@ -47,6 +47,26 @@ def test_top_p_draws_only_from_the_smallest_set_holding_that_mass_at_the_tempera
     assert len(set(seen.tolist())) > size // 2  # it is a draw, not always the top token
 
 
+@pytest.mark.parametrize("spread", [0.5, 2.0, 8.0], ids=["flat", "lm-like", "peaked"])
+def test_top_p_draws_the_same_tokens_as_sorting_the_whole_vocabulary(spread: float) -> None:
+    # The nucleus is looked for above lines near the top first; the draws must be the ones a sort
+    # of the whole vocabulary gives, with the same random numbers.
+    row = np.random.default_rng(7).normal(0, spread, VOCAB).astype(np.float32)
+    temperature, top_p = 0.7, 0.9
+    p = np.exp((row - row.max()) / temperature).astype(np.float32)
+    order = np.argsort(-p, kind="stable")
+    mass = np.cumsum(p[order], dtype=np.float64)
+    size = min(int(np.searchsorted(mass, top_p * mass[-1])) + 1, VOCAB)
+    nucleus = order[:size]
+    rng = np.random.default_rng(11)
+    expected = []
+    for _ in range(200):
+        cum = np.cumsum(p[nucleus], dtype=np.float64)
+        expected.append(int(nucleus[int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))]))
+    got = draws(Draw(VOCAB, Sampling(temperature=temperature, top_p=top_p, seed=11)), row, 200)
+    assert got.tolist() == expected
+
+
 def test_the_draw_follows_the_softmax_at_the_temperature() -> None:
     row = np.log(np.array([0.5, 0.3, 0.15, 0.05] + [1e-9] * 4, dtype=np.float32))
     temperature = 2.0

@@ -126,12 +126,28 @@ class Draw:
         if self._top_p >= 1.0:
             return _inverse_cdf(p, self._rng.random())
         total = float(p.sum(dtype=np.float64))
-        candidates = np.flatnonzero(p >= self._floor * total)
+        candidates = self._nucleus_candidates(p, total)
         nucleus = candidates[np.argsort(-p[candidates], kind="stable")]
         mass = np.cumsum(p[nucleus], dtype=np.float64)
         size = min(int(np.searchsorted(mass, self._top_p * total)) + 1, len(nucleus))
         return int(nucleus[_inverse_cdf(p[nucleus[:size]], self._rng.random())])
 
+    def _nucleus_candidates(self, p: np.ndarray, total: float) -> np.ndarray:
+        """Tokens among which the nucleus lies, as few as can be found cheaply. The tokens at or
+        above a line hold the nucleus whenever they hold `top_p` of the mass together (every token
+        below the line comes after all of them in the sorted order), so lines just under the top
+        (the largest weight is 1) are tried first: a small model's long tail would otherwise put
+        the whole vocabulary above `(1 - top_p) / n_vocab` and into the sort."""
+        target = self._top_p * total
+        for line in _LINES:
+            candidates = np.flatnonzero(p >= line)
+            if float(p[candidates].sum(dtype=np.float64)) >= target:
+                return candidates
+        return np.flatnonzero(p >= self._floor * total)
+
+
+_LINES = (1e-2, 1e-3, 1e-4)
+"""Weights, relative to the largest, tried in turn as the line above which the nucleus lies."""
 
 _BLOCK = 256
 
