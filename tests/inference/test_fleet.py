@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from aimi.db.database import Database, sqlite_url
-from aimi.engines.base import Engine
+from aimi.engines.base import ChatModel, Conversation
 from aimi.errors import EngineUnavailable
 from aimi.inference import fleet as fleet_module
 from aimi.inference.chat import ChatRequest, Message
@@ -43,7 +43,7 @@ class Factory:
         self.down = True
         self.built: list[FlakyUpstream] = []
 
-    def __call__(self, source: str, offer: Offer) -> Engine:
+    def __call__(self, source: str, offer: Offer) -> ChatModel:
         self.built.append(FlakyUpstream(self.down))
         return self.built[-1]
 
@@ -74,7 +74,7 @@ async def test_an_engine_that_templates_itself_is_served_without_a_prompt_render
     assert served.service.renderer is None
     result = await served.service.complete(ChatRequest(messages=(Message("user", "hi"),)))
     assert result.text == "Hello world!"
-    assert factory.built[0].requests[0].conversation is not None
+    assert isinstance(factory.built[0].requests[0], Conversation)
     await fleet.stop()
 
 

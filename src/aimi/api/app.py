@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -15,12 +14,10 @@ from fastapi.responses import JSONResponse
 import aimi
 from aimi.api import errors, management, metrics, openapi, routes
 from aimi.db.database import Database, sqlite_url
-from aimi.engines.base import Engine
-from aimi.engines.llamacpp import LlamaCppEngine
-from aimi.engines.llamacpp.embedded import embedded_model_path
-from aimi.engines.upstream import UpstreamEngine
+from aimi.engines.base import ChatModel
+from aimi.engines.registry import EngineRegistry, engine_registry
 from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
-from aimi.platform.catalog import EMBEDDED, Catalog, Offer
+from aimi.platform.catalog import Catalog
 from aimi.platform.deployments import DeploymentStore
 from aimi.platform.inflight import InFlight
 from aimi.platform.keys import IssuedKey, KeyStore
@@ -47,8 +44,9 @@ class Platform:
     """Keeps the requests this process serves in the ledger while they run (started by the server)."""
 
 
-def open_platform(settings: Settings) -> Platform:
-    """Open (and migrate) the database and build the services on it. Also used by the CLI."""
+def open_platform(settings: Settings, sources: EngineRegistry | None = None) -> Platform:
+    """Open (and migrate) the database and build the services on it. Also used by the CLI.
+    `sources`: the engine registry that judges deployments' sources (default: built-ins and plug-ins)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url or sqlite_url(settings.data_dir))
     db.migrate()
@@ -63,36 +61,8 @@ def open_platform(settings: Settings) -> Platform:
         interval_s=settings.ledger_progress_interval_s,
         stale_after_s=settings.ledger_stale_after_s,
     )
-    return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), ledger, quotas, inflight)
-
-
-def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
-    """An engine per source: a server aimi forwards to for an http(s) URL, llama.cpp for a GGUF file
-    or the embedded model."""
-
-    def build(source: str, offer: Offer) -> Engine:
-        if source.startswith(("http://", "https://")):
-            return UpstreamEngine(
-                source,
-                name=offer.name,
-                provider=offer.provider,
-                context_length=offer.context_length,
-                api_key=settings.upstream_key(source),
-            )
-        return LlamaCppEngine(
-            embedded_model_path() if source == EMBEDDED else Path(source),
-            name=offer.name,
-            provider=offer.provider,
-            context_size=settings.context_size,
-            slots=settings.parallel,
-            shared_kv_cache=settings.kv_cache == "shared",
-            threads=settings.threads,
-            max_waiting=settings.max_queue,
-            prompt_cache_bytes=settings.prompt_cache_mb << 20,
-            on_progress=on_progress,
-        )
-
-    return build
+    deployments = DeploymentStore(db, catalog, keys, sources=sources)
+    return Platform(db, catalog, keys, deployments, ledger, quotas, inflight)
 
 
 @dataclass(frozen=True)
@@ -106,22 +76,25 @@ class Started:
 def create_app(
     settings: Settings,
     *,
-    engine: Engine | None = None,
+    engine: ChatModel | None = None,
+    engines: EngineRegistry | None = None,
     on_ready: Callable[[FastAPI, Started], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
     safety_filters: Callable[[], Filters] = load_offline_filters,
 ) -> FastAPI:
-    """The ASGI app. `engine` (for tests) serves every deployment instead of the engines by source;
+    """The ASGI app. `engines`: the engine registry (default: the built-in engines and installed
+    plug-ins); `engine` (for tests) serves every deployment instead of the engines by source;
     `safety_filters` (for tests) replaces loading the built-in content-safety filters."""
+    registry = engines if engines is not None else engine_registry()
     factory: EngineFactory = (
         (lambda _source, _offer: engine)
         if engine is not None
-        else engines_for(settings, on_progress=on_progress)
+        else registry.loader(settings, on_progress=on_progress)
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        platform = await asyncio.to_thread(open_platform, settings)
+        platform = await asyncio.to_thread(open_platform, settings, registry)
         await platform.inflight.start()  # closes what a process that died left in progress
         target = None
         if settings.serves_quickstart:

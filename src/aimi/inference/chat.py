@@ -5,17 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aimi.engines.base import Sampling
+from aimi.engines.base import Sampling, ToolCall  # a call is the same thing to engines and here
 
 Role = Literal["system", "user", "assistant", "tool"]
 ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "interrupted"]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
 
 
 @dataclass(frozen=True, slots=True)

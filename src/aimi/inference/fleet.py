@@ -17,26 +17,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aimi.engines.base import Engine, Sampling
+from aimi.engines.base import ChatModel, Sampling
 from aimi.errors import AimiError, EngineUnavailable, NotFound
 from aimi.inference.chat import ChatRequest, Message, ResponseFormat
 from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
-from aimi.safety import Ask, ClassifierFilter, JudgeFilter, SafetyFilter, SafetyService, offline_filters
+from aimi.safety import Ask, JudgeFilter, SafetyService
 from aimi.safety.config import policy_from_dict
+from aimi.safety.registry import Filters, filter_registry
 
 log = logging.getLogger("aimi.inference")
 
-EngineFactory = Callable[[str, Offer], Engine]
-Filters = tuple[list[SafetyFilter], list[SafetyFilter]]
+EngineFactory = Callable[[str, Offer], ChatModel]
+"""An engine for a source (the engine registry's `loader`)."""
 SYNC_S = 2.0
 
 
 def load_offline_filters() -> Filters:
-    """The built-in filters (the classifier's weights load once, ~1-2 s)."""
-    return offline_filters(ClassifierFilter.load())
+    """The registered filters: the built-in ones (the classifier's weights load once, ~1-2 s) and
+    those of installed plug-ins."""
+    return filter_registry().filters()
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Served:
 
 @dataclass
 class _Loaded:
-    engine: Engine
+    engine: ChatModel
     users: int = 0
 
 
@@ -84,7 +86,7 @@ class Fleet:
     def all(self) -> list[Served]:
         return list(self._served.values())
 
-    def engines(self) -> list[Engine]:
+    def engines(self) -> list[ChatModel]:
         return [loaded.engine for loaded in self._engines.values()]
 
     async def get(self, name: str) -> Served:
@@ -172,9 +174,12 @@ class Fleet:
             loaded = self._engines[deployment.source] = _Loaded(engine)
         loaded.users += 1
         engine = loaded.engine
+        renderer = None
+        if engine.port == "token":
+            renderer = await asyncio.to_thread(renderer_for, engine.info, engine.tokenize)
         service = ChatService(
             engine=engine,
-            renderer=None if engine.info.templates_itself else renderer_for(engine.info, engine.tokenize),
+            renderer=renderer,
             auto_tool_choice=self._auto_tool_choice,
             safety=await self._safety(deployment),
         )

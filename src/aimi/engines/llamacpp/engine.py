@@ -10,8 +10,9 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
-from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo
+from aimi.engines.base import EngineStats, Finish, GenerationRequest, ModelInfo, TokenEvent
 from aimi.engines.llamacpp.grammars import GrammarBuilds
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.sampler import Sampler
@@ -26,9 +27,9 @@ class _Mailbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._items: list[tuple[asyncio.Queue[TokenEvent], TokenEvent]] = []
 
-    def post(self, queue: asyncio.Queue[Event], event: Event) -> None:
+    def post(self, queue: asyncio.Queue[TokenEvent], event: TokenEvent) -> None:
         with self._lock:
             self._items.append((queue, event))
             if len(self._items) > 1:
@@ -44,7 +45,9 @@ class _Mailbox:
 
 
 class LlamaCppEngine:
-    """One GGUF model, one context, `slots` sequences decoded together."""
+    """One GGUF model, one context, `slots` sequences decoded together: the token engine port."""
+
+    port: Literal["token"] = "token"
 
     def __init__(
         self,
@@ -131,7 +134,7 @@ class LlamaCppEngine:
             raise EngineUnavailable("the model is not loaded yet")
         return self._model.tokenize(text, add_bos=add_bos, special=special)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         scheduler, model = self._scheduler, self._model
         if scheduler is None or model is None:
             raise EngineUnavailable("the engine is not running")
@@ -146,9 +149,9 @@ class LlamaCppEngine:
         mailbox = self._mailboxes.get(loop)
         if mailbox is None:
             mailbox = self._mailboxes[loop] = _Mailbox(loop)
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
 
-        def emit(event: Event) -> None:
+        def emit(event: TokenEvent) -> None:
             mailbox.post(queue, event)
 
         sequence = Sequence(request=request, sampler=sampler, emit=emit)
