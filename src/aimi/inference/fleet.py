@@ -4,7 +4,7 @@ use it) and one chat service per deployment, kept in step with the deployment st
 Deployments are read at start and again whenever a request names one this process does not know yet,
 so a deployment created while the server runs (through the API or the CLI) is served at once; other
 changes made beside the server (a safety policy, quotas, a deletion) are picked up by a re-read in the
-background at most every `SYNC_S` seconds while requests arrive. A deployment whose engine could not
+background at most every `sync_s` seconds while requests arrive. A deployment whose engine could not
 load (a server it forwards to that is down) is tried again by that re-read too, not by every request.
 """
 
@@ -33,6 +33,7 @@ log = logging.getLogger("aimi.inference")
 EngineFactory = Callable[[str, Offer], ChatModel]
 """An engine for a source (the engine registry's `loader`)."""
 SYNC_S = 2.0
+"""The default of `Fleet(sync_s=...)`."""
 
 
 def load_offline_filters() -> Filters:
@@ -63,8 +64,11 @@ class Fleet:
         auto_tool_choice: AutoToolChoice = "model",
         shutdown_grace_s: float = 0.0,
         safety_filters: Callable[[], Filters] = load_offline_filters,
+        sync_s: float = SYNC_S,
     ) -> None:
+        """`sync_s`: the least time between two background re-reads of the deployments."""
         self._store = store
+        self.sync_s = sync_s
         self._load_filters = safety_filters
         self._filters: Filters | None = None
         self._factory = engine_factory
@@ -92,10 +96,10 @@ class Fleet:
     async def get(self, name: str) -> Served:
         if self._stopping is not None:
             raise EngineUnavailable("The server is shutting down; try again in a moment.", retry_after=2)
-        if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
+        if time.monotonic() - self._synced > self.sync_s and (self._sync is None or self._sync.done()):
             self._sync = asyncio.ensure_future(self._sync_in_background())
         served = self._served.get(name)
-        if served is None and name in self._failed and time.monotonic() - self._synced <= SYNC_S:
+        if served is None and name in self._failed and time.monotonic() - self._synced <= self.sync_s:
             raise self._unavailable(name)  # tried a moment ago; the background sync tries again
         if served is None:
             async with self._lock:  # a reconcile in flight may be loading it
@@ -122,7 +126,7 @@ class Fleet:
         except Exception as exc:
             self._sync_failures += 1
             backoff = min(60.0, 2.0**self._sync_failures)
-            self._synced = time.monotonic() + backoff - SYNC_S
+            self._synced = time.monotonic() + backoff - self.sync_s
             self.sync_error = f"the deployments could not be read ({type(exc).__name__}: {exc})"
             log.warning("%s; trying again in %.0f s", self.sync_error, backoff)
         else:

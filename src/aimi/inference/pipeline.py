@@ -25,12 +25,12 @@ from aimi.engines.base import (
     ToolCalls,
 )
 from aimi.errors import (
-    AimiError,
     ContentFiltered,
     ContextLengthExceeded,
     EngineUnavailable,
     InvalidRequest,
     RateLimited,
+    ledger_status,
 )
 from aimi.inference.chat import (
     Alternative,
@@ -49,6 +49,7 @@ from aimi.inference.prompts import PromptRenderer, estimate_prompt_tokens, with_
 from aimi.inference.schemas import json_object_gbnf, schema_to_gbnf
 from aimi.inference.stops import StopMatcher
 from aimi.inference.tools import ToolFormat, calls_as_text, server_calls
+from aimi.platform.metering import QuotaState
 from aimi.safety import Decision, OutputWindow, SafetyService
 from aimi.safety.config import verdict_record
 
@@ -59,7 +60,7 @@ AutoToolChoice = Literal["model", "eager"]
 class Meter(Protocol):
     """Quota admission and metering for one request (implemented by the platform)."""
 
-    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> Any:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
         """Reserve `tokens` (prompt + max_tokens); raises RateLimited when over quota."""
         ...
 
@@ -266,12 +267,7 @@ class ChatService:
         except ContentFiltered:
             raise  # metered where it was decided, with the verdict
         except BaseException as exc:  # an engine that refused, or a client that went away meanwhile
-            status = 500
-            if isinstance(exc, AimiError):
-                status = exc.status
-            elif isinstance(exc, asyncio.CancelledError):
-                status = 499
-            await self._refused(meter, status, None)
+            await self._refused(meter, ledger_status(exc), None)
             raise
 
     async def _start(self, request: ChatRequest, generation: _Prepared, meter: Meter | None) -> Answer:
@@ -351,7 +347,7 @@ class ChatService:
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         finish_reason=done.finish_reason if done is not None else "cancelled",
-                        status=503 if folded and done is not None and done.finish_reason == "error" else 200,
+                        status=ledger_status(_folded_error(done) if folded else None),
                         safety=safety or None,
                         cached_tokens=cached_tokens,
                     )
@@ -370,9 +366,9 @@ class ChatService:
             else:
                 done = event
         assert done is not None
-        if done.finish_reason == "error":  # no whole answer to give: the client may retry
-            why = done.message or "the server is busy or shutting down"
-            raise EngineUnavailable(f"The generation was interrupted ({why}).")
+        error = _folded_error(done)
+        if error is not None:
+            raise error
         filtered = done.finish_reason == "content_filter"  # a whole answer is withheld, not cut
         return ChatResult(
             text="" if filtered else "".join(parts),
@@ -384,6 +380,15 @@ class ChatService:
             output_safety=done.output_safety,
             message=done.message,
         )
+
+
+def _folded_error(done: Done | None) -> EngineUnavailable | None:
+    """What a folded answer (not streamed) that ended with `done` is answered with instead, if it is
+    not answered: one ended by an error has no whole answer to give, and the client may retry."""
+    if done is None or done.finish_reason != "error":
+        return None
+    why = done.message or "the server is busy or shutting down"
+    return EngineUnavailable(f"The generation was interrupted ({why}).")
 
 
 def _check_response_format(request: ChatRequest) -> None:
