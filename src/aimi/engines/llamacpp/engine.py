@@ -15,7 +15,7 @@ from typing import Literal
 from aimi.engines.base import EngineStats, Finish, GenerationRequest, ModelInfo, TokenEvent
 from aimi.engines.llamacpp.grammars import GrammarBuilds
 from aimi.engines.llamacpp.model import LlamaModel
-from aimi.engines.llamacpp.sampler import Sampler
+from aimi.engines.llamacpp.sampler import MAX_GRAMMAR_STEP_SECONDS, Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import EngineUnavailable, RateLimited
 
@@ -62,8 +62,11 @@ class LlamaCppEngine:
         on_progress: Callable[[float], None] | None = None,
         name: str | None = None,
         provider: str | None = None,
+        grammar_step_s: float = MAX_GRAMMAR_STEP_SECONDS,
     ) -> None:
-        """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...)."""
+        """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...);
+        `grammar_step_s` is the longest matching one token against a grammar may take before the
+        sequence ends."""
         self._path = model_path
         self._names = (name, provider)
         self._context_size = context_size
@@ -77,7 +80,7 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._grammars = GrammarBuilds()
+        self._grammars = GrammarBuilds(step_seconds=grammar_step_s)
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
         )
