@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aimi.engines.base import (
-    TOOL_CALLS_TOKEN,
+    Conversation,
     EngineStats,
     Event,
     Finish,
     GenerationRequest,
+    ModelCard,
     ModelInfo,
     Token,
     TokenLogprob,
+    ToolCall,
+    ToolCalls,
 )
 
 FAKE_INFO = ModelInfo(
@@ -35,7 +37,10 @@ FAKE_INFO = ModelInfo(
 
 
 class ScriptedEngine:
-    """Answers every request with the same pieces (one byte string per token), then `finish`."""
+    """A token engine that answers every request with the same pieces (one byte string per token),
+    then `finish`."""
+
+    port: Literal["token"] = "token"
 
     def __init__(
         self,
@@ -94,9 +99,12 @@ class RoomyEngine(ScriptedEngine):
         return dataclasses.replace(FAKE_INFO, context_length=4096)
 
 
-class SelfTemplatingEngine(ScriptedEngine):
-    """The scripted engine as one that templates itself (a server aimi forwards to): it takes the
-    conversation, may end with `calls` (as the server made them), and reports `usage` when given."""
+class SelfTemplatingEngine:
+    """A chat engine (as a server aimi forwards to is): it takes the conversation, answers with the
+    same pieces, may end with `calls` (as the server made them: `{"id", "name", "arguments"}`), and
+    reports `usage` when given."""
+
+    port: Literal["chat"] = "chat"
 
     def __init__(
         self,
@@ -104,24 +112,36 @@ class SelfTemplatingEngine(ScriptedEngine):
         *,
         calls: Sequence[dict[str, Any]] = (),
         usage: tuple[int, int] | None = None,
+        finish: str = "stop",
     ) -> None:
-        super().__init__(pieces)
+        self.pieces = list(pieces)
+        self.finish = finish
         self.calls = list(calls)
         self.usage = usage
+        self.requests: list[Conversation] = []
+        self.started = False
 
     @property
-    def info(self) -> ModelInfo:
-        return dataclasses.replace(FAKE_INFO, chat_template=None, context_length=4096, templates_itself=True)
+    def info(self) -> ModelCard:
+        return ModelCard(name=FAKE_INFO.name, provider=FAKE_INFO.provider, context_length=4096)
 
-    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
-        return [-1] * len(text.split())
+    async def start(self) -> None:
+        self.started = True
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        assert request.conversation is not None and request.prompt == [] and request.grammar is None
+    async def stop(self, grace_s: float = 0.0) -> None:
+        self.started = False
+
+    def stats(self) -> EngineStats:
+        return EngineStats(slots=1, requests=len(self.requests))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def generate(self, request: Conversation) -> AsyncIterator[Event]:
         self.requests.append(request)
         for piece in self.pieces:
             yield Token(-1, piece)
         if self.calls:
-            yield Token(TOOL_CALLS_TOKEN, json.dumps(self.calls).encode())
-        prompt_tokens, completion_tokens = self.usage or (request.prompt_tokens, len(self.pieces))
-        yield Finish("stop", prompt_tokens, completion_tokens)
+            yield ToolCalls(tuple(ToolCall(c.get("id", ""), c["name"], c["arguments"]) for c in self.calls))
+        prompt_tokens, completion_tokens = self.usage or (request.estimated_prompt_tokens, len(self.pieces))
+        yield Finish(self.finish, prompt_tokens, completion_tokens)  # type: ignore[arg-type]

@@ -14,15 +14,21 @@
     ├── ParameterNotSupported          422 parameter_not_supported
     ├── RateLimited                    429 429                     (carries retry_after)
     ├── EngineError                    500 InternalServerError
-    └── EngineUnavailable              503 ServiceUnavailable      (carries retry_after)
+    ├── EngineUnavailable              503 ServiceUnavailable      (carries retry_after)
+    └── ClientGone                     499 client_closed_request   (never sent: the ledger's record)
 
 `aimi.api.errors` maps this tree to the wire envelope, in one place. Nothing below `api/` knows HTTP
-beyond these two class attributes.
+beyond these two class attributes; `ledger_status` says which status a request that ended one way or
+another is recorded with.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from aimi.safety.policy import Decision
 
 
 class AimiError(Exception):
@@ -60,7 +66,7 @@ class ContentFiltered(InvalidRequest):
 
     code = "content_filter"
 
-    def __init__(self, decision: Any) -> None:
+    def __init__(self, decision: Decision) -> None:
         super().__init__(
             "The response was filtered due to the prompt triggering Microsoft's content management policy. "
             "Please modify your prompt and retry.",
@@ -142,3 +148,26 @@ class EngineUnavailable(AimiError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ClientGone(AimiError):
+    """The client went away before its answer was committed (nginx's 499): recorded, never sent."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+ANSWERED = 200
+"""The status of a request that was answered (whatever its finish reason)."""
+
+
+def ledger_status(error: BaseException | None) -> int:
+    """The status a request that ended with `error` (None: answered) is recorded with: the error
+    tree's status, `ClientGone`'s for a cancelled request, `AimiError`'s for anything unforeseen."""
+    if error is None:
+        return ANSWERED
+    if isinstance(error, AimiError):
+        return error.status
+    if isinstance(error, asyncio.CancelledError):
+        return ClientGone.status
+    return AimiError.status

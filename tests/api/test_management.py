@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from aimi.api.app import create_app
+from aimi.api.services import services_of
 from aimi.inference.fleet import Filters
 from aimi.settings import Settings
 from tests.conftest import TEST_KEY
@@ -227,7 +228,7 @@ async def test_a_deployment_made_beside_the_server_is_served_from_its_first_requ
 ) -> None:
     """As `aimi deployments create` does it: straight into the database, while the server runs."""
     created = await asyncio.to_thread(
-        app.state.platform.deployments.create, project="cli", model=SMOLLM2, name="from-cli"
+        services_of(app).platform.deployments.create, project="cli", model=SMOLLM2, name="from-cli"
     )
     await asyncio.sleep(1.1)  # unknown names re-read the store at most once a second
     assert (await chat(http, "from-cli", created.keys[0].key)).status_code == 200

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from aimi.api.app import create_app
+from aimi.api.services import services_of
 from tests.conftest import fake_settings
 from tests.fakes import ScriptedEngine
 
@@ -23,7 +24,9 @@ async def test_readiness_turns_draining_at_the_first_shutdown_signal_and_new_req
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://aimi.test") as http:
             assert (await http.get("/readyz")).json() == {"status": "ready"}
-            await app.state.begin_shutdown()
+            drained = services_of(app).begin_shutdown()
+            assert drained is not None
+            await drained
             ready = await http.get("/readyz")
             assert (ready.status_code, ready.json()) == (503, {"status": "draining"})
             late = await http.post(
@@ -41,7 +44,7 @@ async def test_readiness_is_degraded_while_the_deployments_cannot_be_read(tmp_pa
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://aimi.test") as http:
-            app.state.fleet.sync_error = "the deployments could not be read (OperationalError: gone)"
+            services_of(app).fleet.sync_error = "the deployments could not be read (OperationalError: gone)"
             ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json() == {

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from aimi.engines.base import Engine, Finish, GenerationRequest, Token
+from typing import Any
+
+from aimi.engines.base import Event, Finish, Token
 
 
-async def run(engine: Engine, request: GenerationRequest) -> tuple[list[Token], Finish]:
-    """The tokens of one generation, and its Finish."""
-    tokens: list[Token] = []
+async def events_of(engine: Any, request: Any) -> list[Event]:
+    """Every event of one generation, through whichever port the engine implements."""
+    events: list[Event] = []
     async for event in engine.generate(request):
-        if isinstance(event, Token):
-            tokens.append(event)
-        else:
-            return tokens, event
+        events.append(event)
+        if isinstance(event, Finish):
+            return events
     raise AssertionError("no Finish event")
+
+
+async def run(engine: Any, request: Any) -> tuple[list[Token], Finish]:
+    """The tokens of one generation, and its Finish."""
+    events = await events_of(engine, request)
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    return [e for e in events if isinstance(e, Token)], finish

@@ -195,16 +195,19 @@ async def test_the_engine_builds_grammars_on_its_worker_threads(
     assert RecordingSampler.threads and RecordingSampler.threads[0].startswith("aimi-grammar-")
 
 
-async def test_a_grammar_too_costly_to_match_ends_its_sequence_and_the_engine_goes_on(
-    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sampler, "MAX_GRAMMAR_STEP_SECONDS", 0.0)
-    tokens, finish = await run(engine, constrained(YES_NO, prompt(engine, "Yes or no?"), max_tokens=8))
-    assert (finish.reason, tokens) == ("error", [])
-    assert finish.message and "Matching the output constraint" in finish.message
-    monkeypatch.undo()
-    _, after = await run(engine, GenerationRequest(prompt(engine, "Hi"), Sampling(temperature=0), 4))
-    assert isinstance(after, Finish) and after.reason in ("stop", "length")
+async def test_a_grammar_too_costly_to_match_ends_its_sequence_and_the_engine_goes_on() -> None:
+    engine = LlamaCppEngine(
+        embedded_model_path(), context_size=512, slots=2, threads=2, max_waiting=4, grammar_step_s=0.0
+    )
+    await engine.start()
+    try:
+        tokens, finish = await run(engine, constrained(YES_NO, prompt(engine, "Yes or no?"), max_tokens=8))
+        assert (finish.reason, tokens) == ("error", [])
+        assert finish.message and "Matching the output constraint" in finish.message
+        _, after = await run(engine, GenerationRequest(prompt(engine, "Hi"), Sampling(temperature=0), 4))
+        assert isinstance(after, Finish) and after.reason in ("stop", "length")
+    finally:
+        await engine.stop()
 
 
 # -- a lazy grammar's trigger -----------------------------------------------------------------

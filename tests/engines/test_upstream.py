@@ -14,12 +14,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from aimi.engines.base import (
-    TOOL_CALLS_TOKEN,
     Conversation,
     Finish,
     GenerationRequest,
     Sampling,
     Token,
+    ToolCall,
+    ToolCalls,
 )
 from aimi.engines.upstream import UpstreamEngine, UpstreamSource, estimate_tokens
 from aimi.errors import (
@@ -32,7 +33,7 @@ from aimi.errors import (
     RateLimited,
 )
 from tests.conftest import free_port
-from tests.engines.generations import run
+from tests.engines.generations import events_of, run
 
 pytestmark = pytest.mark.anyio
 
@@ -150,19 +151,15 @@ async def engine(server: TestServer) -> AsyncIterator[UpstreamEngine]:
     await e.stop()
 
 
-def ask(text: str = "Say hi.", *, max_tokens: int | None = 16, **options: Any) -> GenerationRequest:
-    logprobs = options.pop("logprobs", None)
-    sampling = options.pop("sampling", Sampling(temperature=0))
+def ask(text: str = "Say hi.", *, max_tokens: int | None = 16, **options: Any) -> Conversation:
+    options.setdefault("sampling", Sampling(temperature=0))
     messages = ({"role": "user", "content": text},)
-    conversation = Conversation(
-        messages=messages, estimated_prompt_tokens=9, max_tokens=max_tokens, **options
-    )
-    return GenerationRequest(
-        prompt=[],
-        sampling=sampling,
-        max_tokens=max_tokens or 100,
-        logprobs=logprobs,
-        conversation=conversation,
+    return Conversation(
+        messages=messages,
+        estimated_prompt_tokens=9,
+        reserved_tokens=max_tokens or 100,
+        max_tokens=max_tokens,
+        **options,
     )
 
 
@@ -179,14 +176,14 @@ def test_the_token_estimate_counts_words_numbers_and_punctuation() -> None:
     assert estimate_tokens("Say hi.") == 3
     assert estimate_tokens("In 2024, 12345 people") == 7  # In, 202, 4, ",", 123, 45, people
     assert estimate_tokens("") == 0
-    assert len(UpstreamEngine("http://x").tokenize("Say hi.", add_bos=True, special=True)) == 3
+    assert UpstreamEngine("http://x").count_tokens("Say hi.") == 3
 
 
 async def test_start_learns_the_model_and_the_engine_templates_itself(engine: UpstreamEngine) -> None:
     assert engine.model == "served-model"
     info = engine.info
     assert (info.name, info.provider, info.context_length) == ("My-Offer", "me", 2048)
-    assert info.templates_itself
+    assert engine.port == "chat"  # it takes the conversation, and has no tokenizer to describe
     assert info.metadata["upstream.model"] == "served-model"
 
 
@@ -303,10 +300,9 @@ async def test_tool_call_deltas_are_put_together_with_the_server_s_ids(
         chunk(finish="tool_calls"),
         usage(30, 12),
     ]
-    tokens, finish = await run(engine, ask())
-    assert [t.id for t in tokens] == [TOOL_CALLS_TOKEN]
-    calls = json.loads(tokens[0].piece)
-    assert calls == [{"id": "call_abc", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    *_, made, finish = await events_of(engine, ask())
+    assert made == ToolCalls((ToolCall("call_abc", "get_weather", '{"city": "Paris"}'),))
+    assert isinstance(finish, Finish)
     assert (finish.reason, finish.completion_tokens) == ("stop", 12)
 
 

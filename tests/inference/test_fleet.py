@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from aimi.db.database import Database, sqlite_url
-from aimi.engines.base import Engine
+from aimi.engines.base import ChatModel, Conversation
 from aimi.errors import EngineUnavailable
-from aimi.inference import fleet as fleet_module
 from aimi.inference.chat import ChatRequest, Message
 from aimi.inference.fleet import Filters, Fleet
 from aimi.platform.catalog import Catalog, Offer
@@ -43,7 +42,7 @@ class Factory:
         self.down = True
         self.built: list[FlakyUpstream] = []
 
-    def __call__(self, source: str, offer: Offer) -> Engine:
+    def __call__(self, source: str, offer: Offer) -> ChatModel:
         self.built.append(FlakyUpstream(self.down))
         return self.built[-1]
 
@@ -74,12 +73,12 @@ async def test_an_engine_that_templates_itself_is_served_without_a_prompt_render
     assert served.service.renderer is None
     result = await served.service.complete(ChatRequest(messages=(Message("user", "hi"),)))
     assert result.text == "Hello world!"
-    assert factory.built[0].requests[0].conversation is not None
+    assert isinstance(factory.built[0].requests[0], Conversation)
     await fleet.stop()
 
 
 async def test_a_deployment_whose_server_is_down_is_503_and_retried_by_the_sync_only(
-    store: DeploymentStore, monkeypatch: pytest.MonkeyPatch
+    store: DeploymentStore,
 ) -> None:
     store.create(project="p", model="Mistral-Small", name="small", source=UPSTREAM)
     factory = Factory()
@@ -92,7 +91,7 @@ async def test_a_deployment_whose_server_is_down_is_503_and_retried_by_the_sync_
             await fleet.get("small")
     assert len(factory.built) == 1  # requests in between do not hammer the server
     factory.down = False
-    monkeypatch.setattr(fleet_module, "SYNC_S", 0.0)
+    fleet.sync_s = 0.0
     served = await fleet.get("small")  # the interval is over: tried again, and served
     assert served.deployment.name == "small"
     assert len(factory.built) == 2
@@ -115,7 +114,7 @@ class FailingList(DeploymentStore):
 
 
 async def test_a_background_re_read_that_fails_is_logged_backs_off_and_clears_when_it_works(
-    store: DeploymentStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    store: DeploymentStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     store.create(project="p", model="Mistral-Small", name="small", source=UPSTREAM)
     failing = FailingList(store)
@@ -124,7 +123,7 @@ async def test_a_background_re_read_that_fails_is_logged_backs_off_and_clears_wh
     fleet = Fleet(store=failing, engine_factory=factory, safety_filters=no_filters)
     await fleet.reconcile()
     failing.down = True
-    monkeypatch.setattr(fleet_module, "SYNC_S", 0.0)
+    fleet.sync_s = 0.0
     with caplog.at_level("WARNING", logger="aimi.inference"):
         await fleet.get("small")  # still served from what was read; a re-read starts behind it
         await asyncio.sleep(0.05)

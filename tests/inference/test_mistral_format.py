@@ -210,6 +210,8 @@ class ReplayEngine:
     """Emits fixed token ids, with the tiny model's own pieces: what a model that generated exactly
     these tokens would hand the pipeline."""
 
+    port = "token"
+
     def __init__(self, model: LlamaModel, tokens: Sequence[int]) -> None:
         self.model = model
         self.tokens = list(tokens)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from aimi.engines.base import Event, Finish, GenerationRequest, Sampling, Token
+from aimi.engines.base import Conversation, Event, Finish, GenerationRequest, Sampling, Token
 from aimi.errors import ContextLengthExceeded, EngineUnavailable, InvalidRequest, RateLimited
 from aimi.inference.chat import (
     ChatRequest,
@@ -153,10 +154,9 @@ async def test_an_engine_that_templates_itself_gets_the_conversation_tools_and_n
         parallel_tool_calls=False,
     )
     await forwarding(engine).complete(request)
-    generation = engine.requests[0]
-    assert (generation.prompt, generation.grammar, generation.max_tokens) == ([], None, 10)
-    conversation = generation.conversation
-    assert conversation is not None
+    conversation = engine.requests[0]
+    assert isinstance(conversation, Conversation)  # messages, no prompt token ids, no grammar
+    assert conversation.reserved_tokens == 10
     assert conversation.messages == (
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": None, "tool_calls": [
@@ -182,15 +182,13 @@ async def test_a_json_schema_reaches_an_engine_that_templates_itself_unconverted
     }  # no GBNF for minimum
     response_format = ResponseFormat("json_schema", schema=schema, name="person")
     await forwarding(engine).complete(ask(response_format=response_format))
-    conversation = engine.requests[0].conversation
-    assert conversation is not None
+    conversation = engine.requests[0]
     assert conversation.response_format == {
         "type": "json_schema",
         "json_schema": {"name": "person", "schema": schema},
     }
     await forwarding(engine).complete(ask(response_format=ResponseFormat("json_object")))
-    assert engine.requests[1].conversation is not None
-    assert engine.requests[1].conversation.response_format == {"type": "json_object"}
+    assert engine.requests[1].response_format == {"type": "json_object"}
 
 
 async def test_tools_with_a_response_format_are_refused_for_every_engine() -> None:
@@ -207,6 +205,15 @@ async def test_calls_from_an_engine_that_templates_itself_keep_the_server_s_ids(
     assert result.finish_reason == "tool_calls"
 
 
+async def test_a_call_the_server_cut_off_comes_back_as_text_so_nothing_is_lost() -> None:
+    cut = {"id": "call_abc", "name": "get_weather", "arguments": '{"city": "Par'}
+    engine = SelfTemplatingEngine([b"Let me check."], calls=[cut], finish="length")
+    result = await forwarding(engine).complete(ask(tools=(WEATHER,)))
+    assert result.tool_calls == ()
+    assert result.finish_reason == "length"
+    assert result.text == "Let me check." + json.dumps([cut])
+
+
 async def test_without_parallel_calls_only_the_first_call_of_the_server_is_kept() -> None:
     second = {**PARIS_CALL, "id": "call_def", "arguments": '{"city": "Rome"}'}
     engine = SelfTemplatingEngine([], calls=[PARIS_CALL, second])
@@ -220,8 +227,7 @@ async def test_quota_admission_uses_the_estimate_and_metering_the_engine_s_usage
     engine = SelfTemplatingEngine(usage=(42, 3))
     meter = RecordingMeter()
     result = await forwarding(engine).complete(ask("one two three", max_tokens=5), meter)
-    conversation = engine.requests[0].conversation
-    assert conversation is not None
+    conversation = engine.requests[0]
     estimate = conversation.estimated_prompt_tokens
     assert estimate == 3 + 3 + 3  # three words, a message's markup, the answer's opening
     assert meter.admitted == [estimate + 5]
@@ -234,16 +240,15 @@ async def test_without_max_tokens_the_server_decides_and_the_context_left_is_res
     meter = RecordingMeter()
     await forwarding(engine).complete(ask(), meter)
     generation = engine.requests[0]
-    assert generation.conversation is not None and generation.conversation.max_tokens is None
-    assert generation.prompt_tokens + generation.max_tokens == engine.info.context_length
+    assert generation.max_tokens is None
+    assert generation.estimated_prompt_tokens + generation.reserved_tokens == engine.info.context_length
     assert meter.admitted == [engine.info.context_length]
 
 
 async def test_the_safe_prompt_reaches_an_engine_that_templates_itself_as_a_system_message() -> None:
     engine = SelfTemplatingEngine()
     await forwarding(engine).complete(ask(safe_prompt=True))
-    conversation = engine.requests[0].conversation
-    assert conversation is not None
+    conversation = engine.requests[0]
     assert conversation.messages[0] == {"role": "system", "content": SAFE_PROMPT}
 
 
@@ -256,10 +261,9 @@ async def test_stop_sequences_still_cut_what_such_an_engine_sends() -> None:
 def test_a_prompt_renderer_goes_only_with_an_engine_that_does_not_template_itself() -> None:
     with pytest.raises(ValueError, match="prompt renderer"):
         ChatService(engine=ScriptedEngine())
-    engine = SelfTemplatingEngine()
-    renderer = ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize)
+    renderer = ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, ScriptedEngine().tokenize)
     with pytest.raises(ValueError, match="prompt renderer"):
-        ChatService(engine=engine, renderer=renderer)
+        ChatService(engine=SelfTemplatingEngine(), renderer=renderer)
 
 
 @pytest.mark.parametrize(("last", "forced", "offered"), [("user", True, True), ("tool", False, False)])

@@ -7,92 +7,23 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 import aimi
 from aimi.api import errors, management, metrics, openapi, routes
-from aimi.db.database import Database, sqlite_url
-from aimi.engines.base import Engine
-from aimi.engines.llamacpp import LlamaCppEngine
-from aimi.engines.llamacpp.embedded import embedded_model_path
-from aimi.engines.upstream import UpstreamEngine
+from aimi.api.services import Services
+from aimi.engines.base import ChatModel
+from aimi.engines.registry import EngineRegistry, engine_registry
 from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
-from aimi.platform.catalog import EMBEDDED, Catalog, Offer
-from aimi.platform.deployments import DeploymentStore
-from aimi.platform.inflight import InFlight
-from aimi.platform.keys import IssuedKey, KeyStore
+from aimi.platform.keys import IssuedKey
 from aimi.platform.quickstart import ServeTarget, ensure_served
-from aimi.platform.quotas import MemoryQuotaStore, QuotaStore, RedisQuotaStore
-from aimi.platform.usage import UsageLedger
+from aimi.platform.services import open_platform
 from aimi.settings import Settings
 from aimi.web import portal
 
 log = logging.getLogger("aimi")
-
-
-@dataclass
-class Platform:
-    """The platform services, built once per app."""
-
-    db: Database
-    catalog: Catalog
-    keys: KeyStore
-    deployments: DeploymentStore
-    ledger: UsageLedger
-    quotas: QuotaStore
-    inflight: InFlight
-    """Keeps the requests this process serves in the ledger while they run (started by the server)."""
-
-
-def open_platform(settings: Settings) -> Platform:
-    """Open (and migrate) the database and build the services on it. Also used by the CLI."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.database_url or sqlite_url(settings.data_dir))
-    db.migrate()
-    catalog = Catalog(db)
-    catalog.seed()
-    keys = KeyStore(db)
-    quotas: QuotaStore = RedisQuotaStore(settings.redis_url) if settings.redis_url else MemoryQuotaStore()
-    ledger = UsageLedger(db)
-    inflight = InFlight(
-        ledger,
-        quotas,
-        interval_s=settings.ledger_progress_interval_s,
-        stale_after_s=settings.ledger_stale_after_s,
-    )
-    return Platform(db, catalog, keys, DeploymentStore(db, catalog, keys), ledger, quotas, inflight)
-
-
-def engines_for(settings: Settings, *, on_progress: Callable[[float], None] | None = None) -> EngineFactory:
-    """An engine per source: a server aimi forwards to for an http(s) URL, llama.cpp for a GGUF file
-    or the embedded model."""
-
-    def build(source: str, offer: Offer) -> Engine:
-        if source.startswith(("http://", "https://")):
-            return UpstreamEngine(
-                source,
-                name=offer.name,
-                provider=offer.provider,
-                context_length=offer.context_length,
-                api_key=settings.upstream_key(source),
-            )
-        return LlamaCppEngine(
-            embedded_model_path() if source == EMBEDDED else Path(source),
-            name=offer.name,
-            provider=offer.provider,
-            context_size=settings.context_size,
-            slots=settings.parallel,
-            shared_kv_cache=settings.kv_cache == "shared",
-            threads=settings.threads,
-            max_waiting=settings.max_queue,
-            prompt_cache_bytes=settings.prompt_cache_mb << 20,
-            on_progress=on_progress,
-        )
-
-    return build
 
 
 @dataclass(frozen=True)
@@ -106,22 +37,27 @@ class Started:
 def create_app(
     settings: Settings,
     *,
-    engine: Engine | None = None,
+    engine: ChatModel | None = None,
+    engines: EngineRegistry | None = None,
     on_ready: Callable[[FastAPI, Started], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
     safety_filters: Callable[[], Filters] = load_offline_filters,
 ) -> FastAPI:
-    """The ASGI app. `engine` (for tests) serves every deployment instead of the engines by source;
+    """The ASGI app. `engines`: the engine registry (default: the built-in engines and installed
+    plug-ins); `engine` (for tests) serves every deployment instead of the engines by source;
     `safety_filters` (for tests) replaces loading the built-in content-safety filters."""
+    registry = engines if engines is not None else engine_registry()
     factory: EngineFactory = (
         (lambda _source, _offer: engine)
         if engine is not None
-        else engines_for(settings, on_progress=on_progress)
+        else registry.loader(settings, on_progress=on_progress)
     )
+
+    served = Services(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        platform = await asyncio.to_thread(open_platform, settings)
+        platform = await asyncio.to_thread(open_platform, settings, registry)
         await platform.inflight.start()  # closes what a process that died left in progress
         target = None
         if settings.serves_quickstart:
@@ -143,28 +79,17 @@ def create_app(
             safety_filters=safety_filters,
         )
         await fleet.reconcile()
-        app.state.platform = platform
-        app.state.fleet = fleet
-        app.state.metrics = metrics.registry_for(fleet)
-
-        def begin_shutdown() -> asyncio.Future[None]:
-            """Not ready from now on; new requests get 503; running answers get the grace."""
-            app.state.ready = False
-            app.state.draining = True
-            return asyncio.ensure_future(fleet.stop())
-
-        app.state.begin_shutdown = begin_shutdown
-        app.state.ready = True
+        # the inference routes still read these two (until they read `services(request)` too)
+        app.state.platform, app.state.fleet = platform, fleet
+        served.started(platform, fleet, metrics.registry_for(fleet))
         if on_ready is not None:
             on_ready(app, Started(target, admin))
         try:
             yield
         finally:
-            app.state.ready = False
+            served.ready = False
             await fleet.stop()
-            await platform.inflight.stop()
-            await platform.quotas.close()
-            platform.db.close()
+            await platform.close()
 
     app = FastAPI(
         title="aimi",
@@ -173,10 +98,8 @@ def create_app(
         "platform around them: model catalog, deployments, keys, quotas and a usage ledger.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.ready = False
-    app.state.draining = False
-    app.state.begin_shutdown = lambda: None  # before start-up there is nothing to drain
+    app.state.services = served
+    app.state.settings = settings  # read by the inference routes, as platform and fleet are
     errors.install(app)
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])
@@ -192,10 +115,10 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"])
-    async def readyz(request: Request) -> JSONResponse:
-        ready = bool(request.app.state.ready)
-        status = "ready" if ready else "draining" if request.app.state.draining else "starting"
-        trouble = request.app.state.fleet.sync_error if ready else None
+    async def readyz() -> JSONResponse:
+        ready = served.ready
+        status = "ready" if ready else "draining" if served.draining else "starting"
+        trouble = served.fleet.sync_error if ready else None
         if trouble is not None:
             return JSONResponse({"status": "degraded", "reason": trouble}, status_code=503)
         return JSONResponse({"status": status}, status_code=200 if ready else 503)

@@ -24,6 +24,7 @@ from aimi.api.schemas.management import (
     UsageLineOut,
     UsageOut,
 )
+from aimi.api.services import services
 from aimi.errors import InvalidRequest, Unauthorized
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment
@@ -34,7 +35,7 @@ from aimi.safety.config import policy_from_dict, policy_to_dict
 
 async def require_admin(request: Request) -> None:
     key = key_from(request.headers)
-    if not key or not await asyncio.to_thread(request.app.state.platform.keys.is_admin, key):
+    if not key or not await asyncio.to_thread(services(request).platform.keys.is_admin, key):
         raise Unauthorized()
     request.state.who = f"api (admin key ending {key[-4:]})"
 
@@ -124,31 +125,31 @@ def _deployment(request: Request, deployment: Deployment, keys: list[KeyOut] | N
 
 
 async def list_models(request: Request) -> list[ModelOut]:
-    offers = await asyncio.to_thread(request.app.state.platform.catalog.list)
+    offers = await asyncio.to_thread(services(request).platform.catalog.list)
     return [_model(o) for o in offers]
 
 
 async def show_model(request: Request, name: str) -> ModelOut:
-    return _model(await asyncio.to_thread(request.app.state.platform.catalog.get, name))
+    return _model(await asyncio.to_thread(services(request).platform.catalog.get, name))
 
 
 async def add_model(request: Request, body: ModelIn) -> ModelOut:
     offer = Offer(**body.model_dump())
-    return _model(await asyncio.to_thread(request.app.state.platform.catalog.add, offer))
+    return _model(await asyncio.to_thread(services(request).platform.catalog.add, offer))
 
 
 async def list_deployments(request: Request, project: str | None = None) -> list[DeploymentOut]:
-    found = await asyncio.to_thread(request.app.state.platform.deployments.list, project)
+    found = await asyncio.to_thread(services(request).platform.deployments.list, project)
     return [_deployment(request, d) for d in found]
 
 
 async def create_deployment(request: Request, body: DeploymentIn) -> CreatedOut:
-    platform = request.app.state.platform
+    platform = services(request).platform
     who = getattr(request.state, "who", None)
     created = await asyncio.to_thread(
         lambda: platform.deployments.create(**body.model_dump(), accepted_by=who)
     )
-    await request.app.state.fleet.reconcile()  # served from this response on
+    await services(request).fleet.reconcile()  # served from this response on
     offer = await asyncio.to_thread(platform.catalog.get, created.deployment.model)
     return CreatedOut(
         deployment=_deployment(request, created.deployment),
@@ -159,32 +160,32 @@ async def create_deployment(request: Request, body: DeploymentIn) -> CreatedOut:
 
 
 async def show_deployment(request: Request, name: str) -> DeploymentOut:
-    platform = request.app.state.platform
+    platform = services(request).platform
     deployment = await asyncio.to_thread(platform.deployments.get, name)
     keys = await show_keys(request, name)
     return _deployment(request, deployment, keys)
 
 
 async def update_deployment(request: Request, name: str, body: DeploymentPatch) -> DeploymentOut:
-    platform = request.app.state.platform
+    platform = services(request).platform
     await asyncio.to_thread(lambda: platform.deployments.set_quotas(name, **body.model_dump()))
-    await request.app.state.fleet.reconcile()  # the new limits apply from the next request
+    await services(request).fleet.reconcile()  # the new limits apply from the next request
     return await show_deployment(request, name)
 
 
 async def delete_deployment(request: Request, name: str) -> Response:
-    await asyncio.to_thread(request.app.state.platform.deployments.delete, name)
-    await request.app.state.fleet.reconcile()
+    await asyncio.to_thread(services(request).platform.deployments.delete, name)
+    await services(request).fleet.reconcile()
     return Response(status_code=204)
 
 
 async def show_keys(request: Request, name: str) -> list[KeyOut]:
-    keys = await asyncio.to_thread(request.app.state.platform.keys.show, name)
+    keys = await asyncio.to_thread(services(request).platform.keys.show, name)
     return [KeyOut(id=k.id, which=k.which, hint=k.hint, created_at=k.created_at) for k in keys]
 
 
 async def regenerate_key(request: Request, name: str, which: Which) -> IssuedKeyOut:
-    issued = await asyncio.to_thread(request.app.state.platform.keys.regenerate, name, which)
+    issued = await asyncio.to_thread(services(request).platform.keys.regenerate, name, which)
     return IssuedKeyOut(which=issued.which, key=issued.key)
 
 
@@ -204,13 +205,13 @@ async def usage(
     request: Request, deployment: str | None = None, since: str | None = None, by: Period | None = None
 ) -> UsageOut:
     start = parse_since(since) if since else None
-    ledger = request.app.state.platform.ledger
+    ledger = services(request).platform.ledger
     lines, total = await asyncio.to_thread(lambda: ledger.summary(deployment=deployment, since=start, by=by))
     return UsageOut(lines=[_line(x) for x in lines], total=_line(total))
 
 
 async def show_safety(request: Request, name: str) -> dict[str, Any]:
-    deployment = await asyncio.to_thread(request.app.state.platform.deployments.get, name)
+    deployment = await asyncio.to_thread(services(request).platform.deployments.get, name)
     return policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
 
 
@@ -220,7 +221,7 @@ async def set_safety(request: Request, name: str, body: SafetyIn) -> dict[str, A
     "judge": "my-mistral"}`; unset fields take the defaults (medium)."""
     raw = {k: v for k, v in body.model_dump().items() if v is not None}  # nested None: never block
     policy_from_dict(raw)  # validate
-    platform = request.app.state.platform
+    platform = services(request).platform
     await asyncio.to_thread(platform.deployments.set_safety, name, raw)
-    await request.app.state.fleet.reconcile()
+    await services(request).fleet.reconcile()
     return await show_safety(request, name)

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from aimi.api.management import require_admin
+from aimi.api.services import services
 from aimi.inference.fleet import Fleet
 
 _ENGINE = ["engine", "model"]
@@ -95,4 +96,4 @@ def registry_for(fleet: Fleet) -> CollectorRegistry:
 async def metrics(request: Request) -> Response:
     """Behind the admin key, as `/api/` is: the names and load of every deployment are not public."""
     await require_admin(request)
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services(request).metrics), media_type=CONTENT_TYPE_LATEST)

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from aimi.api.app import Platform, open_platform
 from aimi.errors import AimiError
+from aimi.platform.services import Platform, open_platform
 from aimi.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from aimi.api import access_log
 from aimi.api.app import Started, create_app
+from aimi.api.services import services_of
 from aimi.settings import Settings
 
 
@@ -135,7 +136,7 @@ def serve(log_level: str, **flags: Any) -> None:
     server = _Server(
         config,
         banner=lambda port: _banner(console, started[0] if started else None, settings, port),
-        on_exit=lambda: app.state.begin_shutdown(),  # set by the app's start-up, read when it is time
+        on_exit=lambda: services_of(app).begin_shutdown(),  # a no-op before start-up
     )
     try:
         server.run()

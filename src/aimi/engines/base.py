@@ -1,19 +1,38 @@
-"""The Engine port and the types that cross it."""
+"""The engine ports and the types that cross them.
+
+Every engine has a lifecycle (`Engine`: start, stop, stats, what model it serves). Chat answers come
+through one of two ports, and both yield the same events (`aimi.engines.events`):
+
+- a *token engine* (llama.cpp) takes prompt token ids, rendered by a `PromptRenderer` from its
+  tokenizer and chat template (`aimi.inference.prompts`), with the grammar that keeps tool calls and
+  response formats valid;
+- a *chat engine* (an upstream server) takes the conversation itself, and templates, lays out tools
+  and enforces response formats itself.
+
+A further port (embeddings) joins as one more protocol on `Engine`, with its own request and result;
+the chat ports do not change for it. Engines are found by the kind of source they serve
+(`aimi.engines.registry`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
-FinishReason = Literal["stop", "length", "content_filter", "error", "interrupted"]
-"""`content_filter`: a server an engine forwards to withheld the rest (aimi's own filter is above).
-`interrupted`: the server stopped the generation (a shutdown whose grace ran out); the tokens so far
-stand, unlike after an `error`."""
+from aimi.engines.events import (
+    Event,
+    Finish,
+    FinishReason,
+    Token,
+    TokenEvent,
+    TokenLogprob,
+    ToolCall,
+    ToolCalls,
+)
 
-TOOL_CALLS_TOKEN = -2
-"""The id of a `Token` whose piece is tool calls an engine that templates itself read from its server:
-a JSON list of `{"id", "name", "arguments"}` (no vocabulary has negative ids)."""
+Port = Literal["token", "chat"]
+"""Which port an engine implements (the embedding port will add its own name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,29 +70,8 @@ class Grammar:
 
 
 @dataclass(frozen=True, slots=True)
-class Conversation:
-    """A chat as an engine that templates itself takes it: the OpenAI chat-completions shapes of the
-    messages and of the options such a server applies itself (it lays out the tools and enforces the
-    response format; no grammar comes with it)."""
-
-    messages: tuple[dict[str, Any], ...]
-    estimated_prompt_tokens: int
-    """aimi's estimate of the prompt's length (for quota admission, and for usage when the server
-    reports none)."""
-    max_tokens: int | None = None
-    """What the client asked for; None leaves it to the server (`GenerationRequest.max_tokens` is then
-    what aimi reserved)."""
-    tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool = True
-    response_format: dict[str, Any] | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What an engine generates from: a prompt already rendered to token ids, or, for an engine that
-    templates itself, the conversation (and `prompt` is empty)."""
+    """What a token engine generates from: a prompt already rendered to token ids."""
 
     prompt: list[int]
     sampling: Sampling
@@ -81,69 +79,54 @@ class GenerationRequest:
     logprobs: int | None = None
     """None: no log-probabilities; k >= 0: the sampled token's and the top k alternatives'."""
     grammar: Grammar | None = None
-    conversation: Conversation | None = None
 
     @property
     def prompt_tokens(self) -> int:
-        """The prompt's length in tokens; an estimate for a conversation."""
-        if self.conversation is not None:
-            return self.conversation.estimated_prompt_tokens
         return len(self.prompt)
 
 
 @dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    token: int
-    piece: bytes
-    logprob: float
+class Conversation:
+    """What a chat engine generates from: the OpenAI chat-completions shapes of the messages and of
+    the options its server applies itself (it lays out the tools and enforces the response format;
+    no grammar comes with it)."""
+
+    messages: tuple[dict[str, Any], ...]
+    sampling: Sampling
+    estimated_prompt_tokens: int
+    """aimi's estimate of the prompt's length (for quota admission, and for usage when the server
+    reports none)."""
+    reserved_tokens: int
+    """The completion tokens aimi reserved in the quota: `max_tokens`, or what the context has left."""
+    max_tokens: int | None = None
+    """What the client asked for; None leaves it to the server."""
+    logprobs: int | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
+    stop: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One sampled token; `piece` is its raw bytes (a UTF-8 character may span several tokens).
-    An engine that does not see token ids (a server it forwards to) gives `id` -1."""
-
-    id: int
-    piece: bytes
-    logprob: float | None = None
-    top: tuple[TokenLogprob, ...] = ()
-    cached_tokens: int = 0
-    """On a generation's first token: how many prompt tokens came from a cache (as in `Finish`), so
-    that an answer cut short by a stop sequence still reports it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """The last event of every generation."""
-
-    reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-    message: str | None = None
-    """Why an `error` finish happened, for the log and the final event."""
-    cached_tokens: int = 0
-    """Prompt tokens served from a cache rather than evaluated (an engine that does not know: 0)."""
-
-
-Event = Token | Finish
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """What the rest of aimi needs to know about the loaded model."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelCard:
+    """What every engine says of the model it serves."""
 
     name: str
     provider: str
     context_length: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInfo(ModelCard):
+    """A token engine's model: the card, and what a prompt renderer needs of its tokenizer."""
+
     chat_template: str | None
     bos_token: str
     eos_token: str
     add_bos: bool
     vocab_size: int
-    metadata: dict[str, str] = field(default_factory=dict)
-    templates_itself: bool = False
-    """True for an engine that takes `GenerationRequest.conversation` instead of prompt token ids
-    (it renders the prompt, tools and response format itself, and its `tokenize` is an estimate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,25 +149,85 @@ class EngineStats:
     decode_seconds: float = 0.0
 
 
-@runtime_checkable
 class Engine(Protocol):
-    """A model behind a scheduler. `generate` always streams; a full response is the stream folded."""
+    """What every engine has, whatever it generates: a model, a lifecycle, counters."""
 
     @property
-    def info(self) -> ModelInfo: ...
+    def port(self) -> str:
+        """Which port it implements (`token`, `chat`)."""
+        ...
 
-    async def start(self) -> None: ...
+    @property
+    def info(self) -> ModelCard: ...
+
+    async def start(self) -> None:
+        """Load the model or reach the server; raises (an `AimiError`) saying why it cannot."""
+        ...
 
     async def stop(self, grace_s: float = 0.0) -> None:
         """Stop admitting; let running generations go on for `grace_s`, then end them (`error`)."""
         ...
 
-    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
-
     def stats(self) -> EngineStats: ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+
+class TokenEngine(Engine, Protocol):
+    """A model behind a scheduler, fed prompt token ids. `generate` always streams; a full response is
+    the stream folded."""
+
+    @property
+    def port(self) -> Literal["token"]: ...
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         """Yield tokens, then one `Finish`. Admission errors (busy, a grammar the engine cannot
         compile) raise on the first iteration; closing the iterator early cancels the generation
         and frees its slot."""
         ...
+
+
+class ChatEngine(Engine, Protocol):
+    """A model that takes the conversation itself (a server aimi forwards to)."""
+
+    @property
+    def port(self) -> Literal["chat"]: ...
+
+    def count_tokens(self, text: str) -> int:
+        """About how many tokens `text` is (the engine may have no tokenizer aimi can run)."""
+        ...
+
+    def generate(self, request: Conversation) -> AsyncIterator[Event]:
+        """Yield tokens, the calls the model made (if any), then one `Finish`; errors and closing
+        as for a token engine."""
+        ...
+
+
+ChatModel = TokenEngine | ChatEngine
+"""An engine that answers chat, through either port."""
+
+__all__ = [
+    "ChatEngine",
+    "ChatModel",
+    "Conversation",
+    "Engine",
+    "EngineStats",
+    "Event",
+    "Finish",
+    "FinishReason",
+    "GenerationRequest",
+    "Grammar",
+    "ModelCard",
+    "ModelInfo",
+    "Port",
+    "Sampling",
+    "Token",
+    "TokenEngine",
+    "TokenEvent",
+    "TokenLogprob",
+    "ToolCall",
+    "ToolCalls",
+]

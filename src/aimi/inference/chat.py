@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aimi.engines.base import Sampling
+from aimi.engines.base import Sampling, ToolCall  # a call is the same thing to engines and here
+from aimi.safety.policy import Decision
 
 Role = Literal["system", "user", "assistant", "tool"]
 ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "interrupted"]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +156,7 @@ class Done:
     usage: Usage
     message: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
-    output_safety: Any = None
+    output_safety: Decision | None = None
     """The content-safety decision on the completion (None when safety is not configured)."""
 
 
@@ -178,7 +172,7 @@ class ChatResult:
     usage: Usage
     logprobs: tuple[TokenLogprobs, ...] | None
     tool_calls: tuple[ToolCall, ...] = ()
-    prompt_safety: Any = None
-    output_safety: Any = None
+    prompt_safety: Decision | None = None
+    output_safety: Decision | None = None
     message: str | None = None
     """Why an `error` finish happened."""

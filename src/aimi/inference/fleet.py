@@ -4,7 +4,7 @@ use it) and one chat service per deployment, kept in step with the deployment st
 Deployments are read at start and again whenever a request names one this process does not know yet,
 so a deployment created while the server runs (through the API or the CLI) is served at once; other
 changes made beside the server (a safety policy, quotas, a deletion) are picked up by a re-read in the
-background at most every `SYNC_S` seconds while requests arrive. A deployment whose engine could not
+background at most every `sync_s` seconds while requests arrive. A deployment whose engine could not
 load (a server it forwards to that is down) is tried again by that re-read too, not by every request.
 """
 
@@ -17,26 +17,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aimi.engines.base import Engine, Sampling
+from aimi.engines.base import ChatModel, Sampling
 from aimi.errors import AimiError, EngineUnavailable, NotFound
 from aimi.inference.chat import ChatRequest, Message, ResponseFormat
 from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
-from aimi.safety import Ask, ClassifierFilter, JudgeFilter, SafetyFilter, SafetyService, offline_filters
+from aimi.safety import Ask, JudgeFilter, SafetyService
 from aimi.safety.config import policy_from_dict
+from aimi.safety.registry import Filters, filter_registry
 
 log = logging.getLogger("aimi.inference")
 
-EngineFactory = Callable[[str, Offer], Engine]
-Filters = tuple[list[SafetyFilter], list[SafetyFilter]]
+EngineFactory = Callable[[str, Offer], ChatModel]
+"""An engine for a source (the engine registry's `loader`)."""
 SYNC_S = 2.0
+"""The default of `Fleet(sync_s=...)`."""
 
 
 def load_offline_filters() -> Filters:
-    """The built-in filters (the classifier's weights load once, ~1-2 s)."""
-    return offline_filters(ClassifierFilter.load())
+    """The registered filters: the built-in ones (the classifier's weights load once, ~1-2 s) and
+    those of installed plug-ins."""
+    return filter_registry().filters()
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Served:
 
 @dataclass
 class _Loaded:
-    engine: Engine
+    engine: ChatModel
     users: int = 0
 
 
@@ -61,8 +64,11 @@ class Fleet:
         auto_tool_choice: AutoToolChoice = "model",
         shutdown_grace_s: float = 0.0,
         safety_filters: Callable[[], Filters] = load_offline_filters,
+        sync_s: float = SYNC_S,
     ) -> None:
+        """`sync_s`: the least time between two background re-reads of the deployments."""
         self._store = store
+        self.sync_s = sync_s
         self._load_filters = safety_filters
         self._filters: Filters | None = None
         self._factory = engine_factory
@@ -84,16 +90,16 @@ class Fleet:
     def all(self) -> list[Served]:
         return list(self._served.values())
 
-    def engines(self) -> list[Engine]:
+    def engines(self) -> list[ChatModel]:
         return [loaded.engine for loaded in self._engines.values()]
 
     async def get(self, name: str) -> Served:
         if self._stopping is not None:
             raise EngineUnavailable("The server is shutting down; try again in a moment.", retry_after=2)
-        if time.monotonic() - self._synced > SYNC_S and (self._sync is None or self._sync.done()):
+        if time.monotonic() - self._synced > self.sync_s and (self._sync is None or self._sync.done()):
             self._sync = asyncio.ensure_future(self._sync_in_background())
         served = self._served.get(name)
-        if served is None and name in self._failed and time.monotonic() - self._synced <= SYNC_S:
+        if served is None and name in self._failed and time.monotonic() - self._synced <= self.sync_s:
             raise self._unavailable(name)  # tried a moment ago; the background sync tries again
         if served is None:
             async with self._lock:  # a reconcile in flight may be loading it
@@ -120,7 +126,7 @@ class Fleet:
         except Exception as exc:
             self._sync_failures += 1
             backoff = min(60.0, 2.0**self._sync_failures)
-            self._synced = time.monotonic() + backoff - SYNC_S
+            self._synced = time.monotonic() + backoff - self.sync_s
             self.sync_error = f"the deployments could not be read ({type(exc).__name__}: {exc})"
             log.warning("%s; trying again in %.0f s", self.sync_error, backoff)
         else:
@@ -172,9 +178,12 @@ class Fleet:
             loaded = self._engines[deployment.source] = _Loaded(engine)
         loaded.users += 1
         engine = loaded.engine
+        renderer = None
+        if engine.port == "token":
+            renderer = await asyncio.to_thread(renderer_for, engine.info, engine.tokenize)
         service = ChatService(
             engine=engine,
-            renderer=None if engine.info.templates_itself else renderer_for(engine.info, engine.tokenize),
+            renderer=renderer,
             auto_tool_choice=self._auto_tool_choice,
             safety=await self._safety(deployment),
         )

@@ -9,26 +9,28 @@ from __future__ import annotations
 import asyncio
 import codecs
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from typing import Any, Literal, Protocol
 
 from aimi.engines.base import (
-    TOOL_CALLS_TOKEN,
+    ChatEngine,
+    ChatModel,
     Conversation,
-    Engine,
     Event,
     Finish,
     GenerationRequest,
     Grammar,
     Token,
+    TokenEngine,
+    ToolCalls,
 )
 from aimi.errors import (
-    AimiError,
     ContentFiltered,
     ContextLengthExceeded,
     EngineUnavailable,
     InvalidRequest,
     RateLimited,
+    ledger_status,
 )
 from aimi.inference.chat import (
     Alternative,
@@ -46,7 +48,8 @@ from aimi.inference.chat import (
 from aimi.inference.prompts import PromptRenderer, estimate_prompt_tokens, with_safe_prompt
 from aimi.inference.schemas import json_object_gbnf, schema_to_gbnf
 from aimi.inference.stops import StopMatcher
-from aimi.inference.tools import MistralCalls, ToolFormat
+from aimi.inference.tools import ToolFormat, calls_as_text, server_calls
+from aimi.platform.metering import QuotaState
 from aimi.safety import Decision, OutputWindow, SafetyService
 from aimi.safety.config import verdict_record
 
@@ -57,7 +60,7 @@ AutoToolChoice = Literal["model", "eager"]
 class Meter(Protocol):
     """Quota admission and metering for one request (implemented by the platform)."""
 
-    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> Any:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
         """Reserve `tokens` (prompt + max_tokens); raises RateLimited when over quota."""
         ...
 
@@ -101,48 +104,67 @@ class _Afterwards:
         await asyncio.shield(task)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """A request ready for its engine: what the engine gets, what the quota reserves, and how the
+    answer's text is read for tool calls (None: calls do not come as text)."""
+
+    request: GenerationRequest | Conversation
+    prompt_tokens: int
+    max_tokens: int
+    generate: Callable[[], AsyncIterator[Event]]
+    text_calls: ToolFormat | None
+
+
 class ChatService:
-    """Runs chat requests against one engine with one prompt renderer (none for an engine that
-    templates itself: it gets the conversation, and enforces tools and response formats itself).
+    """Runs chat requests against one engine: a token engine with its prompt renderer (templates,
+    tool and response-format grammars are aimi's), or a chat engine without one (it gets the
+    conversation, and enforces tools and response formats itself).
 
     `auto_tool_choice="eager"` is for models too small to decide to call a tool themselves: with tools
-    on offer and `tool_choice: auto`, a turn that answers a user message starts with a call (aimi's own
+    on offer and `tool_choice: auto`, a turn that answers a user message starts with a call (token
     engines only: a server that templates itself decides as it does)."""
 
     def __init__(
         self,
         *,
-        engine: Engine,
+        engine: ChatModel,
         renderer: PromptRenderer | None = None,
         auto_tool_choice: AutoToolChoice = "model",
         safety: SafetyService | None = None,
     ) -> None:
-        if (renderer is None) != engine.info.templates_itself:
-            raise ValueError(
-                "a prompt renderer goes with an engine that does not template itself, and only then"
-            )
+        if (renderer is None) != (engine.port == "chat"):
+            raise ValueError("a prompt renderer goes with a token engine, and only then")
         self.engine = engine
         self.renderer = renderer
         self.auto_tool_choice = auto_tool_choice
         self.safety = safety
         self._afterwards = _Afterwards()
 
-    @property
-    def tool_format(self) -> ToolFormat:
-        """How calls arrive in the engine's output: the renderer's format, or, from an engine that
-        templates itself, as a JSON list after `TOOL_CALLS_TOKEN` (read as Mistral's are)."""
-        return self.renderer.tool_format if self.renderer is not None else MistralCalls(TOOL_CALLS_TOKEN)
+    def prepare(self, request: ChatRequest) -> GenerationRequest | Conversation:
+        """What the engine would be given for `request` (errors as `open` raises them)."""
+        return self._prepare(request).request
 
-    def prepare(self, request: ChatRequest) -> GenerationRequest:
+    def _prepare(self, request: ChatRequest) -> _Prepared:
         """Render, constrain and size-check; every error here comes before any token is generated."""
         messages = with_safe_prompt(request.messages) if request.safe_prompt else request.messages
         _check_response_format(request)
-        renderer = self.renderer
-        if renderer is None:
-            return self._conversation(request, messages)
+        engine, renderer = self.engine, self.renderer
+        if engine.port == "chat":
+            return self._conversation(engine, request, messages)
+        assert renderer is not None  # the constructor pairs them
+        return self._rendered(engine, renderer, request, messages)
+
+    def _rendered(
+        self,
+        engine: TokenEngine,
+        renderer: PromptRenderer,
+        request: ChatRequest,
+        messages: tuple[Message, ...],
+    ) -> _Prepared:
         grammar = self._grammar(request, renderer.tool_format)
         prompt = renderer.render(messages, request.tools if request.calls_tools else ())
-        limit = self.engine.info.context_length
+        limit = engine.info.context_length
         if len(prompt) >= limit:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {limit} tokens. However, your messages "
@@ -160,47 +182,53 @@ class ChatService:
         sampling = request.sampling
         if grammar is not None and sampling.ignore_eos:
             sampling = dataclasses.replace(sampling, ignore_eos=False)  # a finished grammar must end
-        return GenerationRequest(
+        generation = GenerationRequest(
             prompt=prompt,
             sampling=sampling,
             max_tokens=max_tokens,
             logprobs=request.logprobs,
             grammar=grammar,
         )
+        return _Prepared(
+            generation,
+            len(prompt),
+            max_tokens,
+            lambda: engine.generate(generation),
+            renderer.tool_format if request.calls_tools else None,
+        )
 
-    def _conversation(self, request: ChatRequest, messages: tuple[Message, ...]) -> GenerationRequest:
-        """For an engine that templates itself: the conversation and its options as they are, no
-        grammar. Its server judges the context length; the prompt's length here is an estimate, and
-        without `max_tokens` what the context has left by that estimate is reserved (at least 1)."""
+    def _conversation(
+        self, engine: ChatEngine, request: ChatRequest, messages: tuple[Message, ...]
+    ) -> _Prepared:
+        """For a chat engine: the conversation and its options as they are, no grammar. Its server
+        judges the context length; the prompt's length here is an estimate, and without `max_tokens`
+        what the context has left by that estimate is reserved (at least 1)."""
         wire = tuple(m.as_openai() for m in messages)
         tools = tuple(t.as_openai() for t in request.tools)
-        estimate = estimate_prompt_tokens(wire, tools, self.engine.tokenize)
+        estimate = estimate_prompt_tokens(wire, tools, engine.count_tokens)
+        reserved = request.max_tokens
+        if reserved is None:
+            reserved = max(1, engine.info.context_length - estimate)
         conversation = Conversation(
             messages=wire,
+            sampling=request.sampling,
             estimated_prompt_tokens=estimate,
+            reserved_tokens=reserved,
             max_tokens=request.max_tokens,
+            logprobs=request.logprobs,
             tools=tools,
             tool_choice=request.tool_choice.as_openai() if tools else None,
             parallel_tool_calls=request.parallel_tool_calls,
             response_format=request.response_format.as_openai(),
             stop=request.stop,
         )
-        reserved = request.max_tokens
-        if reserved is None:
-            reserved = max(1, self.engine.info.context_length - estimate)
-        return GenerationRequest(
-            prompt=[],
-            sampling=request.sampling,
-            max_tokens=reserved,
-            logprobs=request.logprobs,
-            conversation=conversation,
-        )
+        return _Prepared(conversation, estimate, reserved, lambda: engine.generate(conversation), None)
 
     def _eager_answer(self, request: ChatRequest) -> ChatRequest:
         """With eager tool choice, a turn after a tool result answers in text: a model too small to
         decide would otherwise call again now and then, and the tool loop would not end."""
         last = request.messages[-1].role if request.messages else "user"
-        eager = self.auto_tool_choice == "eager" and self.renderer is not None  # not for a server's own
+        eager = self.auto_tool_choice == "eager" and self.engine.port == "token"  # not for a server's own
         if eager and request.tool_choice.mode == "auto" and last == "tool":
             return dataclasses.replace(request, tool_choice=ToolChoice("none"))
         return request
@@ -226,7 +254,7 @@ class ChatService:
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
         request = self._eager_answer(request)
-        generation = await asyncio.to_thread(self.prepare, request)  # grammars take CPU time
+        generation = await asyncio.to_thread(self._prepare, request)  # grammars take CPU time
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
             try:
@@ -239,17 +267,10 @@ class ChatService:
         except ContentFiltered:
             raise  # metered where it was decided, with the verdict
         except BaseException as exc:  # an engine that refused, or a client that went away meanwhile
-            status = 500
-            if isinstance(exc, AimiError):
-                status = exc.status
-            elif isinstance(exc, asyncio.CancelledError):
-                status = 499
-            await self._refused(meter, status, None)
+            await self._refused(meter, ledger_status(exc), None)
             raise
 
-    async def _start(
-        self, request: ChatRequest, generation: GenerationRequest, meter: Meter | None
-    ) -> Answer:
+    async def _start(self, request: ChatRequest, generation: _Prepared, meter: Meter | None) -> Answer:
         prompt_tokens = generation.prompt_tokens
         prompt_safety = None
         if self.safety is not None:
@@ -261,7 +282,7 @@ class ChatService:
             return Answer(
                 self._metered(_empty(prompt_tokens), meter, prompt_tokens, prompt_safety), prompt_safety
             )
-        events = aiter(self.engine.generate(generation))
+        events = aiter(generation.generate())
         try:
             first = await anext(events)
             if isinstance(first, Finish) and first.reason == "error" and first.completion_tokens == 0:
@@ -273,9 +294,8 @@ class ChatService:
         except BaseException:
             await _close(events)
             raise
-        tool_format = self.tool_format if request.calls_tools else None
         progress = _Progress(meter)
-        stream = _assemble(request, prompt_tokens, first, events, tool_format, progress)
+        stream = _assemble(request, prompt_tokens, first, events, generation.text_calls, progress)
         if self.safety is not None:
             stream = _moderated(stream, self.safety.output_window(), prompt_tokens, progress)
         metered = self._metered(
@@ -327,7 +347,7 @@ class ChatService:
                         prompt_tokens=prompt_tokens,
                         completion_tokens=completion_tokens,
                         finish_reason=done.finish_reason if done is not None else "cancelled",
-                        status=503 if folded and done is not None and done.finish_reason == "error" else 200,
+                        status=ledger_status(_folded_error(done) if folded else None),
                         safety=safety or None,
                         cached_tokens=cached_tokens,
                     )
@@ -346,9 +366,9 @@ class ChatService:
             else:
                 done = event
         assert done is not None
-        if done.finish_reason == "error":  # no whole answer to give: the client may retry
-            why = done.message or "the server is busy or shutting down"
-            raise EngineUnavailable(f"The generation was interrupted ({why}).")
+        error = _folded_error(done)
+        if error is not None:
+            raise error
         filtered = done.finish_reason == "content_filter"  # a whole answer is withheld, not cut
         return ChatResult(
             text="" if filtered else "".join(parts),
@@ -360,6 +380,15 @@ class ChatService:
             output_safety=done.output_safety,
             message=done.message,
         )
+
+
+def _folded_error(done: Done | None) -> EngineUnavailable | None:
+    """What a folded answer (not streamed) that ended with `done` is answered with instead, if it is
+    not answered: one ended by an error has no whole answer to give, and the client may retry."""
+    if done is None or done.finish_reason != "error":
+        return None
+    why = done.message or "the server is busy or shutting down"
+    return EngineUnavailable(f"The generation was interrupted ({why}).")
 
 
 def _check_response_format(request: ChatRequest) -> None:
@@ -416,7 +445,7 @@ class _CallSplitter:
         self.format = tool_format
         marker = tool_format.start_marker() if tool_format is not None else None
         self._marker = StopMatcher((marker,)) if marker else None
-        self._token = tool_format.token if isinstance(tool_format, MistralCalls) else None
+        self._token = tool_format.start_token if tool_format is not None else None
         self.call_text: str | None = None
 
     def feed(self, token: int | None, text: str) -> str:
@@ -471,13 +500,14 @@ async def _assemble(
     logprobs aligned with the text they belong to."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     splitter = _CallSplitter(tool_format)
+    made: list[ToolCall] = []  # calls a chat engine's server made
     stops = StopMatcher(request.stop)
     want_logprobs = request.logprobs is not None
     pending: list[TokenLogprobs] = []
     produced = 0  # characters decoded so far, held back or not
     emitted = 0  # characters handed out as content
     tokens = 0
-    cached = progress.cached_tokens = first.cached_tokens
+    cached = progress.cached_tokens = 0 if isinstance(first, ToolCalls) else first.cached_tokens
 
     def release(limit: int) -> tuple[TokenLogprobs, ...]:
         ready = [lp for lp in pending if lp.offset < limit]
@@ -514,15 +544,22 @@ async def _assemble(
                 if stops.stopped:
                     yield Done("stop", Usage(prompt_tokens, tokens, cached))
                     return
+            elif isinstance(event, ToolCalls):
+                made.extend(event.calls)
             else:
                 finish: Finish = event
                 out = stops.feed(splitter.feed(None, decoder.decode(b"", final=True)) + splitter.flush())
                 out += stops.flush()
-                calls = (
-                    splitter.calls(parallel=request.parallel_tool_calls) if finish.reason == "stop" else ()
-                )
+                parallel = request.parallel_tool_calls
+                calls = splitter.calls(parallel=parallel) if finish.reason == "stop" else ()
                 if splitter.call_text is not None and not calls:
                     out += splitter.call_text  # a cut-off or unreadable call: nothing is lost
+                if made:
+                    found = server_calls(made) if finish.reason == "stop" else None
+                    if found is None:
+                        out += calls_as_text(made)  # the same, for a server's calls
+                    else:
+                        calls = tuple(found if parallel else found[:1])
                 emitted += len(out)
                 limit = emitted if (stops.stopped or splitter.call_text is not None) else produced + 1
                 released = release(limit) if want_logprobs else ()

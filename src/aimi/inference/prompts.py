@@ -2,8 +2,9 @@
 
 Two renderers: the GGUF's own Jinja chat template (as Hugging Face's `apply_chat_template` runs it),
 and `mistral-common` for Mistral-family models whose tokenizer it ships (checked token for token
-against the GGUF's vocabulary before it is trusted). An engine that templates itself (a server aimi
-forwards to) needs neither: it gets the messages, and aimi only estimates the prompt's length.
+against the GGUF's vocabulary before it is trusted). Renderers go with token engines; a chat engine (a
+server aimi forwards to) needs neither: it gets the messages, and aimi only estimates the prompt's
+length.
 """
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ def _message_dict(message: Message) -> dict[str, Any]:
 
 
 def estimate_prompt_tokens(
-    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], tokenize: Tokenize
+    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]], count_tokens: Callable[[str], int]
 ) -> int:
-    """The prompt a chat template would make of OpenAI-shaped messages, counted with an engine's
-    (estimating) `tokenize`: each message's text and calls, 3 tokens of markup per message and 3 for
-    the answer's opening (as OpenAI counts), and the tools' JSON."""
+    """The prompt a chat template would make of OpenAI-shaped messages, counted with a chat engine's
+    (estimating) `count_tokens`: each message's text and calls, 3 tokens of markup per message and 3
+    for the answer's opening (as OpenAI counts), and the tools' JSON."""
 
     def count(text: str) -> int:
-        return len(tokenize(text, add_bos=False, special=False)) if text else 0
+        return count_tokens(text) if text else 0
 
     total = 3 + count(json.dumps(list(tools), ensure_ascii=False) if tools else "")
     for message in messages:

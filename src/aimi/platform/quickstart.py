@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aimi.errors import Conflict, NotFound
 from aimi.platform.catalog import EMBEDDED, Offer
-from aimi.platform.deployments import Deployment, DeploymentStore, check_source, slug
+from aimi.platform.deployments import Deployment, DeploymentStore, slug
 
 DEFAULT_PROJECT = "default"
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -82,7 +82,7 @@ def _ensure(
 def _offer_for(store: DeploymentStore, model: Path | None, context_length: int) -> Offer:
     if model is None:
         return store.catalog.get(EMBEDDED_MODEL)
-    source = check_source(str(model))
+    source = store.check_source(str(model))
     for offer in store.catalog.list():
         if offer.source == source:
             return offer

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from aimi.api import management
+from aimi.api.services import services
 from aimi.errors import AimiError, InvalidRequest
 from aimi.platform.keys import TOKEN_TTL_S
 from aimi.web import snippets
@@ -83,7 +84,7 @@ def _endpoint(request: Request, name: str) -> str:
 async def check_name(request: Request, name: str) -> NameCheck:
     """What creating a deployment under `name` would say about the name, before it is tried."""
     try:
-        await asyncio.to_thread(request.app.state.platform.deployments.check_new_name, name)
+        await asyncio.to_thread(services(request).platform.deployments.check_new_name, name)
     except AimiError as exc:
         return NameCheck(name=name, ok=False, message=exc.message, endpoint=_endpoint(request, name))
     return NameCheck(name=name, ok=True, message=None, endpoint=_endpoint(request, name))
@@ -91,13 +92,13 @@ async def check_name(request: Request, name: str) -> NameCheck:
 
 async def mint_token(request: Request, name: str) -> TokenOut:
     session: PortalSession = request.state.portal_session
-    keys = request.app.state.platform.keys
+    keys = services(request).platform.keys
     minted = await asyncio.to_thread(lambda: keys.mint_token(name, owner=session.id))
     return TokenOut(token=minted.token, deployment=name, expires_in=TOKEN_TTL_S)
 
 
 async def code(request: Request, body: CodeIn) -> dict[str, str]:
-    await asyncio.to_thread(request.app.state.platform.deployments.get, body.deployment)
+    await asyncio.to_thread(services(request).platform.deployments.get, body.deployment)
     if not isinstance(body.body.get("messages"), list):
         raise InvalidRequest("The request needs its 'messages'.", param="messages")
     return snippets.snippets(_endpoint(request, body.deployment), body.deployment, body.body)
@@ -108,7 +109,7 @@ async def load(request: Request) -> list[LoadOut]:
     an engine, and so these figures)."""
     now = time.monotonic()
     out = []
-    for served in request.app.state.fleet.all():
+    for served in services(request).fleet.all():
         stats = served.service.engine.stats()
         out.append(
             LoadOut(

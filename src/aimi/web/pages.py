@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from aimi.api.services import services
 from aimi.errors import AimiError, EngineUnavailable, NotFound
 from aimi.inference.fleet import Fleet
 from aimi.platform.catalog import Offer
@@ -182,7 +183,7 @@ class Pages:
         if not same_token(form.get(CSRF_FIELD), request.cookies.get(LOGIN_COOKIE, "")):
             return RedirectResponse(back + "&error=form", status_code=303)
         key = form.get("key", "").strip()
-        keys = request.app.state.platform.keys
+        keys = services(request).platform.keys
         if not key or not await asyncio.to_thread(keys.is_admin, key):
             await asyncio.sleep(0.5)  # a guess costs time
             return RedirectResponse(back + "&error=key", status_code=303)
@@ -198,7 +199,7 @@ class Pages:
         session = current(request, self.sessions)
         if session is not None and same_token(form.get(CSRF_FIELD), session.csrf):
             self.sessions.close(session.id)
-            request.app.state.platform.keys.revoke_tokens(session.id)
+            services(request).platform.keys.revoke_tokens(session.id)
         response = RedirectResponse("/portal/login", status_code=303)
         clear_cookie(request, response, SESSION_COOKIE)
         return response
@@ -215,7 +216,7 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         offers: list[Offer] = await asyncio.to_thread(platform.catalog.list)
         deployed = await asyncio.to_thread(platform.deployments.list)
         providers = sorted({o.provider for o in offers})
@@ -236,7 +237,7 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         try:
             offer = await asyncio.to_thread(platform.catalog.get, model)
         except NotFound as exc:
@@ -252,7 +253,7 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         try:
             offer = await asyncio.to_thread(platform.catalog.get, model)
         except NotFound as exc:
@@ -277,14 +278,14 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         found = await asyncio.to_thread(platform.deployments.list)
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         usage = {
             f.deployment: f
             for f in await asyncio.to_thread(lambda: UsageReports(platform.db).by_deployment(since=today))
         }
-        fleet = request.app.state.fleet
+        fleet = services(request).fleet
         rows = [(d, *(await deployment_status(fleet, d.name)), usage.get(d.name)) for d in found]
         return self.render(
             request, "deployments.html", session, rows=rows, base=str(request.base_url).rstrip("/")
@@ -294,13 +295,13 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         try:
             deployment = await asyncio.to_thread(platform.deployments.get, name)
         except NotFound as exc:
             return self._not_found(request, session, exc)
         keys = await asyncio.to_thread(platform.keys.show, name)
-        status, why = await deployment_status(request.app.state.fleet, name)
+        status, why = await deployment_status(services(request).fleet, name)
         policy = policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
         day = datetime.now(UTC) - timedelta(hours=24)
         usage = await asyncio.to_thread(lambda: UsageReports(platform.db).total(deployment=name, since=day))
@@ -315,7 +316,7 @@ class Pages:
         session = self._signed_in(request)
         if isinstance(session, RedirectResponse):
             return session
-        platform = request.app.state.platform
+        platform = services(request).platform
         found = await asyncio.to_thread(platform.deployments.list)
         chosen = deployment if any(d.name == deployment for d in found) else (found[0].name if found else "")
         offers = {o.name: o for o in await asyncio.to_thread(platform.catalog.list)}
@@ -345,7 +346,7 @@ class Pages:
         if isinstance(session, RedirectResponse):
             return session
         name, period, start = self._usage_filter(deployment, since)
-        reports = UsageReports(request.app.state.platform.db)
+        reports = UsageReports(services(request).platform.db)
 
         def read() -> tuple[list[UsageFigures], list[UsageFigures], UsageFigures, list[Any], list[str]]:
             return (
@@ -369,7 +370,7 @@ class Pages:
         if isinstance(session, RedirectResponse):
             return session
         name, period, start = self._usage_filter(deployment, since)
-        reports = UsageReports(request.app.state.platform.db)
+        reports = UsageReports(services(request).platform.db)
         daily = await asyncio.to_thread(lambda: reports.daily(deployment=name, since=start))
         out = io.StringIO()
         writer = csv.writer(out)

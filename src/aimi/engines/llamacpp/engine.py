@@ -10,11 +10,12 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Literal
 
-from aimi.engines.base import EngineStats, Event, Finish, GenerationRequest, ModelInfo
+from aimi.engines.base import EngineStats, Finish, GenerationRequest, ModelInfo, TokenEvent
 from aimi.engines.llamacpp.grammars import GrammarBuilds
 from aimi.engines.llamacpp.model import LlamaModel
-from aimi.engines.llamacpp.sampler import Sampler
+from aimi.engines.llamacpp.sampler import MAX_GRAMMAR_STEP_SECONDS, Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import EngineUnavailable, RateLimited
 
@@ -26,9 +27,9 @@ class _Mailbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._items: list[tuple[asyncio.Queue[TokenEvent], TokenEvent]] = []
 
-    def post(self, queue: asyncio.Queue[Event], event: Event) -> None:
+    def post(self, queue: asyncio.Queue[TokenEvent], event: TokenEvent) -> None:
         with self._lock:
             self._items.append((queue, event))
             if len(self._items) > 1:
@@ -44,7 +45,9 @@ class _Mailbox:
 
 
 class LlamaCppEngine:
-    """One GGUF model, one context, `slots` sequences decoded together."""
+    """One GGUF model, one context, `slots` sequences decoded together: the token engine port."""
+
+    port: Literal["token"] = "token"
 
     def __init__(
         self,
@@ -59,8 +62,11 @@ class LlamaCppEngine:
         on_progress: Callable[[float], None] | None = None,
         name: str | None = None,
         provider: str | None = None,
+        grammar_step_s: float = MAX_GRAMMAR_STEP_SECONDS,
     ) -> None:
-        """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...)."""
+        """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...);
+        `grammar_step_s` is the longest matching one token against a grammar may take before the
+        sequence ends."""
         self._path = model_path
         self._names = (name, provider)
         self._context_size = context_size
@@ -74,7 +80,7 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._grammars = GrammarBuilds()
+        self._grammars = GrammarBuilds(step_seconds=grammar_step_s)
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
         )
@@ -131,7 +137,7 @@ class LlamaCppEngine:
             raise EngineUnavailable("the model is not loaded yet")
         return self._model.tokenize(text, add_bos=add_bos, special=special)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         scheduler, model = self._scheduler, self._model
         if scheduler is None or model is None:
             raise EngineUnavailable("the engine is not running")
@@ -146,9 +152,9 @@ class LlamaCppEngine:
         mailbox = self._mailboxes.get(loop)
         if mailbox is None:
             mailbox = self._mailboxes[loop] = _Mailbox(loop)
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
 
-        def emit(event: Event) -> None:
+        def emit(event: TokenEvent) -> None:
             mailbox.post(queue, event)
 
         sequence = Sequence(request=request, sampler=sampler, emit=emit)

@@ -23,7 +23,7 @@ from typing import Any
 
 from aimi.engines.base import GenerationRequest
 from aimi.engines.llamacpp.model import LlamaModel
-from aimi.engines.llamacpp.sampler import Sampler
+from aimi.engines.llamacpp.sampler import MAX_GRAMMAR_STEP_SECONDS, Sampler
 from aimi.errors import EngineUnavailable, InvalidRequest, RateLimited
 
 BUILD_SECONDS = 10.0
@@ -46,8 +46,11 @@ class GrammarBuilds:
         held_chars: int = HELD_GBNF_CHARS,
         max_queued: int = MAX_QUEUED,
         seconds: float = BUILD_SECONDS,
+        step_seconds: float = MAX_GRAMMAR_STEP_SECONDS,
     ) -> None:
+        """`step_seconds`: the longest a sampler may take to match one token (see `Sampler`)."""
         self._workers = workers
+        self._step_seconds = step_seconds
         self._held_limit = held_chars
         self._seconds = seconds
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queued)
@@ -93,7 +96,12 @@ class GrammarBuilds:
             started = time.monotonic()
             try:
                 sampler = Sampler(
-                    model, request.sampling, max_tokens=request.max_tokens, grammar=grammar, on_close=release
+                    model,
+                    request.sampling,
+                    max_tokens=request.max_tokens,
+                    grammar=grammar,
+                    on_close=release,
+                    max_step_s=self._step_seconds,
                 )
             except BaseException:
                 release()

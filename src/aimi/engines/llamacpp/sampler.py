@@ -44,7 +44,8 @@ MAX_GBNF_CHARS = 2 * 1024 * 1024
 MAX_GBNF_NESTING = 2_048
 """Groups inside groups: llama.cpp's parser recurses once per level (about 0.5 KiB of stack)."""
 MAX_GRAMMAR_STEP_SECONDS = 0.5
-"""Matching one token against the grammar; beyond it the sequence ends rather than stall the batch."""
+"""Matching one token against the grammar; beyond it the sequence ends rather than stall the batch
+(the default of `Sampler(max_step_s=...)`)."""
 # What does not count as nesting: literals, character classes, comments.
 _GBNF_OPAQUE = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|#[^\n]*')
 _NOT_A_PAREN = re.compile(r"[^()]+")
@@ -214,9 +215,11 @@ class Sampler:
         max_tokens: int,
         grammar: Grammar | None = None,
         on_close: Callable[[], None] | None = None,
+        max_step_s: float = MAX_GRAMMAR_STEP_SECONDS,
     ) -> None:
         self._model = model
         self._on_close = on_close
+        self._max_step_s = max_step_s
         self.grammar: Any = _grammar_sampler(model, grammar) if grammar is not None else None
         banned = model.eog_tokens if sampling.ignore_eos else frozenset()
         self._draw = Draw(model.n_vocab, sampling, banned=banned) if Draw.handles(sampling, grammar) else None
@@ -261,10 +264,10 @@ class Sampler:
             token = self._trigger_safe(token, logits)
         ll.llama_sampler_accept(self.grammar, token)
         took = time.perf_counter() - started
-        if took > MAX_GRAMMAR_STEP_SECONDS:
+        if took > self._max_step_s:
             raise InvalidRequest(
                 f"Matching the output constraint took {took:.2f} s for one token, more than "
-                f"{MAX_GRAMMAR_STEP_SECONDS:g} s; the generation ends here. Make the schema less ambiguous."
+                f"{self._max_step_s:g} s; the generation ends here. Make the schema less ambiguous."
             )
         ll.llama_sampler_accept(self.chain, token)
         return token

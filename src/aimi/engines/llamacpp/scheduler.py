@@ -23,11 +23,11 @@ import llama_cpp as ll
 
 from aimi.engines.base import (
     EngineStats,
-    Event,
     Finish,
     FinishReason,
     GenerationRequest,
     Token,
+    TokenEvent,
     TokenLogprob,
 )
 from aimi.engines.llamacpp.model import LlamaModel
@@ -45,7 +45,7 @@ class Sequence:
 
     request: GenerationRequest
     sampler: Sampler
-    emit: Callable[[Event], None]
+    emit: Callable[[TokenEvent], None]
     slot: int = -1
     prefilled: int = 0
     """Prompt tokens in the KV cache (or in the batch being decoded)."""
@@ -133,7 +133,7 @@ class Scheduler:
         self._last_used = [0] * config.slots
         self._counters = _Counters()
         self._prompt_cache = PromptCache(config.prompt_cache_bytes) if config.prompt_cache_bytes > 0 else None
-        self._outbox: list[tuple[Sequence, Event]] = []
+        self._outbox: list[tuple[Sequence, TokenEvent]] = []
         """Events of the current step, handed over together once its sampling is done."""
         self._prefill = PrefillBudget(config.prefill_chunk, config.prefill_max, config.prefill_step_s)
         params = ll.llama_context_default_params()

@@ -8,12 +8,13 @@ the server lists under the catalog offer's name, the first model of `GET {base}/
 server that has no model list, like aimi) the `model_name` of `GET {base}/info`.
 
 The server templates the conversation, lays out the tools and enforces the response format, so this
-engine takes `GenerationRequest.conversation` and has no tokenizer: `tokenize` is an estimate (about
-one token per word, number group or punctuation mark), and usage is the server's own whenever it
-reports it.
+engine implements the chat engine port (it takes the `Conversation`) and has no tokenizer:
+`count_tokens` is an estimate (about one token per word, number group or punctuation mark), and usage
+is the server's own whenever it reports it. The calls the server makes come as one `ToolCalls` event.
 """
 
 from aimi.engines.upstream.answer import estimate_tokens
-from aimi.engines.upstream.engine import UpstreamEngine, UpstreamSource
+from aimi.engines.upstream.engine import UpstreamEngine
+from aimi.engines.upstream.source import UpstreamSource
 
 __all__ = ["UpstreamEngine", "UpstreamSource", "estimate_tokens"]

@@ -1,6 +1,7 @@
 """One answer read from an upstream server's chat-completions stream (server-sent events, or a whole
 JSON answer from a server that did not stream): content as tokens (one per log-probability entry
-when the server gives them), tool-call pieces put together, the finish reason and the usage."""
+when the server gives them), tool-call pieces put together into one `ToolCalls` event, the finish
+reason and the usage."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from typing import Any
 
 import httpx
 
-from aimi.engines.base import TOOL_CALLS_TOKEN, Event, Finish, FinishReason, Token, TokenLogprob
+from aimi.engines.events import Event, Finish, FinishReason, Token, TokenLogprob, ToolCall, ToolCalls
 from aimi.engines.upstream.refusals import error_for, error_of, status_of
 
 _PIECES = re.compile(r" ?[A-Za-z]+| ?\d{1,3}| ?[^\sA-Za-z\d]|\s+")
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "eos": "stop",
-    "tool_calls": "stop",  # the calls themselves come as a TOOL_CALLS_TOKEN token
+    "tool_calls": "stop",  # the calls themselves come as a `ToolCalls` event
     "function_call": "stop",
     "length": "length",
     "model_length": "length",  # Mistral's: the context is full
@@ -130,8 +131,7 @@ class Answer:
             failure = "the upstream server ended the answer early"
         calls = [self.calls[i] for i in sorted(self.calls)]
         if calls:
-            payload = [{"id": c.id, "name": c.name, "arguments": c.arguments or "{}"} for c in calls]
-            yield Token(TOOL_CALLS_TOKEN, json.dumps(payload, ensure_ascii=False).encode())
+            yield ToolCalls(tuple(ToolCall(c.id, c.name, c.arguments or "{}") for c in calls))
         reason: FinishReason = _FINISH.get(self.reason or "stop", "stop")
         if failure:
             reason = "interrupted" if interrupted else "error"

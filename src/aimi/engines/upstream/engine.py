@@ -6,22 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import Any, Literal
 
 import httpx
 
-from aimi.engines.base import (
-    Conversation,
-    EngineStats,
-    Event,
-    Finish,
-    GenerationRequest,
-    ModelInfo,
-)
+from aimi.engines.base import Conversation, EngineStats, Event, Finish, ModelCard
 from aimi.engines.upstream.answer import Answer, estimate_tokens
 from aimi.engines.upstream.refusals import forbidden_fields, refusal
+from aimi.engines.upstream.source import UpstreamSource
 from aimi.errors import EngineError, EngineUnavailable, ParameterNotSupported
 
 log = logging.getLogger("aimi.engines")
@@ -35,28 +27,11 @@ _ADAPTABLE = frozenset({"stream_options", "seed"})
 Mistral API sends it) and the seed goes as Mistral's `random_seed`."""
 
 
-@dataclass(frozen=True)
-class UpstreamSource:
-    """Where a server is: `base` (no `/v1`, no trailing slash), the model the URL names (if any)."""
-
-    base: str
-    model: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> UpstreamSource:
-        parts = urlsplit(url)
-        named = parse_qs(parts.fragment).get("model", [None])[0] if parts.fragment else None
-        path = parts.path.rstrip("/")
-        path = path.removesuffix("/v1")
-        return cls(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), named or None)
-
-    def url(self, path: str) -> str:
-        parts = urlsplit(self.base)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path + path, parts.query, ""))
-
-
 class UpstreamEngine:
-    """A model served by another server; that server templates, schedules and samples."""
+    """A model served by another server; that server templates, schedules and samples: the chat
+    engine port."""
+
+    port: Literal["chat"] = "chat"
 
     def __init__(
         self,
@@ -79,7 +54,7 @@ class UpstreamEngine:
         self._transport = transport
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
-        self._info: ModelInfo | None = None
+        self._info: ModelCard | None = None
         self.model: str | None = None
         """The model id sent upstream, known once started."""
         self._live: set[httpx.Response] = set()
@@ -92,7 +67,7 @@ class UpstreamEngine:
         self._requests = self._prompt_tokens = self._generated_tokens = 0
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelCard:
         if self._info is None:
             raise EngineUnavailable("the upstream server has not been reached yet")
         return self._info
@@ -106,17 +81,11 @@ class UpstreamEngine:
             await client.aclose()
             raise
         self._client, self.model = client, model
-        self._info = ModelInfo(
+        self._info = ModelCard(
             name=self._name or model,
             provider=self._provider,
             context_length=context or self._context_length,
-            chat_template=None,
-            bos_token="",
-            eos_token="",
-            add_bos=False,
-            vocab_size=0,
             metadata={"upstream.model": model},
-            templates_itself=True,
         )
 
     async def _probe(self, client: httpx.AsyncClient) -> tuple[str, int | None]:
@@ -191,25 +160,25 @@ class UpstreamEngine:
             generated_tokens=self._generated_tokens,
         )
 
-    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
-        """Placeholder ids, one per estimated token: only their count means anything."""
-        return [-1] * estimate_tokens(text)
+    def count_tokens(self, text: str) -> int:
+        """An estimate: the server's tokenizer is not at hand."""
+        return estimate_tokens(text)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        client, conversation = self._client, request.conversation
+    async def generate(self, request: Conversation) -> AsyncIterator[Event]:
+        client = self._client
         if client is None or self._stopping is not None:
             raise EngineUnavailable("the upstream engine is not running")
-        if conversation is None:
+        if not isinstance(request, Conversation):  # a caller that ignored the port's type
             raise EngineError("an upstream engine takes a conversation, not prompt token ids")
         self._requests += 1
         try:
-            response = await self._open(client, request, conversation)
+            response = await self._open(client, request)
         except httpx.HTTPError as exc:
             log.warning("upstream %s: %s", self.source.base, _describe(exc))
             raise EngineUnavailable(f"the upstream server cannot be reached ({_describe(exc)})") from exc
         self._live.add(response)
         self._idle.clear()
-        reading = Answer(conversation.estimated_prompt_tokens)
+        reading = Answer(request.estimated_prompt_tokens)
         failure: str | None = None
         interrupted = False
         try:
@@ -234,14 +203,12 @@ class UpstreamEngine:
                 self._generated_tokens += event.completion_tokens
             yield event
 
-    async def _open(
-        self, client: httpx.AsyncClient, request: GenerationRequest, conversation: Conversation
-    ) -> httpx.Response:
+    async def _open(self, client: httpx.AsyncClient, request: Conversation) -> httpx.Response:
         """The streaming response, once the server accepts the request. A server that refuses fields
         it does not know (the Mistral API: 422 `extra_forbidden`) is asked again without the ones aimi
         can do without, and is not sent them again."""
         while True:
-            body = self._body(request, conversation)
+            body = self._body(request)
             sent = client.build_request("POST", self.source.url("/v1/chat/completions"), json=body)
             response = await client.send(sent, stream=True)
             if not response.is_error:
@@ -262,8 +229,8 @@ class UpstreamEngine:
                 )
             raise refusal(response)
 
-    def _body(self, request: GenerationRequest, conversation: Conversation) -> dict[str, Any]:
-        s = request.sampling
+    def _body(self, conversation: Conversation) -> dict[str, Any]:
+        s = conversation.sampling
         body: dict[str, Any] = {
             "model": self.model,
             "messages": list(conversation.messages),
@@ -279,8 +246,8 @@ class UpstreamEngine:
             "seed": s.seed,
             "top_k": s.top_k or None,  # not OpenAI's, but vLLM's, llama-server's, Ollama's and aimi's
             "ignore_eos": s.ignore_eos or None,
-            "logprobs": True if request.logprobs is not None else None,
-            "top_logprobs": request.logprobs,
+            "logprobs": True if conversation.logprobs is not None else None,
+            "top_logprobs": conversation.logprobs,
             "tools": list(conversation.tools) or None,
             "tool_choice": conversation.tool_choice if conversation.tools else None,
             "parallel_tool_calls": False

@@ -1,0 +1,59 @@
+"""The safety filter registry: the built-in filters, and filters of plug-ins found through entry
+points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aimi.safety import ClassifierFilter, JailbreakFilter, PatternFilter
+from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
+from tests.distributions import install
+
+SHOUTING = """
+from aimi.safety.base import FilterResult
+
+
+class ShoutingFilter:
+    name = "shouting"
+    categories = frozenset()
+
+    async def check(self, text):
+        return FilterResult(filter=self.name)
+
+
+def register(filters):
+    filters.add("shouting", ShoutingFilter, outputs=False)
+"""
+
+
+def test_the_built_in_filters_are_registered_on_the_sides_offline_filters_puts_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ClassifierFilter, "load", classmethod(lambda cls: "classifier"))
+    registry = filter_registry(plugins=False)
+    assert registry.names == ["classifier", "patterns", "jailbreak"]
+    inputs, outputs = registry.filters()
+    assert inputs[0] == outputs[0] == "classifier"  # one instance serves both sides
+    assert [type(f) for f in inputs[1:]] == [PatternFilter, JailbreakFilter]
+    assert [type(f) for f in outputs[1:]] == [PatternFilter]
+
+
+def test_a_filter_plug_in_joins_the_built_in_filters_on_its_sides(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    install(
+        monkeypatch,
+        tmp_path / "site",
+        "aimi_shouting",
+        SHOUTING,
+        {"aimi.safety_filters": {"shouting": "aimi_shouting:register"}},
+    )
+    registry = filter_registry()
+    assert registry.names == ["classifier", "patterns", "jailbreak", "shouting"]
+    only_plug_ins = FilterRegistry()
+    assert load_plugins(only_plug_ins) == ["shouting"]
+    inputs, outputs = only_plug_ins.filters()
+    assert [f.name for f in inputs] == ["shouting"]
+    assert outputs == []
