@@ -24,6 +24,7 @@ from aimi.safety.policy import (
     Thresholds,
     decide,
 )
+from aimi.safety.semantic import SemanticFilter, SemanticModel
 from aimi.safety.service import SafetyService, offline_filters
 from aimi.safety.window import OutputWindow
 
@@ -47,6 +48,8 @@ __all__ = [
     "SafetyFilter",
     "SafetyPolicy",
     "SafetyService",
+    "SemanticFilter",
+    "SemanticModel",
     "Severity",
     "Thresholds",
     "ToxicityModel",
