@@ -35,8 +35,8 @@ SYNC_S = 2.0
 
 
 def load_offline_filters() -> Filters:
-    """The built-in filters (the semantic classifier's model loads once, about a second; the fleet
-    calls this in a worker thread before the server reports ready)."""
+    """The built-in filters (the semantic classifier's model loads once, in a few seconds; the
+    fleet calls this in a worker thread before the server reports ready)."""
     return offline_filters(SemanticModel.load())
 
 
