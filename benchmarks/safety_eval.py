@@ -13,7 +13,7 @@ Sets (tests/data/):
 
 For each filter alone (`patterns` with all its patterns, `default patterns` with the three the
 default ensemble keeps), the old default ensemble (toxicity classifier + patterns + jailbreak
-patterns) and the new one (`offline_filters`), per label: recall, precision, and the share of
+patterns) and the semantic one (`semantic_filters`), per label: recall, precision, and the share of
 benign look-alikes (`benign_tricky`) and of everyday texts (`benign`) flagged. "Flagged" means
 blocked at the default policy (medium and above; jailbreak when detected). Then each extra
 filter's contribution over the semantic classifier alone (what it adds, what it costs), the time
@@ -44,7 +44,7 @@ from aimi.safety import (
     SafetyPolicy,
     SafetyService,
     Severity,
-    offline_filters,
+    semantic_filters,
 )
 from aimi.safety.base import Category
 from aimi.safety.encoders import MiniLMEncoder
@@ -196,7 +196,7 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
         "default patterns": PatternFilter(DEFAULT_PATTERNS),
         "jailbreak-patterns": JailbreakFilter(),
     }
-    new_inputs, new_outputs = offline_filters(model)
+    new_inputs, new_outputs = semantic_filters(model)
     services = {
         "old ensemble": SafetyService(
             SafetyPolicy(), input_filters=[classifier, PatternFilter(), JailbreakFilter()], output_filters=[]

@@ -91,13 +91,6 @@ def test_the_seed_example_answers_the_knife_skills_sentence(guarded: tuple[Serve
     assert printed.strip() and "triggered" not in printed
 
 
-def test_the_seed_example_answers_a_friend_asking_for_help_about_suicide(
-    guarded: tuple[Server, Path],
-) -> None:
-    printed = run_seed(guarded[0], "What should I do if a friend tells me they are thinking about suicide?")
-    assert printed.strip() and "triggered" not in printed
-
-
 def test_the_seed_example_prints_the_code_and_message_of_a_blocked_threat(
     guarded: tuple[Server, Path],
 ) -> None:
@@ -122,8 +115,7 @@ def test_a_blocked_prompt_gets_the_400_instead_of_a_stream(guarded: tuple[Server
     assert error["innererror"]["code"] == "ResponsibleAIPolicyViolation"
     verdicts = error["innererror"]["content_filter_result"]
     assert verdicts["violence"]["filtered"] is True
-    # The semantic classifier vouches for every category, so self_harm is evaluated (and safe).
-    assert verdicts["self_harm"] == {"filtered": False, "severity": "safe"}
+    assert verdicts["self_harm"] == {"filtered": False, "evaluated": False}
 
 
 def test_a_stream_is_cut_when_its_output_hits_a_blocklist(guarded: tuple[Server, Path]) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for the safety tests: the models are loaded once per session (about a second each)."""
+"""Fixtures for the safety tests: the models are loaded once per session (a few seconds each)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aimi.safety import (
     SafetyService,
     SemanticModel,
     ToxicityModel,
-    offline_filters,
+    semantic_filters,
 )
 
 
@@ -36,5 +36,5 @@ def semantic_model() -> SemanticModel:
 
 @pytest.fixture
 def service(semantic_model: SemanticModel) -> SafetyService:
-    inputs, outputs = offline_filters(semantic_model)
+    inputs, outputs = semantic_filters(semantic_model)
     return SafetyService(SafetyPolicy(), input_filters=inputs, output_filters=outputs)

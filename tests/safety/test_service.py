@@ -12,7 +12,7 @@ from aimi.safety import (
     SafetyService,
     SemanticModel,
     Severity,
-    offline_filters,
+    semantic_filters,
 )
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +114,7 @@ async def test_a_megabyte_of_text_is_answered_without_crashing(service: SafetySe
 
 
 async def test_a_megabyte_of_text_fails_closed_when_the_policy_says_so(semantic_model: SemanticModel) -> None:
-    inputs, outputs = offline_filters(semantic_model)
+    inputs, outputs = semantic_filters(semantic_model)
     service = SafetyService(SafetyPolicy(fail_closed=True), input_filters=inputs, output_filters=outputs)
     decision = await service.check_input("word " * 200_000)
     assert decision.categories[Category.HATE].filtered
@@ -146,7 +146,7 @@ async def test_a_benign_stream_is_never_cut(service: SafetyService) -> None:
 
 async def test_deployment_blocklists_run_on_both_sides(semantic_model: SemanticModel) -> None:
     policy = SafetyPolicy(blocklists=(Blocklist("competitors", terms=("Globex",)),))
-    inputs, outputs = offline_filters(semantic_model)
+    inputs, outputs = semantic_filters(semantic_model)
     service = SafetyService(policy, input_filters=inputs, output_filters=outputs)
     assert (await service.check_input("Is Globex any good?")).blocklists_filtered
     assert (await service.check_output("Try globex instead.")).blocklist_matches[0].blocklist == "competitors"

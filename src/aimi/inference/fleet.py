@@ -24,7 +24,7 @@ from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
-from aimi.safety import Ask, JudgeFilter, SafetyFilter, SafetyService, SemanticModel, offline_filters
+from aimi.safety import Ask, ClassifierFilter, JudgeFilter, SafetyFilter, SafetyService, offline_filters
 from aimi.safety.config import policy_from_dict
 
 log = logging.getLogger("aimi.inference")
@@ -35,9 +35,8 @@ SYNC_S = 2.0
 
 
 def load_offline_filters() -> Filters:
-    """The built-in filters (the semantic classifier's model loads once, in a few seconds; the
-    fleet calls this in a worker thread before the server reports ready)."""
-    return offline_filters(SemanticModel.load())
+    """The built-in filters (the classifier's weights load once, ~1-2 s)."""
+    return offline_filters(ClassifierFilter.load())
 
 
 @dataclass

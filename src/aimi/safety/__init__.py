@@ -25,7 +25,7 @@ from aimi.safety.policy import (
     decide,
 )
 from aimi.safety.semantic import SemanticFilter, SemanticModel
-from aimi.safety.service import SafetyService, offline_filters
+from aimi.safety.service import SafetyService, offline_filters, semantic_filters
 from aimi.safety.window import OutputWindow
 
 __all__ = [
@@ -55,4 +55,5 @@ __all__ = [
     "ToxicityModel",
     "decide",
     "offline_filters",
+    "semantic_filters",
 ]

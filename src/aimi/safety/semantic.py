@@ -9,8 +9,8 @@ the heads (chosen on the dev split; see docs/safety.md).
 
 Scores of recent windows are kept (a small LRU), because a streamed completion is checked in
 overlapping windows (`window.OutputWindow`) whose sentences repeat from one check to the next:
-only the new text is encoded. The model loads once per process (`SemanticModel.load`, about
-a second, in a worker thread at start-up) and is shared by every deployment's filters.
+only the new text is encoded. The model loads once per process (`SemanticModel.load`, a few
+seconds, in a worker thread at start-up) and is shared by every deployment's filters.
 """
 
 from __future__ import annotations
