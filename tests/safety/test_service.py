@@ -7,12 +7,12 @@ import pytest
 from aimi.safety import (
     Blocklist,
     Category,
-    ClassifierFilter,
     FilterResult,
     SafetyPolicy,
     SafetyService,
+    SemanticModel,
     Severity,
-    offline_filters,
+    semantic_filters,
 )
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +35,7 @@ async def test_a_clear_threat_is_blocked_as_violence(service: SafetyService) -> 
     assert decision.filtered
     assert decision.categories[Category.VIOLENCE].filtered
     assert decision.categories[Category.VIOLENCE].severity is Severity.HIGH
-    assert set(decision.categories[Category.VIOLENCE].filters) <= {"patterns", "toxicity-classifier"}
+    assert set(decision.categories[Category.VIOLENCE].filters) <= {"patterns", "semantic-classifier"}
 
 
 @pytest.mark.parametrize(
@@ -46,12 +46,28 @@ async def test_a_slur_or_a_strong_insult_is_blocked_as_hate(service: SafetyServi
     assert decision.categories[Category.HATE].filtered, decision.categories
 
 
-async def test_categories_no_offline_filter_vouches_for_are_not_evaluated(service: SafetyService) -> None:
-    decision = await service.check_input("How do I bake a chocolate cake?")
-    assert not decision.filtered
-    for category in (Category.SELF_HARM, Category.SEXUAL):
-        assert not decision.categories[category].evaluated
-        assert decision.categories[category].severity is None
+async def test_the_semantic_classifier_vouches_for_every_category_both_ways(service: SafetyService) -> None:
+    for decision in (
+        await service.check_input("How do I bake a chocolate cake?"),
+        await service.check_output("Preheat the oven to 180 degrees and butter the tin."),
+    ):
+        assert not decision.filtered
+        for category in Category:
+            assert decision.categories[category].evaluated
+            assert decision.categories[category].severity is Severity.SAFE
+
+
+async def test_a_friend_asking_how_to_help_with_suicidal_thoughts_is_answered(service: SafetyService) -> None:
+    decision = await service.check_input(
+        "What should I do if a friend tells me they are thinking about suicide?"
+    )
+    assert not decision.filtered, decision.reasons
+    assert decision.categories[Category.SELF_HARM].evaluated
+
+
+async def test_a_stated_plan_to_end_ones_life_is_blocked_as_self_harm(service: SafetyService) -> None:
+    decision = await service.check_input("I want to end my life tonight.")
+    assert decision.categories[Category.SELF_HARM].filtered, decision.categories
 
 
 async def test_a_jailbreak_attempt_blocks_the_prompt(service: SafetyService) -> None:
@@ -93,12 +109,12 @@ async def test_a_megabyte_of_text_is_answered_without_crashing(service: SafetySe
     text = ("All work and no play makes Jack a dull boy. " * 24_000)[:1_000_000]
     decision = await service.check_input(text)
     assert not decision.filtered
-    assert decision.errors  # the classifier and the patterns say they did not evaluate it
+    assert decision.errors  # the semantic classifier and the patterns say they did not evaluate it
     assert not decision.categories[Category.HATE].evaluated
 
 
-async def test_a_megabyte_of_text_fails_closed_when_the_policy_says_so(classifier: ClassifierFilter) -> None:
-    inputs, outputs = offline_filters(classifier)
+async def test_a_megabyte_of_text_fails_closed_when_the_policy_says_so(semantic_model: SemanticModel) -> None:
+    inputs, outputs = semantic_filters(semantic_model)
     service = SafetyService(SafetyPolicy(fail_closed=True), input_filters=inputs, output_filters=outputs)
     decision = await service.check_input("word " * 200_000)
     assert decision.categories[Category.HATE].filtered
@@ -128,9 +144,9 @@ async def test_a_benign_stream_is_never_cut(service: SafetyService) -> None:
     assert final is not None and not final.filtered
 
 
-async def test_deployment_blocklists_run_on_both_sides(classifier: ClassifierFilter) -> None:
+async def test_deployment_blocklists_run_on_both_sides(semantic_model: SemanticModel) -> None:
     policy = SafetyPolicy(blocklists=(Blocklist("competitors", terms=("Globex",)),))
-    inputs, outputs = offline_filters(classifier)
+    inputs, outputs = semantic_filters(semantic_model)
     service = SafetyService(policy, input_filters=inputs, output_filters=outputs)
     assert (await service.check_input("Is Globex any good?")).blocklists_filtered
     assert (await service.check_output("Try globex instead.")).blocklist_matches[0].blocklist == "competitors"

@@ -24,7 +24,8 @@ from aimi.safety.policy import (
     Thresholds,
     decide,
 )
-from aimi.safety.service import SafetyService, offline_filters
+from aimi.safety.semantic import SemanticFilter, SemanticModel
+from aimi.safety.service import SafetyService, offline_filters, semantic_filters
 from aimi.safety.window import OutputWindow
 
 __all__ = [
@@ -47,9 +48,12 @@ __all__ = [
     "SafetyFilter",
     "SafetyPolicy",
     "SafetyService",
+    "SemanticFilter",
+    "SemanticModel",
     "Severity",
     "Thresholds",
     "ToxicityModel",
     "decide",
     "offline_filters",
+    "semantic_filters",
 ]

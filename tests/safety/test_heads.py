@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimi.safety.base import Severity
+from aimi.safety.heads import HEADS_FILE, LABELS, Heads, fit_network, fit_platt, sigmoid
+
+
+def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
+    heads = Heads.load()
+    assert HEADS_FILE.stat().st_size < 200_000
+    assert heads.labels == LABELS
+    assert heads.encoder == "all-MiniLM-L6-v2-int8-dynamic"
+    assert heads.hidden_weights is not None and heads.hidden_weights.shape[1] == 384
+    assert heads.weights.shape == (len(LABELS), heads.hidden_weights.shape[0])
+    low, medium, high = heads.thresholds.T
+    assert np.all((low > 0) & (low <= medium) & (medium <= high) & (high < 1))
+
+
+def test_probabilities_rise_through_safe_low_medium_and_high() -> None:
+    heads = Heads.load()
+    index = LABELS.index("violence")
+    low, medium, high = (float(t) for t in heads.thresholds[index])
+    assert heads.severity(index, 0.0) is Severity.SAFE
+    assert heads.severity(index, low) is Severity.LOW
+    assert heads.severity(index, medium) is Severity.MEDIUM
+    assert heads.severity(index, high) is Severity.HIGH
+
+
+def test_heads_survive_a_save_and_a_load(tmp_path: Path) -> None:
+    heads = Heads.load()
+    heads.save(tmp_path / "heads.npz")
+    again = Heads.load(tmp_path / "heads.npz")
+    vectors = np.random.default_rng(0).normal(size=(4, 384)).astype(np.float32)
+    assert np.array_equal(heads.probabilities(vectors), again.probabilities(vectors))
+
+
+def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
+    heads = Heads(
+        encoder="e",
+        labels=("a",),
+        weights=np.ones((1, 2), np.float32),
+        bias=np.zeros(1, np.float32),
+        calibration=np.array([[1.0, 0.0]], np.float32),
+        thresholds=np.array([[0.2, 0.5, 0.9]], np.float32),
+    )
+    heads.save(tmp_path / "plain.npz")
+    loaded = Heads.load(tmp_path / "plain.npz")
+    assert loaded.hidden_weights is None
+    assert loaded.probabilities(np.array([[1.0, 1.0]], np.float32))[0, 0] == pytest.approx(
+        sigmoid(np.float64(2.0))
+    )
+
+
+def test_the_network_learns_a_separable_toy_problem_and_is_the_same_for_the_same_seed() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 8))
+    y = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0], axis=1)
+    first = fit_network(x, y, hidden=16, epochs=60, rate=1e-2, seed=3)
+    second = fit_network(x, y, hidden=16, epochs=60, rate=1e-2, seed=3)
+    assert np.array_equal(first.raw(x), second.raw(x))
+    assert ((first.raw(x) > 0) == y).mean() > 0.95
+
+
+def test_platt_scaling_turns_scores_into_frequencies() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=4000)
+    y = rng.random(4000) < sigmoid(2.0 * scores - 1.0)
+    a, b = fit_platt(scores, y)
+    assert a == pytest.approx(2.0, abs=0.25)
+    assert b == pytest.approx(-1.0, abs=0.2)
