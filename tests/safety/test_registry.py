@@ -9,6 +9,7 @@ import pytest
 
 from aimi.safety import ClassifierFilter, JailbreakFilter, PatternFilter
 from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
+from aimi.safety.semantic import SemanticFilter, SemanticModel
 from tests.distributions import install
 
 SHOUTING = """
@@ -36,6 +37,21 @@ def test_the_built_in_filters_are_registered_on_the_sides_offline_filters_puts_t
     assert registry.names == ["classifier", "patterns", "jailbreak"]
     inputs, outputs = registry.filters()
     assert inputs[0] == outputs[0] == "classifier"  # one instance serves both sides
+    assert [type(f) for f in inputs[1:]] == [PatternFilter, JailbreakFilter]
+    assert [type(f) for f in outputs[1:]] == [PatternFilter]
+
+
+def test_the_semantic_ensemble_loads_its_model_once_for_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[int] = []
+    model = object.__new__(SemanticModel)
+    model.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
+    monkeypatch.setattr(SemanticModel, "load", classmethod(lambda cls: loads.append(1) or model))
+    registry = filter_registry(plugins=False, ensemble="semantic")
+    inputs, outputs = registry.filters()
+    assert loads == [1]
+    assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak
+    assert isinstance(outputs[0], SemanticFilter) and not outputs[0].jailbreak
+    assert inputs[0].model is outputs[0].model is model
     assert [type(f) for f in inputs[1:]] == [PatternFilter, JailbreakFilter]
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 

@@ -41,7 +41,7 @@ def create_app(
     engines: EngineRegistry | None = None,
     on_ready: Callable[[FastAPI, Started], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
-    safety_filters: Callable[[], Filters] = load_offline_filters,
+    safety_filters: Callable[[], Filters] | None = None,
 ) -> FastAPI:
     """The ASGI app. `engines`: the engine registry (default: the built-in engines and installed
     plug-ins); `engine` (for tests) serves every deployment instead of the engines by source;
@@ -76,7 +76,7 @@ def create_app(
             engine_factory=factory,
             auto_tool_choice=settings.tool_choice_auto,
             shutdown_grace_s=settings.shutdown_grace_s,
-            safety_filters=safety_filters,
+            safety_filters=safety_filters or (lambda: load_offline_filters(settings.safety_ensemble)),
         )
         await fleet.reconcile()
         # the inference routes still read these two (until they read `services(request)` too)

@@ -79,6 +79,12 @@ from aimi.settings import Settings
     help="Content safety for the served deployment (kept with it).  [default: on for a new one]",
 )
 @click.option(
+    "--safety-ensemble",
+    type=click.Choice(["classic", "semantic"]),
+    help="The built-in content-safety filters: classic (toxicity classifier and patterns) or semantic "
+    "(the semantic classifier; opt-in, see docs/safety.md).  [default: classic; env AIMI_SAFETY_ENSEMBLE]",
+)
+@click.option(
     "--ssl-certfile",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Serve HTTPS with this PEM certificate.  [env AIMI_SSL_CERTFILE]",

@@ -36,10 +36,10 @@ SYNC_S = 2.0
 """The default of `Fleet(sync_s=...)`."""
 
 
-def load_offline_filters() -> Filters:
-    """The registered filters: the built-in ones (the classifier's weights load once, ~1-2 s) and
-    those of installed plug-ins."""
-    return filter_registry().filters()
+def load_offline_filters(ensemble: str = "classic") -> Filters:
+    """The registered filters: the built-in ones of `ensemble` (their models load once, in a few
+    seconds) and those of installed plug-ins."""
+    return filter_registry(ensemble=ensemble).filters()
 
 
 @dataclass

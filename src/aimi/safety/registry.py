@@ -14,7 +14,8 @@ from aimi.plugins import Registrations, load_entry_points
 from aimi.safety.base import SafetyFilter
 from aimi.safety.classifier import ClassifierFilter
 from aimi.safety.jailbreak import JailbreakFilter
-from aimi.safety.patterns import PatternFilter
+from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
+from aimi.safety.semantic import SemanticFilter, SemanticModel
 
 ENTRY_POINTS = "aimi.safety_filters"
 
@@ -75,15 +76,39 @@ def register_builtin(filters: FilterRegistry) -> None:
     filters.add("jailbreak", JailbreakFilter, outputs=False)
 
 
+def register_semantic(filters: FilterRegistry) -> None:
+    """The semantic ensemble (opt-in, `safety_ensemble = "semantic"`): the semantic classifier on
+    both sides (jailbreak on prompts only), the three harm patterns that add to it, the jailbreak
+    patterns on prompts; as `service.semantic_filters` lays them out, with the model loaded once."""
+    model: list[SemanticModel] = []
+
+    def loaded() -> SemanticModel:
+        if not model:
+            model.append(SemanticModel.load())
+        return model[0]
+
+    filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
+    filters.add("semantic-outputs", lambda: SemanticFilter(loaded(), jailbreak=False), inputs=False)
+    filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))
+    filters.add("jailbreak", JailbreakFilter, outputs=False)
+
+
+ENSEMBLES: dict[str, Callable[[FilterRegistry], None]] = {
+    "classic": register_builtin,
+    "semantic": register_semantic,
+}
+"""The built-in ensembles a server can be started with (`Settings.safety_ensemble`)."""
+
+
 def load_plugins(registry: FilterRegistry) -> list[str]:
     """Register the filters of installed plug-ins (entry points in the group `aimi.safety_filters`)."""
     return load_entry_points(ENTRY_POINTS, registry.apply)
 
 
-def filter_registry(*, plugins: bool = True) -> FilterRegistry:
-    """The built-in filters, and (with `plugins`) those of installed plug-ins."""
+def filter_registry(*, plugins: bool = True, ensemble: str = "classic") -> FilterRegistry:
+    """The built-in filters of `ensemble`, and (with `plugins`) those of installed plug-ins."""
     registry = FilterRegistry()
-    registry.apply(register_builtin)
+    registry.apply(ENSEMBLES[ensemble])
     if plugins:
         load_plugins(registry)
     return registry
