@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from aimi.api.schemas.chat import NOT_APPLIED, ChatCompletionsBody, ChatMessage
+from aimi.api.schemas.chat import NOT_APPLIED, ChatCompletionsBody
+from aimi.api.schemas.messages import (
+    AssistantMessage,
+    ChatMessage,
+    OtherPart,
+    TextPart,
+    ToolMessage,
+    UserMessage,
+)
+from aimi.api.schemas.refusal import INVALID_REQUEST, join
+from aimi.api.schemas.tools import (
+    FunctionTool,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    NamedToolChoice,
+    OtherTool,
+    TextFormat,
+)
 from aimi.engines.base import Sampling
 from aimi.errors import InvalidRequest, ParameterNotSupported
 from aimi.inference.chat import (
@@ -19,6 +36,7 @@ from aimi.inference.chat import (
     Done,
     Message,
     ResponseFormat,
+    Role,
     TokenLogprobs,
     ToolCall,
     ToolChoice,
@@ -27,40 +45,61 @@ from aimi.inference.chat import (
 from aimi.inference.tools import new_call_id
 from aimi.safety import Decision
 
-MAX_STOP_SEQUENCES = 16
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
 
 def parse_body(raw: dict[str, Any]) -> ChatCompletionsBody:
+    """The body as its wire model; the first rule it breaks becomes a 400 naming the value."""
     try:
         return ChatCompletionsBody.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = _location(first["loc"])
-        raise InvalidRequest(f"Invalid value for '{where}': {first['msg']}.", param=where) from exc
+        raise _refusal(exc.errors()[0], raw) from exc
 
 
-def _location(loc: Sequence[int | str]) -> str:
+def _refusal(error: ErrorDetails, raw: Any) -> InvalidRequest:
+    where = _location(error["loc"], raw, missing=error["type"] == "missing")
+    ctx = error.get("ctx") or {}
+    if error["type"] == INVALID_REQUEST:
+        param = join(where, str(ctx.get("at", "")))
+        return InvalidRequest(error["msg"].replace("{where}", param or "body"), param=param or None)
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # A tagged union refused its tag: say so of the tag field, as for any other field.
+        param = join(where, str(ctx.get("discriminator", "")).strip("'"))
+        expected = str(ctx.get("expected_tags", "")).rsplit(", ", 1)
+        said = (
+            "Field required"
+            if error["type"] == "union_tag_not_found"
+            else f"Input should be {' or '.join(expected)}"
+        )
+        return InvalidRequest(f"Invalid value for '{param}': {said}.", param=param)
+    where = where or "body"
+    return InvalidRequest(f"Invalid value for '{where}': {error['msg']}.", param=where)
+
+
+def _location(loc: Sequence[int | str], raw: Any, *, missing: bool) -> str:
+    """The JSON path of `loc` in the document the client sent. Pydantic's `loc` also names the union
+    member it tried (`str`, a tag); those are not keys of the document, so they are left out."""
     out = ""
-    for part in loc:
-        if isinstance(part, int):
+    node = raw
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
             out += f"[{part}]"
-        elif part in ("str", "list[dict[str,any]]", "function-after", "int", "bool", "float"):
-            continue  # pydantic's union-member markers, not part of the user's document
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "body"
+            node = node[part]
+        elif (
+            isinstance(part, str)
+            and isinstance(node, dict)
+            and (part in node or (missing and i == len(loc) - 1))
+        ):
+            out += f".{part}" if out else part
+            node = node.get(part)
+    return out
 
 
 def chat_request(body: ChatCompletionsBody) -> ChatRequest:
+    """The domain request; refuses (422) what the wire allows and a deployment cannot do."""
     _refuse_unsupported(body)
-    stop = _stop(body.stop)
     logprobs: int | None = None
     if body.logprobs is True:
         logprobs = body.top_logprobs or 0
-    elif isinstance(body.logprobs, int) and body.logprobs is not False:
-        if not 0 <= body.logprobs <= 20:
-            raise InvalidRequest("Invalid value for 'logprobs': use true, false or 0-20.", param="logprobs")
+    elif body.logprobs is not False and body.logprobs is not None:
         logprobs = body.logprobs
     seed = body.seed if body.seed is not None else body.random_seed
     sampling = Sampling(
@@ -75,13 +114,13 @@ def chat_request(body: ChatCompletionsBody) -> ChatRequest:
     tools = _tools(body.tools)
     return ChatRequest(
         tools=tools,
-        tool_choice=_tool_choice(body.tool_choice, tools),
+        tool_choice=_tool_choice(body.tool_choice),
         parallel_tool_calls=body.parallel_tool_calls is not False,
         response_format=_response_format(body.response_format),
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         sampling=sampling,
-        max_tokens=_max_tokens(body),
-        stop=stop,
+        max_tokens=body.max_tokens if body.max_completion_tokens is None else body.max_completion_tokens,
+        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
         stream=bool(body.stream),
         safe_prompt=bool(body.safe_prompt or body.safe_mode or body.safemode),
         logprobs=logprobs,
@@ -105,167 +144,77 @@ def _refuse_unsupported(body: ChatCompletionsBody) -> None:
             raise ParameterNotSupported(
                 f"The parameter '{key}' is not supported by this deployment.", param=key, value=value
             )
-
-
-def _max_tokens(body: ChatCompletionsBody) -> int | None:
-    """`max_completion_tokens` is OpenAI's newer name for the same limit."""
-    if body.max_completion_tokens is None:
-        return body.max_tokens
-    if body.max_tokens is not None and body.max_tokens != body.max_completion_tokens:
-        raise InvalidRequest(
-            f"'max_tokens' ({body.max_tokens}) and 'max_completion_tokens' ({body.max_completion_tokens}) "
-            "are the same limit; send one, or the same value in both.",
-            param="max_completion_tokens",
-        )
-    return body.max_completion_tokens
-
-
-def _response_format(raw: dict[str, Any] | None) -> ResponseFormat:
-    if raw is None:
-        return ResponseFormat()
-    kind = raw.get("type")
-    if kind in ("text", "json_object"):
-        return ResponseFormat(kind)
-    if kind != "json_schema":
-        raise InvalidRequest(
-            "Invalid value for 'response_format.type': use 'text', 'json_object' or 'json_schema'.",
-            param="response_format.type",
-        )
-    spec = raw.get("json_schema")
-    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-        raise InvalidRequest(
-            "'response_format.json_schema' needs a 'schema' object.",
-            param="response_format.json_schema.schema",
-        )
-    name = spec.get("name")
-    if name is not None and not (isinstance(name, str) and _FUNCTION_NAME.match(name)):
-        raise InvalidRequest(
-            "Invalid value for 'response_format.json_schema.name': use 1-64 of a-z, A-Z, 0-9, '_' and '-'.",
-            param="response_format.json_schema.name",
-        )
-    return ResponseFormat("json_schema", schema=spec["schema"], name=name)
-
-
-def _tools(raw: list[dict[str, Any]] | None) -> tuple[ToolSpec, ...]:
-    if not raw:
-        return ()
-    tools: list[ToolSpec] = []
-    for i, item in enumerate(raw):
-        where = f"tools[{i}]"
-        if item.get("type", "function") != "function":
+    for i, tool in enumerate(body.tools or ()):
+        if isinstance(tool, OtherTool):
             raise ParameterNotSupported(
-                f"Only function tools are supported, not '{item.get('type')}'.",
-                param=f"{where}.type",
-                value=item.get("type"),
+                f"Only function tools are supported, not '{tool.type}'.",
+                param=f"tools[{i}].type",
+                value=tool.type,
             )
-        function = item.get("function")
-        if not isinstance(function, dict):
-            raise InvalidRequest(f"'{where}.function' must be an object.", param=f"{where}.function")
-        name = function.get("name")
-        if not (isinstance(name, str) and _FUNCTION_NAME.match(name)):
-            raise InvalidRequest(
-                f"Invalid value for '{where}.function.name': use 1-64 of a-z, A-Z, 0-9, '_' and '-'.",
-                param=f"{where}.function.name",
-            )
-        if any(t.name == name for t in tools):
-            raise InvalidRequest(f"Two tools are named '{name}'.", param=f"{where}.function.name")
-        parameters = function.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise InvalidRequest(
-                f"'{where}.function.parameters' must be a JSON schema object.",
-                param=f"{where}.function.parameters",
-            )
-        description = function.get("description") or ""
-        tools.append(ToolSpec(name=name, description=str(description), parameters=parameters))
-    return tuple(tools)
+    for i, message in enumerate(body.messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else ()):
+            if isinstance(part, OtherPart):
+                raise ParameterNotSupported(
+                    f"This model accepts text content only, not '{part.type}'.",
+                    param=f"messages[{i}].content[{j}]",
+                    value=part.type,
+                )
 
 
-def _tool_choice(raw: str | dict[str, Any] | None, tools: tuple[ToolSpec, ...]) -> ToolChoice:
-    if raw is None or raw == "auto":
-        return ToolChoice("auto")
-    if raw == "none":
-        return ToolChoice("none")
-    if raw in ("required", "any"):  # Mistral says "any" for what OpenAI calls "required"
-        if not tools:
-            raise InvalidRequest(f"tool_choice '{raw}' needs 'tools'.", param="tool_choice")
-        return ToolChoice("required")
-    if isinstance(raw, dict):
-        function = raw.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str):
-            raise InvalidRequest(
-                "A named tool_choice is {'type': 'function', 'function': {'name': ...}}.", param="tool_choice"
-            )
-        if not any(t.name == name for t in tools):
-            raise InvalidRequest(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice")
-        return ToolChoice("required", function=name)
-    raise InvalidRequest(
-        "Invalid value for 'tool_choice': use 'auto', 'none', 'required', 'any' or a named function.",
-        param="tool_choice",
+def _response_format(wire: TextFormat | JsonObjectFormat | JsonSchemaFormat | None) -> ResponseFormat:
+    if wire is None:
+        return ResponseFormat()
+    if isinstance(wire, JsonSchemaFormat):
+        return ResponseFormat("json_schema", schema=wire.json_schema.schema_, name=wire.json_schema.name)
+    return ResponseFormat(wire.type)
+
+
+def _tools(wire: Sequence[FunctionTool | OtherTool] | None) -> tuple[ToolSpec, ...]:
+    return tuple(
+        ToolSpec(
+            name=tool.function.name,
+            description=tool.function.description or "",
+            parameters=tool.function.parameters,
+        )
+        for tool in wire or ()
+        if isinstance(tool, FunctionTool)
     )
 
 
-def _stop(raw: str | list[str] | None) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    stops = [raw] if isinstance(raw, str) else raw
-    if len(stops) > MAX_STOP_SEQUENCES:
-        raise InvalidRequest(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
-    if any(s == "" for s in stops):
-        raise InvalidRequest("Invalid value for 'stop': stop sequences must not be empty.", param="stop")
-    return tuple(stops)
+def _tool_choice(wire: str | NamedToolChoice | None) -> ToolChoice:
+    if isinstance(wire, NamedToolChoice):
+        return ToolChoice("required", function=wire.function.name)
+    if wire in ("required", "any"):  # Mistral says "any" for what OpenAI calls "required"
+        return ToolChoice("required")
+    return ToolChoice("none") if wire == "none" else ToolChoice("auto")
 
 
 def _message(index: int, wire: ChatMessage) -> Message:
-    where = f"messages[{index}]"
-    role = "system" if wire.role == "developer" else wire.role
-    content = _content(where, wire.content)
-    if role in ("system", "user") and content is None:
-        raise InvalidRequest(
-            f"Invalid value for '{where}.content': a {wire.role} message needs content.",
-            param=f"{where}.content",
+    if isinstance(wire, AssistantMessage):
+        calls = tuple(
+            ToolCall(
+                id=call.id or new_call_id(),
+                name=call.function.name,
+                arguments=call.function.arguments
+                if isinstance(call.function.arguments, str)
+                else json.dumps(call.function.arguments, ensure_ascii=False),
+            )
+            for call in wire.tool_calls or ()
         )
-    if role == "tool" and not wire.tool_call_id:
-        raise InvalidRequest(
-            f"Invalid value for '{where}.tool_call_id': a tool message needs the id of the call it answers.",
-            param=f"{where}.tool_call_id",
+        return Message(role="assistant", content=_text(wire.content), tool_calls=calls, name=wire.name)
+    if isinstance(wire, ToolMessage):
+        return Message(
+            role="tool", content=_text(wire.content), tool_call_id=wire.tool_call_id, name=wire.name
         )
-    calls = tuple(
-        ToolCall(
-            id=call.id or new_call_id(),
-            name=call.function.name,
-            arguments=call.function.arguments
-            if isinstance(call.function.arguments, str)
-            else json.dumps(call.function.arguments, ensure_ascii=False),
-        )
-        for call in (wire.tool_calls or [])
-        if role == "assistant"
-    )
-    return Message(
-        role=role, content=content, tool_calls=calls, tool_call_id=wire.tool_call_id, name=wire.name
-    )
+    role: Role = "user" if isinstance(wire, UserMessage) else "system"  # developer is system
+    return Message(role=role, content=_text(wire.content), name=wire.name)
 
 
-def _content(where: str, content: str | list[dict[str, Any]] | None) -> str | None:
+def _text(content: str | list[TextPart | OtherPart] | None) -> str | None:
+    """Parts are joined with newlines (every other kind of part was refused before)."""
     if content is None or isinstance(content, str):
         return content
-    texts: list[str] = []
-    for j, part in enumerate(content):
-        kind = part.get("type")
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "text":
-            raise InvalidRequest(
-                f"Invalid value for '{where}.content[{j}].text': expected a string.",
-                param=f"{where}.content[{j}].text",
-            )
-        else:
-            raise ParameterNotSupported(
-                f"This model accepts text content only, not '{kind}'.",
-                param=f"{where}.content[{j}]",
-                value=kind,
-            )
-    return "\n".join(texts)
+    return "\n".join(part.text for part in content if isinstance(part, TextPart))
 
 
 class ResponseMeta(TypedDict):

@@ -105,6 +105,11 @@ def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+        discriminator = node.get("discriminator")
+        mapping: dict[str, Any] = discriminator.get("mapping", {}) if isinstance(discriminator, dict) else {}
+        for tag, target in mapping.items():  # a tagged union names its members by reference too
+            if isinstance(target, str) and target.startswith("#/$defs/"):
+                mapping[tag] = "#/components/schemas/" + target.removeprefix("#/$defs/")
         for value in node.values():
             _hoist_defs(value, schemas)
     elif isinstance(node, list):
