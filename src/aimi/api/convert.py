@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from aimi.api.schemas.chat import NOT_APPLIED, ChatCompletionsBody
+from aimi.api.schemas.completions import (
+    AssistantMessageOut,
+    BlocklistMatch,
+    BlocklistResults,
+    CategoryResult,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ContentFilterResults,
+    FinishReason,
+    FunctionCallOut,
+    JailbreakResult,
+    Logprobs,
+    PromptFilterResult,
+    PromptTokensDetails,
+    SeverityName,
+    ToolCallOut,
+    Usage,
+)
 from aimi.api.schemas.messages import (
     AssistantMessage,
     ChatMessage,
@@ -30,6 +51,7 @@ from aimi.api.schemas.tools import (
 from aimi.engines.base import Sampling
 from aimi.errors import InvalidRequest, ParameterNotSupported
 from aimi.inference.chat import (
+    ChatFinishReason,
     ChatRequest,
     ChatResult,
     Delta,
@@ -228,172 +250,149 @@ class ResponseMeta(TypedDict):
 # -- responses ---------------------------------------------------------------------------------------
 
 
-def logprobs_object(entries: Sequence[TokenLogprobs]) -> dict[str, Any]:
-    """The shape the Mistral deployment guide documents (`tokens`, `token_logprobs`, `top_logprobs`,
-    `text_offsets`), plus OpenAI's `content` list (with Mistral's `token_id`) for those clients."""
-    return {
-        "tokens": [e.token for e in entries],
-        "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{e.token: e.logprob, **{t.token: t.logprob for t in e.top}} for e in entries],
-        "text_offsets": [e.offset for e in entries],
-        "content": [
-            {
-                "token": e.token,
-                "token_id": e.id,
-                "logprob": e.logprob,
-                "bytes": list(e.raw),
-                "top_logprobs": [
-                    {"token": t.token, "token_id": t.id, "logprob": t.logprob, "bytes": list(t.raw)}
-                    for t in e.top
-                ],
-            }
-            for e in entries
-        ],
-    }
+def logprobs_object(entries: Sequence[TokenLogprobs]) -> Logprobs:
+    # Validated from plain data in one call: this runs once per streamed token.
+    return Logprobs.model_validate(
+        {
+            "tokens": [e.token for e in entries],
+            "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{e.token: e.logprob, **{t.token: t.logprob for t in e.top}} for e in entries],
+            "text_offsets": [e.offset for e in entries],
+            "content": [
+                {
+                    "token": e.token,
+                    "token_id": e.id,
+                    "logprob": e.logprob,
+                    "bytes": list(e.raw),
+                    "top_logprobs": [
+                        {"token": t.token, "token_id": t.id, "logprob": t.logprob, "bytes": list(t.raw)}
+                        for t in e.top
+                    ],
+                }
+                for e in entries
+            ],
+        }
+    )
 
 
-def wire_finish_reason(reason: str) -> str:
+def wire_finish_reason(reason: ChatFinishReason) -> FinishReason:
     """An answer the server cut off at shutdown ends as Mistral's API ends one it could not finish
     (`error`); the ledger keeps `interrupted`."""
     return "error" if reason == "interrupted" else reason
 
 
-def usage_object(done: Done | ChatResult) -> dict[str, Any]:
+def usage_object(done: Done | ChatResult) -> Usage:
     """With OpenAI's (and Azure OpenAI's) `prompt_tokens_details.cached_tokens`: the prompt tokens
     served from a cache instead of evaluated."""
     u = done.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    }
+    return Usage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.total_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=u.cached_tokens),
+    )
 
 
-def content_filter_results(decision: Decision | None, *, prompt: bool = False) -> dict[str, Any] | None:
+def content_filter_results(decision: Decision | None, *, prompt: bool = False) -> ContentFilterResults | None:
     """Azure's per-category shape. A category no filter evaluated says so (`evaluated: false`)
     instead of claiming a severity; jailbreak is reported for prompts."""
     if decision is None or not decision.enabled:
         return None
-    out: dict[str, Any] = {}
+    categories: dict[str, CategoryResult] = {}
     for category, verdict in decision.categories.items():
         if verdict.evaluated or verdict.severity is not None:
-            severity = verdict.severity.value if verdict.severity is not None else "safe"
-            out[category.value] = {"filtered": verdict.filtered, "severity": severity}
+            severity = cast(SeverityName, verdict.severity.value if verdict.severity is not None else "safe")
+            categories[category.value] = CategoryResult(filtered=verdict.filtered, severity=severity)
         else:
-            out[category.value] = {"filtered": False, "evaluated": False}
+            categories[category.value] = CategoryResult(filtered=False, evaluated=False)
+    results = ContentFilterResults.model_validate(categories)
     if prompt and decision.jailbreak.detected is not None:
-        out["jailbreak"] = {"filtered": decision.jailbreak.filtered, "detected": decision.jailbreak.detected}
+        results.jailbreak = JailbreakResult(
+            filtered=decision.jailbreak.filtered, detected=decision.jailbreak.detected
+        )
     if decision.blocklist_matches:
-        out["custom_blocklists"] = {
-            "filtered": True,
-            "details": [
-                {"id": m.blocklist, "filtered": True, "terms": list(m.terms)}
+        results.custom_blocklists = BlocklistResults(
+            filtered=True,
+            details=[
+                BlocklistMatch(id=m.blocklist, filtered=True, terms=list(m.terms))
                 for m in decision.blocklist_matches
             ],
-        }
-    return out
+        )
+    return results
 
 
-def prompt_filter_results(decision: Decision | None) -> list[dict[str, Any]] | None:
+def prompt_filter_results(decision: Decision | None) -> list[PromptFilterResult] | None:
     results = content_filter_results(decision, prompt=True)
-    return None if results is None else [{"prompt_index": 0, "content_filter_results": results}]
+    return None if results is None else [PromptFilterResult(prompt_index=0, content_filter_results=results)]
 
 
-def tool_calls_object(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[dict[str, Any]]:
+def tool_calls_object(calls: Sequence[ToolCall], *, indexed: bool = False) -> list[ToolCallOut]:
     """`arguments` as a JSON string; `index` only in stream deltas (where OpenAI clients need it)."""
-    out = []
-    for i, call in enumerate(calls):
-        item: dict[str, Any] = {
-            "id": call.id,
-            "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments},
-        }
-        if indexed:
-            item = {"index": i, **item}
-        out.append(item)
-    return out
+    return [
+        ToolCallOut(
+            index=i if indexed else None,
+            id=call.id,
+            function=FunctionCallOut(name=call.name, arguments=call.arguments),
+        )
+        for i, call in enumerate(calls)
+    ]
 
 
-def completion(*, id: str, created: int, model: str, result: ChatResult) -> dict[str, Any]:
-    calls = tool_calls_object(result.tool_calls) if result.tool_calls else None
-    body = {
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text, "tool_calls": calls},
-                "finish_reason": wire_finish_reason(result.finish_reason),
-                "logprobs": logprobs_object(result.logprobs) if result.logprobs is not None else None,
-            }
-        ],
-        "usage": usage_object(result),
-    }
-    _add_safety(body, result.prompt_safety, result.output_safety)
-    return body
-
-
-def _add_safety(body: dict[str, Any], prompt: Decision | None, output: Decision | None) -> None:
-    if (prompt_results := prompt_filter_results(prompt)) is not None:
-        body["prompt_filter_results"] = prompt_results
-    if (output_results := content_filter_results(output)) is not None:
-        body["choices"][0]["content_filter_results"] = output_results
-
-
-def chunk(
-    *,
-    id: str,
-    created: int,
-    model: str,
-    delta: dict[str, Any],
-    finish_reason: str | None = None,
-    logprobs: dict[str, Any] | None = None,
-    usage: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}],
-    }
-    if usage is not None:
-        body["usage"] = usage
-    return body
-
-
-def delta_chunk(*, id: str, created: int, model: str, delta: Delta) -> dict[str, Any]:
-    return chunk(
+def completion(*, id: str, created: int, model: str, result: ChatResult) -> ChatCompletion:
+    message = AssistantMessageOut(
+        content=result.text,
+        tool_calls=tool_calls_object(result.tool_calls) if result.tool_calls else None,
+    )
+    choice = Choice(
+        message=message,
+        finish_reason=wire_finish_reason(result.finish_reason),
+        logprobs=logprobs_object(result.logprobs) if result.logprobs is not None else None,
+        content_filter_results=content_filter_results(result.output_safety),
+    )
+    return ChatCompletion(
         id=id,
         created=created,
         model=model,
-        delta={"content": delta.text},
-        logprobs=logprobs_object(delta.logprobs) if delta.logprobs else None,
+        choices=[choice],
+        usage=usage_object(result),
+        prompt_filter_results=prompt_filter_results(result.prompt_safety),
     )
 
 
-def first_chunk(*, id: str, created: int, model: str, prompt_safety: Decision | None) -> dict[str, Any]:
-    body = chunk(id=id, created=created, model=model, delta={"role": "assistant", "content": ""})
-    _add_safety(body, prompt_safety, None)
-    return body
+def delta_chunk(*, id: str, created: int, model: str, delta: Delta) -> ChatCompletionChunk:
+    """A piece of text. Validated from plain data in one call: this runs once per streamed token."""
+    logprobs = logprobs_object(delta.logprobs) if delta.logprobs else None
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": id,
+            "created": created,
+            "model": model,
+            "choices": [{"delta": {"content": delta.text}, "logprobs": logprobs}],
+        }
+    )
 
 
-def final_chunk(*, id: str, created: int, model: str, done: Done) -> dict[str, Any]:
+def first_chunk(*, id: str, created: int, model: str, prompt_safety: Decision | None) -> ChatCompletionChunk:
+    return ChatCompletionChunk(
+        id=id,
+        created=created,
+        model=model,
+        choices=[ChunkChoice(delta=ChunkDelta(role="assistant", content=""))],
+        prompt_filter_results=prompt_filter_results(prompt_safety),
+    )
+
+
+def final_chunk(*, id: str, created: int, model: str, done: Done) -> ChatCompletionChunk:
     """The last choice chunk: finish_reason, usage, and the whole of any tool calls (as Mistral's
     service sends them: complete, in one chunk)."""
-    delta: dict[str, Any] = {"content": ""}
-    if done.tool_calls:
-        delta["tool_calls"] = tool_calls_object(done.tool_calls, indexed=True)
-    body = chunk(
-        id=id,
-        created=created,
-        model=model,
+    delta = ChunkDelta(
+        content="", tool_calls=tool_calls_object(done.tool_calls, indexed=True) if done.tool_calls else None
+    )
+    choice = ChunkChoice(
         delta=delta,
         finish_reason=wire_finish_reason(done.finish_reason),
-        usage=usage_object(done),
+        content_filter_results=content_filter_results(done.output_safety),
     )
-    _add_safety(body, None, done.output_safety)
-    return body
+    return ChatCompletionChunk(
+        id=id, created=created, model=model, choices=[choice], usage=usage_object(done)
+    )

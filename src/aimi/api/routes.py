@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from aimi.api import convert, parameters, sse
 from aimi.api.auth import key_from
@@ -20,6 +20,8 @@ from aimi.api.body import read_json_object
 from aimi.api.openapi import errors
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
+from aimi.api.schemas.completions import ModelInfo
+from aimi.api.schemas.errors import BriefEnvelope, BriefError
 from aimi.errors import AimiError, NotFound, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
 from aimi.inference.fleet import Served
@@ -105,13 +107,9 @@ async def deployment_for(request: Request) -> tuple[Served, Principal]:
     return served or await fleet.get(principal.deployment_name), principal
 
 
-async def info(request: Request) -> dict[str, str]:
+async def info(request: Request) -> ModelInfo:
     served, _ = await deployment_for(request)
-    return {
-        "model_name": served.offer.name,
-        "model_type": "chat-completions",
-        "model_provider_name": served.offer.provider,
-    }
+    return ModelInfo(model_name=served.offer.name, model_provider_name=served.offer.provider)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -152,7 +150,12 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
     result = await _complete_unless_disconnected(request, served.service, chat, meter)
     if result is None:
         return Response(status_code=499)
-    return JSONResponse(convert.completion(result=result, **meta), headers=_quota_headers(meter.quota))
+    body = convert.completion(result=result, **meta)
+    return Response(
+        body.__pydantic_serializer__.to_json(body),
+        media_type="application/json",
+        headers=_quota_headers(meter.quota),
+    )
 
 
 def _quota_headers(quota: QuotaState | None) -> dict[str, str]:
@@ -198,13 +201,14 @@ async def _events(answer: Answer, meta: convert.ResponseMeta) -> AsyncIterator[b
                 yield sse.event(convert.final_chunk(done=event, **meta))
         yield sse.DONE
     except AimiError as exc:
-        yield sse.event({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
+        yield sse.event(
+            BriefEnvelope(error=BriefError(code=exc.code, message=exc.message, status=exc.status))
+        )
         yield sse.DONE
     except Exception:
         log.exception("stream failed")
-        yield sse.event(
-            {"error": {"code": "InternalServerError", "message": "The stream failed.", "status": 500}}
-        )
+        failed = BriefError(code="InternalServerError", message="The stream failed.", status=500)
+        yield sse.event(BriefEnvelope(error=failed))
         yield sse.DONE
     finally:
         await stream.aclose()
