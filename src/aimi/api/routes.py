@@ -20,7 +20,7 @@ from aimi.api.body import read_json_object
 from aimi.api.openapi import errors
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
-from aimi.api.schemas.completions import ModelInfo
+from aimi.api.schemas.completions import ChatCompletion, ModelInfo
 from aimi.api.schemas.errors import BriefEnvelope, BriefError
 from aimi.errors import AimiError, NotFound, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
@@ -35,6 +35,14 @@ log = logging.getLogger("aimi.api")
 BASES = ("", "/models", "/deployments/{deployment}")
 _DISCONNECT_POLL_S = 0.25
 _CHAT_ERRORS = errors(400, 401, 404, 413, 422, 429, 503)
+_CHAT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The completion (JSON), or with `stream: true` server-sent events: "
+        "`data: <ChatCompletionChunk>` each, then `data: [DONE]`",
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+    },
+    **_CHAT_ERRORS,
+}
 _POLICY_HEADER = {
     "name": "extra-parameters",
     "in": "header",
@@ -77,7 +85,8 @@ def router() -> APIRouter:
         chat_completions,
         methods=["POST"],
         openapi_extra=azure_body,
-        responses=_CHAT_ERRORS,
+        response_model=ChatCompletion,
+        responses=_CHAT_ANSWERS,
         summary="Chat completions (Azure AI Model Inference API)",
     )
     r.add_api_route(
@@ -85,7 +94,8 @@ def router() -> APIRouter:
         mistral_chat_completions,
         methods=["POST"],
         openapi_extra=mistral_body,
-        responses=_CHAT_ERRORS,
+        response_model=ChatCompletion,
+        responses=_CHAT_ANSWERS,
         summary="Chat completions (Mistral-native API)",
     )
     return r

@@ -212,3 +212,10 @@ class ModelInfo(_Out):
     model_name: str
     model_type: Literal["chat-completions"] = "chat-completions"
     model_provider_name: str
+
+
+class Readiness(_Out):
+    """`GET /readyz`: 200 `ready`; 503 `starting`, `draining`, or `degraded` with the `reason`."""
+
+    status: Literal["ready", "starting", "draining", "degraded"]
+    reason: str | None = omitted()
