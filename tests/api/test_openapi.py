@@ -84,6 +84,30 @@ async def test_the_chat_routes_document_their_errors_with_the_envelope(document:
 
 
 @pytest.mark.anyio
+async def test_the_chat_routes_document_the_completion_and_the_chunks_of_a_stream(
+    document: dict[str, Any],
+) -> None:
+    for path, _method, operation in operations(document):
+        if path.endswith("/chat/completions"):
+            content = operation["responses"]["200"]["content"]
+            assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatCompletion"}
+            chunk = {"$ref": "#/components/schemas/ChatCompletionChunk"}
+            assert content["text/event-stream"]["schema"] == chunk
+    schemas = document["components"]["schemas"]
+    assert {"id", "created", "model", "choices"} <= set(schemas["ChatCompletionChunk"]["required"])
+    assert "usage" not in schemas["ChatCompletionChunk"]["required"]  # on the last chunk only
+
+
+@pytest.mark.anyio
+async def test_every_answer_with_a_body_is_documented_with_a_schema(document: dict[str, Any]) -> None:
+    for path, method, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if status != "204":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema and schema != {}, (method, path, status)
+
+
+@pytest.mark.anyio
 async def test_request_validation_is_documented_as_a_400_not_fastapis_422(document: dict[str, Any]) -> None:
     for path, method, operation in operations(document):
         if path.startswith("/api/"):

@@ -47,6 +47,10 @@ async def test_messages_must_be_a_list_of_objects(client: httpx.AsyncClient, mes
 async def test_an_unknown_role_is_refused(client: httpx.AsyncClient, role: Any) -> None:
     body = assert_error(await post(client, {"messages": [{"role": role, "content": "x"}]}), 400)
     assert "messages[0].role" in body["error"]["message"]
+    assert body["error"]["message"].endswith(
+        "Input should be 'system', 'developer', 'user', 'assistant' or 'tool'."
+    )
+    assert body["error"]["param"] == "messages[0].role"
 
 
 @pytest.mark.anyio
@@ -306,6 +310,49 @@ async def test_malformed_tools_are_refused_naming_the_field(
 ) -> None:
     body = assert_error(await post(client, {**HI, "tools": tools}), 400, "invalid_request")
     assert body["error"]["param"] == param
+
+
+@pytest.mark.anyio
+async def test_a_tool_without_a_type_is_a_function_as_mistrals_api_takes_it(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    tool = {"function": FLIGHT_TOOL["function"]}
+    response = await post(client, {**HI, "tools": [tool], "tool_choice": "none"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("field", "value", "param"),
+    [
+        ("response_format", {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}},
+         "response_format.json_schema.name"),
+        ("response_format", {"type": "json_schema", "json_schema": {"schema": {}, "strict": "y"}},
+         "response_format.json_schema.strict"),
+        ("response_format", {"type": "yaml"}, "response_format.type"),
+        ("tools", [{"type": "function", "function": {"name": "f", "description": 5}}],
+         "tools[0].function.description"),
+        ("tool_choice", {"type": "function", "function": {"name": 5}}, "tool_choice"),
+    ],
+    ids=["schema-name", "schema-strict", "format-type", "tool-description", "named-choice"],
+)  # fmt: skip
+async def test_a_wrong_value_inside_a_tagged_union_is_named_by_its_path_in_the_body(
+    client: httpx.AsyncClient, field: str, value: Any, param: str
+) -> None:
+    body = assert_error(await post(client, {**HI, field: value}), 400, "invalid_request")
+    assert body["error"]["param"] == param
+    assert "tag" not in body["error"]["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["web_search", 5, None])
+async def test_a_tool_of_any_other_type_is_not_supported_naming_its_type(
+    client: httpx.AsyncClient, kind: Any
+) -> None:
+    tools = [{"type": kind, "function": FLIGHT_TOOL["function"]}]
+    body = assert_error(await post(client, {**HI, "tools": tools}), 422, "parameter_not_supported")
+    assert body["error"]["message"] == f"Only function tools are supported, not '{kind}'."
+    assert body["detail"][0]["input"] == kind
 
 
 @pytest.mark.anyio

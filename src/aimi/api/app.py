@@ -79,8 +79,6 @@ def create_app(
             safety_filters=safety_filters or (lambda: load_offline_filters(settings.safety_ensemble)),
         )
         await fleet.reconcile()
-        # the inference routes still read these two (until they read `services(request)` too)
-        app.state.platform, app.state.fleet = platform, fleet
         served.started(platform, fleet, metrics.registry_for(fleet))
         if on_ready is not None:
             on_ready(app, Started(target, admin))
@@ -99,7 +97,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = served
-    app.state.settings = settings  # read by the inference routes, as platform and fleet are
     errors.install(app)
     for base in routes.BASES:
         app.include_router(routes.router(), prefix=base, tags=["inference"])

@@ -17,6 +17,14 @@ from starlette.routing import Match
 
 from aimi.api import convert
 from aimi.api.body import is_json, not_json
+from aimi.api.schemas.errors import (
+    BriefEnvelope,
+    BriefError,
+    ErrorBody,
+    ErrorEnvelope,
+    InnerError,
+    ParameterDetail,
+)
 from aimi.errors import (
     AimiError,
     ContentFiltered,
@@ -33,31 +41,25 @@ from aimi.errors import (
 log = logging.getLogger("aimi.api")
 
 
-def envelope(error: AimiError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "status": error.status,
-            "param": error.param,
-            "type": None,
-        }
-    }
+def envelope(error: AimiError) -> ErrorEnvelope:
+    body = ErrorEnvelope(
+        error=ErrorBody(code=error.code, message=error.message, status=error.status, param=error.param)
+    )
     if isinstance(error, ExtraParametersNotAllowed):
-        body["detail"] = error.message
+        body.detail = error.message
     if isinstance(error, ContentFiltered):
-        body["error"]["innererror"] = {
-            "code": "ResponsibleAIPolicyViolation",
-            "content_filter_result": convert.content_filter_results(error.decision, prompt=True),
-        }
+        body.error.innererror = InnerError(
+            code="ResponsibleAIPolicyViolation",
+            content_filter_result=convert.content_filter_results(error.decision, prompt=True),
+        )
     if isinstance(error, ParameterNotSupported):
-        body["detail"] = [
-            {
-                "loc": ["body", error.param],
-                "input": error.value,
-                "msg": error.message,
-                "type": "parameter_not_supported",
-            }
+        body.detail = [
+            ParameterDetail(
+                loc=["body", error.param or ""],
+                input=error.value,
+                msg=error.message,
+                type="parameter_not_supported",
+            )
         ]
     return body
 
@@ -73,7 +75,9 @@ def headers_for(error: AimiError) -> dict[str, str]:
 
 
 def error_response(error: AimiError) -> JSONResponse:
-    return JSONResponse(envelope(error), status_code=error.status, headers=headers_for(error))
+    return JSONResponse(
+        envelope(error).model_dump(mode="json"), status_code=error.status, headers=headers_for(error)
+    )
 
 
 def validation_error(exc: RequestValidationError, *, content_type: str | None) -> InvalidRequest:
@@ -131,8 +135,10 @@ def install(app: FastAPI) -> None:
             response.headers["Allow"] = _allowed_methods(request)
             return response
         code = str(exc.status_code)
-        body = {"error": {"code": code, "message": str(exc.detail), "status": exc.status_code}}
-        return JSONResponse(body, status_code=exc.status_code, headers={"x-ms-error-code": code})
+        body = BriefEnvelope(error=BriefError(code=code, message=str(exc.detail), status=exc.status_code))
+        return JSONResponse(
+            body.model_dump(mode="json"), status_code=exc.status_code, headers={"x-ms-error-code": code}
+        )
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

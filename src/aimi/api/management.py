@@ -4,7 +4,6 @@ Everything the CLI does, as JSON; documented in `/openapi.json`."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -21,6 +20,7 @@ from aimi.api.schemas.management import (
     ModelOut,
     Period,
     SafetyIn,
+    SafetyOut,
     UsageLineOut,
     UsageOut,
 )
@@ -210,12 +210,13 @@ async def usage(
     return UsageOut(lines=[_line(x) for x in lines], total=_line(total))
 
 
-async def show_safety(request: Request, name: str) -> dict[str, Any]:
+async def show_safety(request: Request, name: str) -> SafetyOut:
     deployment = await asyncio.to_thread(services(request).platform.deployments.get, name)
-    return policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
+    policy = policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
+    return SafetyOut.model_validate(policy)
 
 
-async def set_safety(request: Request, name: str, body: SafetyIn) -> dict[str, Any]:
+async def set_safety(request: Request, name: str, body: SafetyIn) -> SafetyOut:
     """E.g. `{"enabled": true, "input": {"hate": "low"}, "output": {"violence": "high"},
     "block_jailbreak": true, "blocklists": [{"name": "legal", "terms": ["lawsuit"], "patterns": []}],
     "judge": "my-mistral"}`; unset fields take the defaults (medium)."""

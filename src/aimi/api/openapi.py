@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from aimi.api.schemas.errors import ErrorEnvelope
+from aimi.api.schemas.completions import ChatCompletionChunk, Readiness
+from aimi.api.schemas.errors import BriefEnvelope, ErrorEnvelope
 
 _WHY = {
     400: "Invalid request: malformed JSON, a wrong Content-Type, a value out of range, an extra "
@@ -58,10 +59,14 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
         "apiKey": {"type": "apiKey", "in": "header", "name": "api-key"},
         "bearer": {"type": "http", "scheme": "bearer"},
     }
-    if "ErrorEnvelope" not in schemas:
-        envelope = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
-        _hoist_defs(envelope, schemas)
-        schemas["ErrorEnvelope"] = envelope
+    # Models no route returns as its JSON body: the envelope, a stream's chunks and its error event.
+    for model in (ErrorEnvelope, ChatCompletionChunk, BriefEnvelope, Readiness):
+        if model.__name__ not in schemas:
+            schema = model.model_json_schema(
+                mode="serialization", ref_template="#/components/schemas/{model}"
+            )
+            _hoist_defs(schema, schemas)
+            schemas[model.__name__] = schema
     for path, item in document.get("paths", {}).items():
         for operation in item.values():
             _declare_path_parameters(path, operation)
@@ -70,7 +75,12 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if path not in _OPEN:
                 operation["security"] = _SECURITY
             if path == "/readyz":
-                operation["responses"].setdefault("503", {"description": "Starting, or draining to stop"})
+                readiness = {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}
+                operation["responses"]["200"]["content"] = readiness
+                operation["responses"]["503"] = {
+                    "description": "Starting, draining to stop, or degraded (the deployments cannot be read)",
+                    "content": readiness,
+                }
     if not _refers_to(document, "HTTPValidationError"):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
@@ -100,16 +110,31 @@ def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
     if isinstance(node, dict):
         for name, definition in node.pop("$defs", {}).items():
             _hoist_defs(definition, schemas)
-            if schemas.setdefault(name, definition) != definition:
+            if _without_defaults(schemas.setdefault(name, definition)) != _without_defaults(definition):
                 raise ValueError(f"two different schemas are both named {name!r}")
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+        discriminator = node.get("discriminator")
+        mapping: dict[str, Any] = discriminator.get("mapping", {}) if isinstance(discriminator, dict) else {}
+        for tag, target in mapping.items():  # a tagged union names its members by reference too
+            if isinstance(target, str) and target.startswith("#/$defs/"):
+                mapping[tag] = "#/components/schemas/" + target.removeprefix("#/$defs/")
         for value in node.values():
             _hoist_defs(value, schemas)
     elif isinstance(node, list):
         for value in node:
             _hoist_defs(value, schemas)
+
+
+def _without_defaults(node: Any) -> Any:
+    """A schema as FastAPI's response models and pydantic's own generator both write it (FastAPI
+    leaves out the `default` of a key that is omitted from answers)."""
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
 
 
 def _validation_answers_400(operation: dict[str, Any]) -> None:

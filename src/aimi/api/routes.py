@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from aimi.api import convert, parameters, sse
 from aimi.api.auth import key_from
@@ -20,6 +20,9 @@ from aimi.api.body import read_json_object
 from aimi.api.openapi import errors
 from aimi.api.parameters import Policy
 from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
+from aimi.api.schemas.completions import ChatCompletion, ModelInfo
+from aimi.api.schemas.errors import BriefEnvelope, BriefError
+from aimi.api.services import services
 from aimi.errors import AimiError, NotFound, Unauthorized
 from aimi.inference.chat import ChatRequest, ChatResult, Delta
 from aimi.inference.fleet import Served
@@ -33,6 +36,14 @@ log = logging.getLogger("aimi.api")
 BASES = ("", "/models", "/deployments/{deployment}")
 _DISCONNECT_POLL_S = 0.25
 _CHAT_ERRORS = errors(400, 401, 404, 413, 422, 429, 503)
+_CHAT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The completion (JSON), or with `stream: true` server-sent events: "
+        "`data: <ChatCompletionChunk>` each, then `data: [DONE]`",
+        "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+    },
+    **_CHAT_ERRORS,
+}
 _POLICY_HEADER = {
     "name": "extra-parameters",
     "in": "header",
@@ -75,7 +86,8 @@ def router() -> APIRouter:
         chat_completions,
         methods=["POST"],
         openapi_extra=azure_body,
-        responses=_CHAT_ERRORS,
+        response_model=ChatCompletion,
+        responses=_CHAT_ANSWERS,
         summary="Chat completions (Azure AI Model Inference API)",
     )
     r.add_api_route(
@@ -83,7 +95,8 @@ def router() -> APIRouter:
         mistral_chat_completions,
         methods=["POST"],
         openapi_extra=mistral_body,
-        responses=_CHAT_ERRORS,
+        response_model=ChatCompletion,
+        responses=_CHAT_ANSWERS,
         summary="Chat completions (Mistral-native API)",
     )
     return r
@@ -96,22 +109,18 @@ async def deployment_for(request: Request) -> tuple[Served, Principal]:
     name = request.path_params.get("deployment") or request.headers.get("azureml-model-deployment")
     if name is not None and not NAME_PATTERN.fullmatch(name):
         raise NotFound(f"Deployment '{name[:80]}' not found.")  # no deployment can have that name
-    fleet = request.app.state.fleet
+    fleet = services(request).fleet
     served = await fleet.get(name) if name else None
     key = key_from(request.headers)
-    principal = await asyncio.to_thread(request.app.state.platform.keys.lookup, key) if key else None
+    principal = await asyncio.to_thread(services(request).platform.keys.lookup, key) if key else None
     if principal is None or (name is not None and principal.deployment_name != name):
         raise Unauthorized()
     return served or await fleet.get(principal.deployment_name), principal
 
 
-async def info(request: Request) -> dict[str, str]:
+async def info(request: Request) -> ModelInfo:
     served, _ = await deployment_for(request)
-    return {
-        "model_name": served.offer.name,
-        "model_type": "chat-completions",
-        "model_provider_name": served.offer.provider,
-    }
+    return ModelInfo(model_name=served.offer.name, model_provider_name=served.offer.provider)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -126,12 +135,12 @@ async def mistral_chat_completions(request: Request) -> Response:
 
 async def _chat(request: Request, *, standard: frozenset[str], default_policy: Policy) -> Response:
     served, principal = await deployment_for(request)
-    raw = await read_json_object(request, limit=request.app.state.settings.max_body_bytes)
+    raw = await read_json_object(request, limit=services(request).settings.max_body_bytes)
     raw = parameters.apply(
         raw, standard=standard, policy=parameters.policy_from(request.headers, default=default_policy)
     )
     chat = convert.chat_request(convert.parse_body(raw))
-    platform = request.app.state.platform
+    platform = services(request).platform
     meter = DeploymentMeter(
         deployment=served.deployment,
         offer=served.offer,
@@ -152,7 +161,12 @@ async def _chat(request: Request, *, standard: frozenset[str], default_policy: P
     result = await _complete_unless_disconnected(request, served.service, chat, meter)
     if result is None:
         return Response(status_code=499)
-    return JSONResponse(convert.completion(result=result, **meta), headers=_quota_headers(meter.quota))
+    body = convert.completion(result=result, **meta)
+    return Response(
+        body.__pydantic_serializer__.to_json(body),
+        media_type="application/json",
+        headers=_quota_headers(meter.quota),
+    )
 
 
 def _quota_headers(quota: QuotaState | None) -> dict[str, str]:
@@ -198,13 +212,14 @@ async def _events(answer: Answer, meta: convert.ResponseMeta) -> AsyncIterator[b
                 yield sse.event(convert.final_chunk(done=event, **meta))
         yield sse.DONE
     except AimiError as exc:
-        yield sse.event({"error": {"code": exc.code, "message": exc.message, "status": exc.status}})
+        yield sse.event(
+            BriefEnvelope(error=BriefError(code=exc.code, message=exc.message, status=exc.status))
+        )
         yield sse.DONE
     except Exception:
         log.exception("stream failed")
-        yield sse.event(
-            {"error": {"code": "InternalServerError", "message": "The stream failed.", "status": 500}}
-        )
+        failed = BriefError(code="InternalServerError", message="The stream failed.", status=500)
+        yield sse.event(BriefEnvelope(error=failed))
         yield sse.DONE
     finally:
         await stream.aclose()

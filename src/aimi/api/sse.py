@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from pydantic import BaseModel
 
 MEDIA_TYPE = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
 
 
-def event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+def event(payload: BaseModel) -> bytes:
+    """One chunk as compact UTF-8 JSON (the model's serializer writes the bytes: once per token)."""
+    return b"data: " + payload.__pydantic_serializer__.to_json(payload) + b"\n\n"

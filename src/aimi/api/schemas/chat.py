@@ -1,44 +1,28 @@
 """The chat-completions request body, as the Azure AI Model Inference and Mistral APIs send it.
 
 Inbound bodies keep unknown keys (`extra="allow"`) so the `extra-parameters` policy can judge them;
-fields are strict so that `"5"` is not silently taken for `5`.
+fields are strict so that `"5"` is not silently taken for `5`. Every rule a body must follow is checked
+here, with the message a client sees; what a deployment cannot do (more than one choice, images,
+tools other than functions) is refused when the body becomes a domain request (`api/convert.py`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aimi.api.schemas.messages import ChatMessage
+from aimi.api.schemas.refusal import refuse
+from aimi.api.schemas.tools import FunctionTool, NamedToolChoice, OtherTool, ResponseFormat, Tool, ToolChoice
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class FunctionCall(_Wire):
-    name: str
-    arguments: str | dict[str, Any] = "{}"
+MAX_STOP_SEQUENCES = 16
 
 
-class ToolCall(_Wire):
-    id: str | None = None
-    type: Literal["function"] = "function"
-    function: FunctionCall
-
-
-class ChatMessage(_Wire):
-    """Any role. Keys the server itself emits (`tool_calls: null`, `refusal`, `prefix`) are tolerated."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
-    prefix: bool = False
-
-
-class ChatCompletionsBody(_Wire):
+class ChatCompletionsBody(BaseModel):
     """Standard fields first, then the extras aimi can honour (Mistral's and OpenAI's)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
@@ -46,13 +30,14 @@ class ChatCompletionsBody(_Wire):
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=0)
     stop: str | list[str] | None = None
+    """Up to 16 sequences, none empty; the answer ends before the first that appears."""
     stream: bool | None = None
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    response_format: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
     modalities: list[str] | None = None
     # Extras (Mistral-native fields; on the Azure route they need `extra-parameters: pass-through`).
     random_seed: int | None = Field(default=None, ge=0, lt=2**63)
@@ -61,6 +46,7 @@ class ChatCompletionsBody(_Wire):
     safemode: bool | None = None
     ignore_eos: bool | None = None
     logprobs: bool | int | None = None
+    """true, false, or (Mistral's) the number of alternatives, 0-20."""
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     n: int | None = Field(default=None, ge=1)
     top_k: int | None = Field(default=None, ge=0)
@@ -70,6 +56,55 @@ class ChatCompletionsBody(_Wire):
     metadata: dict[str, Any] | None = None
     max_completion_tokens: int | None = Field(default=None, ge=0)
     """OpenAI's newer name for `max_tokens` (what the `openai` SDK and LangChain send)."""
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_sequences(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise refuse(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
+        if any(s == "" for s in stops):
+            raise refuse("Invalid value for 'stop': stop sequences must not be empty.")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _logprobs_count(cls, value: bool | int | None) -> bool | int | None:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 20:
+            raise refuse("Invalid value for 'logprobs': use true, false or 0-20.")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names_differ(cls, tools: list[FunctionTool | OtherTool] | None) -> Any:
+        seen: set[str] = set()
+        for i, tool in enumerate(tools or []):
+            if isinstance(tool, FunctionTool):
+                if tool.function.name in seen:
+                    raise refuse(f"Two tools are named '{tool.function.name}'.", at=f"[{i}].function.name")
+                seen.add(tool.function.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatCompletionsBody:
+        choice = self.tool_choice
+        if choice in ("required", "any") and not self.tools:
+            raise refuse(f"tool_choice '{choice}' needs 'tools'.", at="tool_choice")
+        if isinstance(choice, NamedToolChoice):
+            name = choice.function.name
+            if not any(isinstance(t, FunctionTool) and t.function.name == name for t in self.tools or []):
+                raise refuse(f"tool_choice names '{name}', which is not in 'tools'.", at="tool_choice")
+        if (
+            self.max_completion_tokens is not None
+            and self.max_tokens is not None
+            and self.max_tokens != self.max_completion_tokens
+        ):
+            raise refuse(
+                f"'max_tokens' ({self.max_tokens}) and 'max_completion_tokens' "
+                f"({self.max_completion_tokens}) are the same limit; send one, or the same value in both.",
+                at="max_completion_tokens",
+            )
+        return self
 
 
 # The fields of the Azure AI Model Inference API; anything else is an extra parameter there.

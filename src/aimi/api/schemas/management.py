@@ -158,3 +158,35 @@ class SafetyIn(_Body):
     fail_closed: bool = False
     judge: str | None = None
     """A chat deployment to ask for a second opinion (a constrained JSON verdict)."""
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+class ThresholdsOut(BaseModel):
+    """Per category, the lowest severity that is blocked; null: never blocked."""
+
+    hate: str | None
+    sexual: str | None
+    violence: str | None
+    self_harm: str | None
+
+
+class BlocklistOut(BaseModel):
+    name: str
+    terms: list[str]
+    patterns: list[str]
+
+
+class SafetyOut(BaseModel):
+    """A deployment's content-safety policy, as it is in force."""
+
+    enabled: bool
+    input: ThresholdsOut
+    output: ThresholdsOut
+    block_jailbreak: bool
+    blocklists: list[BlocklistOut]
+    fail_closed: bool
+    judge: str | None = Field(default=None, exclude_if=_is_none)
+    """The deployment asked for a second opinion; absent when there is none."""
