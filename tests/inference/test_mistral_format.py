@@ -798,7 +798,9 @@ def test_a_streamed_call_arrives_whole_in_one_chunk_with_finish_reason_tool_call
         "stream": True,
         "max_tokens": 400,
         "temperature": 0.7,
-        "seed": 7,
+        # on gibberish weights a seed decides whether the call ends before max_tokens; the draws
+        # also depend on how the prompt was batched (seed 7 ran on once prompts went in one step)
+        "seed": 11,
     }
     with httpx.stream(
         "POST", f"{tiny_server.endpoint}/v1/chat/completions", json=body,
@@ -808,7 +810,7 @@ def test_a_streamed_call_arrives_whole_in_one_chunk_with_finish_reason_tool_call
         events = _sse(response)
     choices = [e["choices"][0] for e in events if e.get("choices")]
     with_calls = [c for c in choices if c["delta"].get("tool_calls")]
-    assert len(with_calls) == 1
+    assert len(with_calls) == 1, (len(choices), choices[-3:])
     final = with_calls[0]
     assert final is choices[-1]
     assert final["finish_reason"] == "tool_calls"
