@@ -7,6 +7,7 @@ deployment), and the fleet adds it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,25 +69,25 @@ class FilterRegistry:
         return inputs, outputs
 
 
-def register_builtin(filters: FilterRegistry) -> None:
-    """aimi's offline filters: the classifier and the harm patterns on both sides, the jailbreak
-    patterns on prompts only (as `offline_filters` lays them out)."""
-    filters.add("classifier", ClassifierFilter.load)
+def register_builtin(
+    filters: FilterRegistry, classifier: Callable[[], ClassifierFilter] | None = None
+) -> None:
+    """aimi's default offline filters: the toxicity classifier and the harm patterns on both sides,
+    the jailbreak patterns on prompts only."""
+    filters.add("classifier", classifier or ClassifierFilter.load)
     filters.add("patterns", PatternFilter)
     filters.add("jailbreak", JailbreakFilter, outputs=False)
 
 
-def register_semantic(filters: FilterRegistry) -> None:
+def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel] | None = None) -> None:
     """The semantic ensemble (opt-in, `safety_ensemble = "semantic"`): the semantic classifier on
-    both sides (jailbreak on prompts only), the three harm patterns that add to it, the jailbreak
-    patterns on prompts; as `service.semantic_filters` lays them out, with the model loaded once."""
-    model: list[SemanticModel] = []
+    both sides (jailbreak on prompts only) with its model loaded once, the three harm patterns that
+    add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
 
-    def loaded() -> SemanticModel:
-        if not model:
-            model.append(SemanticModel.load())
-        return model[0]
-
+    Chosen by measuring each filter's contribution over the semantic classifier on the dev set
+    (docs/safety.md): those patterns add detections it misses without flagging benign text; the
+    toxicity classifier added more false flags than true ones."""
+    loaded = functools.cache(model or SemanticModel.load)
     filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
     filters.add("semantic-outputs", lambda: SemanticFilter(loaded(), jailbreak=False), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))

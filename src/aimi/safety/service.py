@@ -15,35 +15,29 @@ from collections.abc import Sequence
 from aimi.safety.base import Category, FilterResult, SafetyFilter
 from aimi.safety.blocklists import BlocklistFilter
 from aimi.safety.classifier import ClassifierFilter
-from aimi.safety.jailbreak import JailbreakFilter
-from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
 from aimi.safety.policy import Decision, Direction, SafetyPolicy, decide, unevaluated
-from aimi.safety.semantic import SemanticFilter, SemanticModel
+from aimi.safety.registry import FilterRegistry, Filters, register_builtin, register_semantic
+from aimi.safety.semantic import SemanticModel
 from aimi.safety.window import OutputWindow
 
 log = logging.getLogger(__name__)
 
 
-def offline_filters(classifier: ClassifierFilter) -> tuple[list[SafetyFilter], list[SafetyFilter]]:
-    """The default built-in filters for prompts and for completions: the toxicity classifier and
-    the harm patterns on both sides, the jailbreak patterns on prompts only."""
-    return [classifier, PatternFilter(), JailbreakFilter()], [classifier, PatternFilter()]
+def offline_filters(classifier: ClassifierFilter) -> Filters:
+    """The default built-in filters for prompts and for completions, around a loaded classifier
+    (`registry.register_builtin`)."""
+    registry = FilterRegistry()
+    register_builtin(registry, lambda: classifier)
+    return registry.filters()
 
 
-def semantic_filters(model: SemanticModel) -> tuple[list[SafetyFilter], list[SafetyFilter]]:
-    """The semantic ensemble, for prompts and for completions: the semantic classifier (all four
-    categories, and jailbreak on prompts) and the few harm patterns that add to it on both sides,
-    the jailbreak patterns on prompts.
-
-    Chosen by measuring each filter's contribution over the semantic classifier on the dev set
-    (docs/safety.md): three harm patterns (`patterns.DEFAULT_PATTERNS`) and the jailbreak patterns
-    add detections it misses without flagging benign text; the toxicity classifier added more
-    false flags than true ones. Not the default yet: in the end-to-end seed test it still cut some
-    of the small model's sampled answers to the help-seeking question (docs/safety.md)."""
-    return (
-        [SemanticFilter(model), PatternFilter(DEFAULT_PATTERNS), JailbreakFilter()],
-        [SemanticFilter(model, jailbreak=False), PatternFilter(DEFAULT_PATTERNS)],
-    )
+def semantic_filters(model: SemanticModel) -> Filters:
+    """The semantic ensemble for prompts and for completions, around a loaded model
+    (`registry.register_semantic`). Not the default yet: in the end-to-end seed test it still cut
+    some of the small model's sampled answers to the help-seeking question (docs/safety.md)."""
+    registry = FilterRegistry()
+    register_semantic(registry, lambda: model)
+    return registry.filters()
 
 
 class SafetyService:
