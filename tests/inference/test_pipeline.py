@@ -24,7 +24,7 @@ from aimi.inference.pipeline import ChatService
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
 from aimi.safety import SafetyService
 from aimi.safety.base import Category, FilterResult
-from aimi.safety.config import policy_from_dict
+from aimi.safety.policy import SafetyPolicy
 from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine, SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
@@ -349,7 +349,7 @@ class SlowFilter:
 
 async def test_a_client_gone_during_the_prompt_check_still_settles_its_quota_and_is_recorded() -> None:
     slow = SlowFilter()
-    safety = SafetyService(policy_from_dict({}), input_filters=[slow], output_filters=[])
+    safety = SafetyService(SafetyPolicy(), input_filters=[slow], output_filters=[])
     engine = ScriptedEngine()
     chat = ChatService(
         engine=engine,

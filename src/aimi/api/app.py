@@ -16,10 +16,11 @@ from aimi.api import errors, management, metrics, openapi, routes
 from aimi.api.services import Services
 from aimi.engines.base import ChatModel
 from aimi.engines.registry import EngineRegistry, engine_registry
-from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
+from aimi.inference.fleet import EngineFactory, Filters, Fleet
 from aimi.platform.keys import IssuedKey
 from aimi.platform.quickstart import ServeTarget, ensure_served
 from aimi.platform.services import open_platform
+from aimi.safety.registry import filter_registry
 from aimi.settings import Settings
 from aimi.web import portal
 
@@ -76,7 +77,8 @@ def create_app(
             engine_factory=factory,
             auto_tool_choice=settings.tool_choice_auto,
             shutdown_grace_s=settings.shutdown_grace_s,
-            safety_filters=safety_filters or (lambda: load_offline_filters(settings.safety_ensemble)),
+            safety_filters=safety_filters,
+            safety_registry=lambda: filter_registry(ensemble=settings.safety_ensemble),
         )
         await fleet.reconcile()
         served.started(platform, fleet, metrics.registry_for(fleet))

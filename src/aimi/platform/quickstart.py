@@ -38,8 +38,8 @@ def ensure_served(
 ) -> ServeTarget:
     target = _ensure(store, model=model, name=name, api_key=api_key, context_length=context_length)
     current = target.deployment.safety
-    if safety is not None and current.get("enabled", True) != safety:
-        updated = store.set_safety(target.deployment.name, {**current, "enabled": safety})
+    if safety is not None and current.enabled != safety:
+        updated = store.set_safety(target.deployment.name, current.model_copy(update={"enabled": safety}))
         target = ServeTarget(updated, target.key, target.key_hint)
     return target
 
