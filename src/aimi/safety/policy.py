@@ -168,20 +168,30 @@ def _no_judge(value: object) -> object:
     return None if value == "" else value  # `--judge ''`: no judge
 
 
+def _or_null(schema: dict[str, Any]) -> None:
+    """null is taken for the default thresholds: the schema says so."""
+    ref = schema.pop("$ref")
+    schema["anyOf"] = [{"$ref": ref}, {"type": "null"}]
+
+
 class SafetyPolicy(_Settings):
     """What one deployment blocks, and whom it asks for a second opinion. The default blocks medium
     and high in every category, both ways. The one definition of a valid policy: the management API's
     body, the CLI's flags and what the database holds are all read through it."""
 
     enabled: StrictBool = True
-    input: Thresholds = Thresholds()
-    output: Thresholds = Thresholds()
+    input: Annotated[Thresholds, Field(json_schema_extra=_or_null)] = Thresholds()
+    output: Annotated[Thresholds, Field(json_schema_extra=_or_null)] = Thresholds()
     block_jailbreak: StrictBool = True
     """Block prompts in which a jailbreak attempt is detected (completions are not checked for it)."""
     blocklists: Annotated[tuple[BlocklistField, ...], Field(max_length=MAX_BLOCKLISTS)] = ()
     fail_closed: StrictBool = False
-    judge: Annotated[Name | None, BeforeValidator(_no_judge)] = None
-    """A chat deployment asked for a verdict too (the model judge, `judge.py`); None: no judge."""
+    judge: Annotated[
+        Name | None,
+        BeforeValidator(_no_judge),
+        WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_NAME_CHARS}, {"type": "null"}]}),
+    ] = None
+    """A chat deployment asked for a verdict too (the model judge, `judge.py`); None (or ""): none."""
 
     @field_validator("input", "output", mode="before")
     @classmethod
