@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ class Started:
     admin_key: IssuedKey | None
 
 
+GIL_SWITCH_S = 0.001
+"""How long a thread may hold the GIL while another waits for it, while the app runs. Prompts are
+rendered, schemas turned into grammars and grammars compiled on worker threads, beside the engine's
+decode thread; at Python's default (5 ms) the event loop could wait on them 20 ms and more between
+two chunks of a stream, with three threads taking turns ahead of it; at 1 ms it waits a few."""
+
+
 def create_app(
     settings: Settings,
     *,
@@ -58,6 +66,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        switch_s = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_s, GIL_SWITCH_S))
+        try:
+            async with _serving(app) as started:
+                yield started
+        finally:
+            sys.setswitchinterval(switch_s)
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI) -> AsyncIterator[None]:
         platform = await asyncio.to_thread(open_platform, settings, registry)
         await platform.inflight.start()  # closes what a process that died left in progress
         target = None
