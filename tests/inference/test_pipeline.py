@@ -291,6 +291,24 @@ async def test_eager_tool_choice_calls_for_a_user_message_and_answers_a_tool_res
     assert (grammar is not None) == offered
 
 
+@pytest.mark.parametrize(("asked", "parallel"), [(None, False), (True, True), (False, False)])
+async def test_the_call_eager_tool_choice_starts_is_one_call_unless_the_request_asks_for_parallel_calls(
+    asked: bool | None, parallel: bool
+) -> None:
+    engine = RoomyEngine([b"ok"])
+    eager = ChatService(
+        engine=engine,
+        renderer=ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize),
+        auto_tool_choice="eager",
+    )
+    spec = ToolSpec("weather", "The weather", {"type": "object", "properties": {}})
+    request = ChatRequest(messages=(Message("user", "weather?"),), tools=(spec,), parallel_tool_calls=asked)
+    await eager.complete(request)
+    grammar = engine.requests[-1].grammar
+    assert grammar is not None and not grammar.lazy
+    assert ('"," space call' in grammar.gbnf) == parallel
+
+
 # -- metering, however a request ends --------------------------------------------------------------
 
 

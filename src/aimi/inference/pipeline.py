@@ -218,7 +218,7 @@ class ChatService:
             logprobs=request.logprobs,
             tools=tools,
             tool_choice=request.tool_choice.as_openai() if tools else None,
-            parallel_tool_calls=request.parallel_tool_calls,
+            parallel_tool_calls=request.parallel_calls,
             response_format=request.response_format.as_openai(),
             stop=request.stop,
         )
@@ -226,11 +226,18 @@ class ChatService:
 
     def _eager_answer(self, request: ChatRequest) -> ChatRequest:
         """With eager tool choice, a turn after a tool result answers in text: a model too small to
-        decide would otherwise call again now and then, and the tool loop would not end."""
+        decide would otherwise call again now and then, and the tool loop would not end. The call it
+        is made to start on a user's turn is one call, unless the request asks for calls in
+        parallel: left to list calls, such a model now and then repeats the same one until the
+        answer's tokens run out."""
         last = request.messages[-1].role if request.messages else "user"
         eager = self.auto_tool_choice == "eager" and self.engine.port == "token"  # not for a server's own
-        if eager and request.tool_choice.mode == "auto" and last == "tool":
+        if not eager or request.tool_choice.mode != "auto":
+            return request
+        if last == "tool":
             return dataclasses.replace(request, tool_choice=ToolChoice("none"))
+        if last == "user" and request.parallel_tool_calls is None:
+            return dataclasses.replace(request, parallel_tool_calls=False)
         return request
 
     def _grammar(self, request: ChatRequest, tool_format: ToolFormat) -> Grammar | None:
@@ -242,7 +249,7 @@ class ChatService:
                 offered = tuple(t for t in request.tools if t.name == choice.function)
             last = request.messages[-1].role if request.messages else "user"
             forced = choice.mode == "required" or (self.auto_tool_choice == "eager" and last == "user")
-            return tool_format.grammar(offered, parallel=request.parallel_tool_calls, lazy=not forced)
+            return tool_format.grammar(offered, parallel=request.parallel_calls, lazy=not forced)
         if fmt.kind == "json_object":
             return Grammar(json_object_gbnf())
         if fmt.kind == "json_schema":
@@ -550,7 +557,7 @@ async def _assemble(
                 finish: Finish = event
                 out = stops.feed(splitter.feed(None, decoder.decode(b"", final=True)) + splitter.flush())
                 out += stops.flush()
-                parallel = request.parallel_tool_calls
+                parallel = request.parallel_calls
                 calls = splitter.calls(parallel=parallel) if finish.reason == "stop" else ()
                 if splitter.call_text is not None and not calls:
                     out += splitter.call_text  # a cut-off or unreadable call: nothing is lost
