@@ -214,6 +214,27 @@ async def test_a_call_the_server_cut_off_comes_back_as_text_so_nothing_is_lost()
     assert result.text == "Let me check." + json.dumps([cut])
 
 
+@pytest.mark.parametrize(("text", "tools", "in_a_thread"), [
+    ("hi", False, False),  # a short conversation is only copied: no hop to a worker thread
+    ("hi", True, True),  # tools' JSON is serialised and counted
+    ("word " * 2000, False, True),  # long text takes a while to count
+])  # fmt: skip
+async def test_a_chat_engines_request_is_prepared_on_a_worker_thread_only_when_it_takes_time(
+    text: str, tools: bool, in_a_thread: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    engine = SelfTemplatingEngine([b"ok"])
+    await forwarding(engine).complete(ask(text, tools=(WEATHER,) if tools else ()))
+    assert (len(hops) > 0) == in_a_thread
+
+
 async def test_without_parallel_calls_only_the_first_call_of_the_server_is_kept() -> None:
     second = {**PARIS_CALL, "id": "call_def", "arguments": '{"city": "Rome"}'}
     engine = SelfTemplatingEngine([], calls=[PARIS_CALL, second])

@@ -116,6 +116,10 @@ class _Prepared:
     text_calls: ToolFormat | None
 
 
+_INLINE_PREPARE_CHARS = 4096
+"""Up to this much text, a chat engine's request is prepared on the event loop (a few hundred µs at most)."""
+
+
 class ChatService:
     """Runs chat requests against one engine: a token engine with its prompt renderer (templates,
     tool and response-format grammars are aimi's), or a chat engine without one (it gets the
@@ -224,6 +228,14 @@ class ChatService:
         )
         return _Prepared(conversation, estimate, reserved, lambda: engine.generate(conversation), None)
 
+    def _cheap_to_prepare(self, request: ChatRequest) -> bool:
+        """A short conversation for a chat engine is only copied and counted (microseconds): not worth
+        the hop to a worker thread, which costs milliseconds on a machine whose cores the engines
+        keep busy. Anything with a grammar or a template, or long, goes to a thread."""
+        if self.engine.port != "chat" or request.tools or request.response_format.kind == "json_schema":
+            return False
+        return sum(len(m.content or "") for m in request.messages) <= _INLINE_PREPARE_CHARS
+
     def _eager_answer(self, request: ChatRequest) -> ChatRequest:
         """With eager tool choice, a turn after a tool result answers in text: a model too small to
         decide would otherwise call again now and then, and the tool loop would not end. The call it
@@ -261,7 +273,10 @@ class ChatService:
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
         request = self._eager_answer(request)
-        generation = await asyncio.to_thread(self._prepare, request)  # grammars take CPU time
+        if self._cheap_to_prepare(request):
+            generation = self._prepare(request)
+        else:
+            generation = await asyncio.to_thread(self._prepare, request)  # grammars take CPU time
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
             try:
