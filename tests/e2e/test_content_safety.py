@@ -12,9 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aimi.db.database import Database, sqlite_url
-from aimi.platform.usage import UsageLedger
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, settled_ledger, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -148,13 +146,10 @@ def test_a_stream_is_cut_when_its_output_hits_a_blocklist(guarded: tuple[Server,
 
 
 def test_every_verdict_is_in_the_usage_ledger(guarded: tuple[Server, Path]) -> None:
-    server, data = guarded
+    server, _ = guarded
+    before = len(settled_ledger(server, server.deployment, at_least=0))
     run_seed(server, "I will kill you and your whole family tonight.")
-    db = Database(sqlite_url(data))
-    try:
-        rows = UsageLedger(db).records(deployment=server.deployment)
-    finally:
-        db.close()
+    rows = settled_ledger(server, server.deployment, at_least=before + 1)
     blocked = [r for r in rows if r.status == 400]
     assert blocked and blocked[-1].safety is not None
     verdict = blocked[-1].safety["input"]

@@ -214,6 +214,27 @@ async def test_a_call_the_server_cut_off_comes_back_as_text_so_nothing_is_lost()
     assert result.text == "Let me check." + json.dumps([cut])
 
 
+@pytest.mark.parametrize(("text", "tools", "in_a_thread"), [
+    ("hi", False, False),  # a short conversation is only copied: no hop to a worker thread
+    ("hi", True, True),  # tools' JSON is serialised and counted
+    ("word " * 2000, False, True),  # long text takes a while to count
+])  # fmt: skip
+async def test_a_chat_engines_request_is_prepared_on_a_worker_thread_only_when_it_takes_time(
+    text: str, tools: bool, in_a_thread: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counted(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    engine = SelfTemplatingEngine([b"ok"])
+    await forwarding(engine).complete(ask(text, tools=(WEATHER,) if tools else ()))
+    assert (len(hops) > 0) == in_a_thread
+
+
 async def test_without_parallel_calls_only_the_first_call_of_the_server_is_kept() -> None:
     second = {**PARIS_CALL, "id": "call_def", "arguments": '{"city": "Rome"}'}
     engine = SelfTemplatingEngine([], calls=[PARIS_CALL, second])
@@ -289,6 +310,24 @@ async def test_eager_tool_choice_calls_for_a_user_message_and_answers_a_tool_res
     grammar = engine.requests[-1].grammar
     assert (grammar is not None and not grammar.lazy) == forced
     assert (grammar is not None) == offered
+
+
+@pytest.mark.parametrize(("asked", "parallel"), [(None, False), (True, True), (False, False)])
+async def test_the_call_eager_tool_choice_starts_is_one_call_unless_the_request_asks_for_parallel_calls(
+    asked: bool | None, parallel: bool
+) -> None:
+    engine = RoomyEngine([b"ok"])
+    eager = ChatService(
+        engine=engine,
+        renderer=ChatTemplateRenderer(FAKE_INFO.chat_template or "", FAKE_INFO, engine.tokenize),
+        auto_tool_choice="eager",
+    )
+    spec = ToolSpec("weather", "The weather", {"type": "object", "properties": {}})
+    request = ChatRequest(messages=(Message("user", "weather?"),), tools=(spec,), parallel_tool_calls=asked)
+    await eager.complete(request)
+    grammar = engine.requests[-1].grammar
+    assert grammar is not None and not grammar.lazy
+    assert ('"," space call' in grammar.gbnf) == parallel
 
 
 # -- metering, however a request ends --------------------------------------------------------------

@@ -50,6 +50,55 @@ async def test_an_admitted_request_is_in_the_ledger_before_it_produces_anything(
     assert record.instance == str(inflight.instance)
 
 
+async def test_a_request_begun_and_ended_before_its_row_is_written_is_recorded_once_and_whole(
+    ledger: UsageLedger,
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    live = Counting(10)
+    ticket = inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=live)
+    live.completion_tokens = 3
+    inflight.moved_ticket(ticket)  # before the row exists: remembered for the next flush
+    inflight.end(ticket, entry(prompt=10, completion=5, finish_reason="stop", status=200))
+    assert ticket.row is None  # nothing waited for the database so far
+    await inflight.written()
+    [record] = ledger.records()
+    assert record.id == ticket.row
+    assert (record.state, record.completion_tokens, record.status) == ("completed", 5, 200)
+
+
+async def test_progress_reported_before_the_row_is_written_reaches_the_next_flush(
+    ledger: UsageLedger,
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    live = Counting(10)
+    ticket = inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=live)
+    live.completion_tokens = 6
+    inflight.moved_ticket(ticket)
+    await inflight.written()
+    await inflight.flush()
+    [record] = ledger.records()
+    assert (record.state, record.completion_tokens) == ("in_progress", 6)
+
+
+async def test_a_row_that_could_not_be_opened_is_written_whole_when_the_request_ends(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+
+    def database_away(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger, "open", database_away)
+        ticket = inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=Counting())
+        await inflight.written()
+    assert ticket.row is None and ledger.records() == []
+    inflight.end(ticket, entry(prompt=10, completion=2, finish_reason="stop", status=200))
+    await inflight.stop()  # shutdown waits for rows still being written
+    [record] = ledger.records()
+    assert (record.state, record.completion_tokens, record.status) == ("completed", 2, 200)
+
+
 async def test_progress_is_written_at_each_flush_with_its_cost(ledger: UsageLedger) -> None:
     inflight = InFlight(ledger, MemoryQuotaStore())
     live = Counting(10)

@@ -118,6 +118,7 @@ async def test_with_a_recorder_the_row_exists_from_admission_and_follows_the_ans
     inflight = InFlight(ledger, quotas)
     meter = meter_for(created, deployments, quotas, ledger, inflight)
     await meter.admit(60, prompt_tokens=20)
+    await inflight.written()  # written beside the answer's first steps, not before them
     [row] = ledger.records()
     assert (row.state, row.prompt_tokens, row.reserved_tokens) == ("in_progress", 20, 60)
     assert row.reservation is not None
@@ -126,5 +127,6 @@ async def test_with_a_recorder_the_row_exists_from_admission_and_follows_the_ans
     [row] = ledger.records()
     assert (row.completion_tokens, row.cost) == (4, deployments.offer(created.deployment).cost(20, 4))
     await meter.finish(prompt_tokens=20, completion_tokens=5, finish_reason="stop", status=200)
+    await inflight.written()  # closed after the answer, not before it
     [row] = ledger.records()
     assert (row.state, row.completion_tokens, row.status) == ("completed", 5, 200)

@@ -137,7 +137,7 @@ def chat_request(body: ChatCompletionsBody) -> ChatRequest:
     return ChatRequest(
         tools=tools,
         tool_choice=_tool_choice(body.tool_choice),
-        parallel_tool_calls=body.parallel_tool_calls is not False,
+        parallel_tool_calls=body.parallel_tool_calls,
         response_format=_response_format(body.response_format),
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         sampling=sampling,

@@ -204,6 +204,7 @@ async def usage(
     request: Request, deployment: str | None = None, since: str | None = None, by: Period | None = None
 ) -> UsageOut:
     start = parse_since(since) if since else None
+    await services(request).platform.inflight.written()  # this server's answers are in the figures
     ledger = services(request).platform.ledger
     lines, total = await asyncio.to_thread(lambda: ledger.summary(deployment=deployment, since=start, by=by))
     return UsageOut(lines=[_line(x) for x in lines], total=_line(total))

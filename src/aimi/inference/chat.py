@@ -98,12 +98,19 @@ class ChatRequest:
     model: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: bool | None = None
+    """None: the request did not say (calls in parallel are allowed, as on Mistral's and OpenAI's
+    services, except where the server makes the model call: see `ChatService`)."""
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
 
     @property
     def calls_tools(self) -> bool:
         return bool(self.tools) and self.tool_choice.mode != "none"
+
+    @property
+    def parallel_calls(self) -> bool:
+        """Whether a turn may make more than one call."""
+        return self.parallel_tool_calls is not False
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,10 @@ class _Prepared:
     text_calls: ToolFormat | None
 
 
+_INLINE_PREPARE_CHARS = 4096
+"""Up to this much text, a chat engine's request is prepared on the event loop (a few hundred µs at most)."""
+
+
 class ChatService:
     """Runs chat requests against one engine: a token engine with its prompt renderer (templates,
     tool and response-format grammars are aimi's), or a chat engine without one (it gets the
@@ -218,19 +222,34 @@ class ChatService:
             logprobs=request.logprobs,
             tools=tools,
             tool_choice=request.tool_choice.as_openai() if tools else None,
-            parallel_tool_calls=request.parallel_tool_calls,
+            parallel_tool_calls=request.parallel_calls,
             response_format=request.response_format.as_openai(),
             stop=request.stop,
         )
         return _Prepared(conversation, estimate, reserved, lambda: engine.generate(conversation), None)
 
+    def _cheap_to_prepare(self, request: ChatRequest) -> bool:
+        """A short conversation for a chat engine is only copied and counted (microseconds): not worth
+        the hop to a worker thread, which costs milliseconds on a machine whose cores the engines
+        keep busy. Anything with a grammar or a template, or long, goes to a thread."""
+        if self.engine.port != "chat" or request.tools or request.response_format.kind == "json_schema":
+            return False
+        return sum(len(m.content or "") for m in request.messages) <= _INLINE_PREPARE_CHARS
+
     def _eager_answer(self, request: ChatRequest) -> ChatRequest:
         """With eager tool choice, a turn after a tool result answers in text: a model too small to
-        decide would otherwise call again now and then, and the tool loop would not end."""
+        decide would otherwise call again now and then, and the tool loop would not end. The call it
+        is made to start on a user's turn is one call, unless the request asks for calls in
+        parallel: left to list calls, such a model now and then repeats the same one until the
+        answer's tokens run out."""
         last = request.messages[-1].role if request.messages else "user"
         eager = self.auto_tool_choice == "eager" and self.engine.port == "token"  # not for a server's own
-        if eager and request.tool_choice.mode == "auto" and last == "tool":
+        if not eager or request.tool_choice.mode != "auto":
+            return request
+        if last == "tool":
             return dataclasses.replace(request, tool_choice=ToolChoice("none"))
+        if last == "user" and request.parallel_tool_calls is None:
+            return dataclasses.replace(request, parallel_tool_calls=False)
         return request
 
     def _grammar(self, request: ChatRequest, tool_format: ToolFormat) -> Grammar | None:
@@ -242,7 +261,7 @@ class ChatService:
                 offered = tuple(t for t in request.tools if t.name == choice.function)
             last = request.messages[-1].role if request.messages else "user"
             forced = choice.mode == "required" or (self.auto_tool_choice == "eager" and last == "user")
-            return tool_format.grammar(offered, parallel=request.parallel_tool_calls, lazy=not forced)
+            return tool_format.grammar(offered, parallel=request.parallel_calls, lazy=not forced)
         if fmt.kind == "json_object":
             return Grammar(json_object_gbnf())
         if fmt.kind == "json_schema":
@@ -254,7 +273,10 @@ class ChatService:
         all happen here and raise before a response is committed. The returned events must be
         iterated to their end or closed; they meter the request when it ends, however it ends."""
         request = self._eager_answer(request)
-        generation = await asyncio.to_thread(self._prepare, request)  # grammars take CPU time
+        if self._cheap_to_prepare(request):
+            generation = self._prepare(request)
+        else:
+            generation = await asyncio.to_thread(self._prepare, request)  # grammars take CPU time
         prompt_tokens = generation.prompt_tokens
         if meter is not None:
             try:
@@ -550,7 +572,7 @@ async def _assemble(
                 finish: Finish = event
                 out = stops.feed(splitter.feed(None, decoder.decode(b"", final=True)) + splitter.flush())
                 out += stops.flush()
-                parallel = request.parallel_tool_calls
+                parallel = request.parallel_calls
                 calls = splitter.calls(parallel=parallel) if finish.reason == "stop" else ()
                 if splitter.call_text is not None and not calls:
                     out += splitter.call_text  # a cut-off or unreadable call: nothing is lost

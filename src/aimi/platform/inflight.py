@@ -2,11 +2,12 @@
 that dies (`kill -9`, a power cut, the OOM killer) loses no bill.
 
 A request's row is written when it is admitted (`in_progress`, its prompt tokens and its quota
-reservation). How far it got is recorded every `interval_s`, in one transaction for every request
-that moved, and the same transaction stamps all of this process's rows as alive. Rows that a dead
-process left `in_progress` are closed as `interrupted`, with the tokens and cost they last recorded,
-and their quota reservations are settled to those tokens. That happens at start and then every
-`stale_after_s / 3` seconds.
+reservation), beside its first steps rather than before them, and closed when it ends, after its
+answer; the server's shutdown waits for both. How far it got is recorded every `interval_s`, in one
+transaction for every request that moved, and the same transaction stamps all of this process's
+rows as alive. Rows that a dead process left `in_progress` are closed as `interrupted`, with the
+tokens and cost they last recorded, and their quota reservations are settled to those tokens. That
+happens at start and then every `stale_after_s / 3` seconds.
 
 A process is dead when it ran on this machine and its pid is gone, or is this very process's pid
 (an earlier start, as in a container where the server is always pid 1); or, wherever it ran, when
@@ -22,9 +23,10 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from aimi.platform.quotas import Admission, QuotaStore
 from aimi.platform.usage import Progress, UsageEntry, UsageLedger
@@ -76,6 +78,15 @@ class Live(Protocol):
     def snapshot(self) -> Progress: ...
 
 
+@dataclass(eq=False)
+class Ticket:
+    """A request's place in the ledger while its row is written (`InFlight.begin`)."""
+
+    row: int | None = None
+    opening: asyncio.Task[None] | None = None
+    moved: bool = False
+
+
 class InFlight:
     """Keeps this process's requests in the ledger while they run (see the module docstring)."""
 
@@ -115,6 +126,51 @@ class InFlight:
         self._live[row] = live
         return row
 
+    def begin(self, entry: UsageEntry, *, admission: Admission | None, live: Live) -> Ticket:
+        """`open` without waiting for the database: the row is written beside the answer's first
+        steps, so a request does not wait for a commit before its engine starts. The ticket goes to
+        `moved` and `end`."""
+        ticket = Ticket()
+        ticket.opening = self._track(self._begin(ticket, entry, admission, live))
+        return ticket
+
+    async def _begin(
+        self, ticket: Ticket, entry: UsageEntry, admission: Admission | None, live: Live
+    ) -> None:
+        ticket.row = await self.open(entry, admission=admission, live=live)
+        if ticket.row is not None and ticket.moved:
+            self._moved.add(ticket.row)
+
+    def end(self, ticket: Ticket, entry: UsageEntry) -> None:
+        """The request is over: its row is closed (or, when it could not be opened, written whole)
+        in the background, after the open it follows; `stop` waits for both. The answer does not
+        wait for the commit."""
+        self._track(self._end(ticket, entry))
+
+    async def _end(self, ticket: Ticket, entry: UsageEntry) -> None:
+        if ticket.opening is not None:
+            await asyncio.shield(ticket.opening)
+        try:
+            if ticket.row is None:
+                await asyncio.to_thread(self._ledger.record, entry)
+            else:
+                await self.close(ticket.row, entry)
+        except Exception:  # metering must never break an answer already given; it is logged
+            log.exception("could not record a request on %s", entry.deployment)
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    def moved_ticket(self, ticket: Ticket) -> None:
+        """`moved` for a request whose row may still be being written."""
+        if ticket.row is None:
+            ticket.moved = True
+        else:
+            self.moved(ticket.row)
+
     def moved(self, row: int) -> None:
         """The request got further; recorded at the next tick. Cheap: called for every token."""
         if row in self._live:
@@ -125,10 +181,7 @@ class InFlight:
         and `stop` waits for it."""
         self._live.pop(row, None)
         self._moved.discard(row)
-        task = asyncio.ensure_future(asyncio.to_thread(self._ledger.close, row, entry))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        await asyncio.shield(task)
+        await asyncio.shield(self._track(asyncio.to_thread(self._ledger.close, row, entry)))
 
     async def start(self) -> None:
         """Close what dead processes left open, then record progress every `interval_s`."""
@@ -142,9 +195,13 @@ class InFlight:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.written()
         await self.flush()
+
+    async def written(self) -> None:
+        """Wait until every row begun or ended so far is in the database."""
+        while self._closing:  # an `end` may follow a `begin` still in this set
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def flush(self) -> None:
         """Write the progress of the requests that moved, and stamp this process's rows."""

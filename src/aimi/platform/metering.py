@@ -11,7 +11,7 @@ from typing import Any
 
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment
-from aimi.platform.inflight import InFlight
+from aimi.platform.inflight import InFlight, Ticket
 from aimi.platform.quotas import Admission, Limits, QuotaStore
 from aimi.platform.usage import Progress, UsageEntry, UsageLedger
 
@@ -47,7 +47,7 @@ class DeploymentMeter:
         self._streamed = streamed
         self._inflight = inflight
         self._admission: Admission | None = None
-        self._row: int | None = None
+        self._ticket: Ticket | None = None
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._started = time.monotonic()
@@ -61,13 +61,13 @@ class DeploymentMeter:
         self._prompt_tokens = prompt_tokens
         if self._inflight is not None:
             entry = self._entry(prompt_tokens, 0, finish_reason=None, status=0, safety=None)
-            self._row = await self._inflight.open(entry, admission=self._admission, live=self)
+            self._ticket = self._inflight.begin(entry, admission=self._admission, live=self)
         return self.quota
 
     def progress(self, completion_tokens: int) -> None:
         self._completion_tokens = completion_tokens
-        if self._row is not None and self._inflight is not None:
-            self._inflight.moved(self._row)
+        if self._ticket is not None and self._inflight is not None:
+            self._inflight.moved_ticket(self._ticket)
 
     def snapshot(self) -> Progress:
         prompt, completion = self._prompt_tokens, self._completion_tokens
@@ -83,7 +83,9 @@ class DeploymentMeter:
         safety: dict[str, Any] | None = None,
         cached_tokens: int = 0,
     ) -> None:
-        """Settle the reservation to the tokens really used and write the ledger row."""
+        """Settle the reservation to the tokens really used and record the ledger row. With
+        `inflight`, the row is closed in the background: the answer does not wait for the commit,
+        and the server's shutdown does."""
         used = prompt_tokens + completion_tokens
         try:
             if self._admission is not None:
@@ -96,9 +98,9 @@ class DeploymentMeter:
                 safety=safety,
                 cached_tokens=cached_tokens,
             )
-            if self._row is not None and self._inflight is not None:
-                row, self._row = self._row, None
-                await self._inflight.close(row, entry)
+            if self._ticket is not None and self._inflight is not None:
+                ticket, self._ticket = self._ticket, None
+                self._inflight.end(ticket, entry)
             else:
                 await asyncio.to_thread(self._ledger.record, entry)
         except Exception:  # metering must never break an answer already given; it is logged

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
@@ -113,21 +113,30 @@ class UsageLedger:
         """Record how far the given requests got, and that `instance` is alive: every row it has in
         progress is stamped, also those with nothing new (a request waiting for a slot)."""
         now = datetime.now(UTC)
+        table = cast(Table, UsageRecord.__table__)
         with self._db.session() as s:
-            for row_id, p in rows.items():
-                s.execute(
-                    update(UsageRecord)
-                    .where(UsageRecord.id == row_id, UsageRecord.state == IN_PROGRESS)
+            # One statement for all the rows (executemany, plain Core: no ORM bookkeeping), since it
+            # runs every second for every request that moved.
+            connection = s.connection()
+            if rows:
+                connection.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("row_id"), table.c.state == IN_PROGRESS)
                     .values(
-                        prompt_tokens=p.prompt_tokens,
-                        completion_tokens=p.completion_tokens,
-                        cost=p.cost,
+                        prompt_tokens=bindparam("prompt"),
+                        completion_tokens=bindparam("completion"),
+                        cost=bindparam("spent"),
                         updated_at=now,
-                    )
-                )
-            s.execute(
-                update(UsageRecord)
-                .where(UsageRecord.instance == instance, UsageRecord.state == IN_PROGRESS)
+                    ),
+                    [
+                        {"row_id": row_id, "prompt": p.prompt_tokens, "completion": p.completion_tokens,
+                         "spent": p.cost}
+                        for row_id, p in rows.items()
+                    ],
+                )  # fmt: skip
+            connection.execute(
+                update(table)
+                .where(table.c.instance == instance, table.c.state == IN_PROGRESS)
                 .values(updated_at=now)
             )
 

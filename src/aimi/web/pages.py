@@ -345,6 +345,7 @@ class Pages:
         if isinstance(session, RedirectResponse):
             return session
         name, period, start = self._usage_filter(deployment, since)
+        await services(request).platform.inflight.written()  # this server's answers are in the figures
         reports = UsageReports(services(request).platform.db)
 
         def read() -> tuple[list[UsageFigures], list[UsageFigures], UsageFigures, list[Any], list[str]]:
@@ -369,6 +370,7 @@ class Pages:
         if isinstance(session, RedirectResponse):
             return session
         name, period, start = self._usage_filter(deployment, since)
+        await services(request).platform.inflight.written()  # this server's answers are in the figures
         reports = UsageReports(services(request).platform.db)
         daily = await asyncio.to_thread(lambda: reports.daily(deployment=name, since=start))
         out = io.StringIO()
