@@ -17,11 +17,11 @@ from aimi.api import errors, management, metrics, openapi, routes
 from aimi.api.services import Services
 from aimi.engines.base import ChatModel
 from aimi.engines.registry import EngineRegistry, engine_registry
-from aimi.inference.fleet import EngineFactory, Filters, Fleet
+from aimi.inference.fleet import EngineFactory, Fleet
 from aimi.platform.keys import IssuedKey
 from aimi.platform.quickstart import ServeTarget, ensure_served
 from aimi.platform.services import open_platform
-from aimi.safety.registry import filter_registry
+from aimi.safety.registry import Filters, filter_registry
 from aimi.settings import Settings
 from aimi.web import portal
 

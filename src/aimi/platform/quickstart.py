@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, NotFound
-from aimi.platform.catalog import EMBEDDED, Offer
+from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore, slug
 
 DEFAULT_PROJECT = "default"
