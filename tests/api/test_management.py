@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from aimi.api.app import create_app
 from aimi.api.services import services_of
-from aimi.inference.fleet import Filters
+from aimi.safety.registry import Filters
 from aimi.settings import Settings
 from tests.conftest import TEST_KEY
 from tests.fakes import ScriptedEngine

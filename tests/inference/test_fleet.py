@@ -13,14 +13,14 @@ from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import ChatModel, Conversation
 from aimi.errors import EngineUnavailable
 from aimi.inference.chat import ChatRequest, Message
-from aimi.inference.fleet import Filters, Fleet
+from aimi.inference.fleet import Fleet
 from aimi.platform.catalog import Catalog, Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
 from aimi.platform.keys import KeyStore
 from aimi.safety.base import Category
 from aimi.safety.judge import register_judge
 from aimi.safety.policy import SafetyPolicy
-from aimi.safety.registry import FilterRegistry
+from aimi.safety.registry import FilterRegistry, Filters
 from tests.fakes import SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio

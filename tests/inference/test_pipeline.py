@@ -22,6 +22,7 @@ from aimi.inference.chat import (
 )
 from aimi.inference.pipeline import ChatService
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
+from aimi.platform.metering import QuotaState
 from aimi.safety import SafetyService
 from aimi.safety.base import Category, FilterResult
 from aimi.safety.policy import SafetyPolicy
@@ -121,11 +122,12 @@ class RecordingMeter:
         self.finished: list[dict[str, Any]] = []
         self.refuse = refuse
 
-    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> None:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
         if self.refuse is not None:
             raise self.refuse
         self.admitted.append(tokens)
         self.prompt_tokens.append(prompt_tokens)
+        return QuotaState(remaining_requests=1, remaining_tokens=1)
 
     def progress(self, completion_tokens: int) -> None:
         self.progressed.append(completion_tokens)
