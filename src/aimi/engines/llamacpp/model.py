@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ class LlamaModel:
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
         self.eog_tokens = frozenset(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t))
         self._pieces: dict[tuple[int, bool], bytes] = {}
+        self._bytes_lock = threading.Lock()
+        self._byte_tokens: tuple[dict[int, int], bool] | None = None
 
     def close(self) -> None:
         if self.ptr:
@@ -93,6 +96,24 @@ class LlamaModel:
         piece = buf.raw[:n]
         self._pieces[key] = piece
         return piece
+
+    def byte_tokens(self) -> tuple[dict[int, int], bool]:
+        """A token for each byte value that one token spells alone, and whether every byte some
+        token starts with has one (a scan of the vocabulary, ~0.2 s, once; for jump-forward)."""
+        with self._bytes_lock:
+            if self._byte_tokens is None:
+                single: dict[int, int] = {}
+                first: set[int] = set()
+                buf = ctypes.create_string_buffer(256)
+                for token in range(self.n_vocab):
+                    n = ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+                    if n == 0:
+                        continue  # a control token spells nothing
+                    first.add(buf.raw[0] if n > 0 else self.piece(token)[0])
+                    if n == 1:
+                        single.setdefault(buf.raw[0], token)
+                self._byte_tokens = single, first <= single.keys()
+            return self._byte_tokens
 
     def metadata(self) -> dict[str, str]:
         out: dict[str, str] = {}
