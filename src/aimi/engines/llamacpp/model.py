@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from aimi.errors import EngineError
 log = logging.getLogger("aimi.engines.llamacpp")
 
 _GGML_LOG_LEVEL_ERROR = 4
+SPELLED_TEXTS = 4096
+"""Tokenizations `LlamaModel.tokens_of` remembers (short texts: a few hundred KB)."""
 _log_callback: Any = None  # the C side holds a raw pointer; keep the Python object alive
 
 
@@ -62,7 +65,8 @@ class LlamaModel:
         self.n_ctx_train = ll.llama_model_n_ctx_train(self.ptr)
         self.eog_tokens = frozenset(t for t in range(self.n_vocab) if ll.llama_vocab_is_eog(self.vocab, t))
         self._pieces: dict[tuple[int, bool], bytes] = {}
-        self._bytes_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._spelled: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._byte_tokens: tuple[dict[int, int], bool] | None = None
 
     def close(self) -> None:
@@ -83,6 +87,21 @@ class LlamaModel:
             n = ll.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_bos, special)
         return list(buf[:n])
 
+    def tokens_of(self, text: str) -> tuple[int, ...]:
+        """`tokenize(text)` without BOS or special tokens, remembered: llama.cpp spends ~45 us on
+        even one character, and jump-forward tokenizes the same keys again and again."""
+        with self._lock:
+            found = self._spelled.get(text)
+            if found is not None:
+                self._spelled.move_to_end(text)
+                return found
+        found = tuple(self.tokenize(text, add_bos=False, special=False))
+        with self._lock:
+            self._spelled[text] = found
+            if len(self._spelled) > SPELLED_TEXTS:
+                self._spelled.popitem(last=False)
+        return found
+
     def piece(self, token: int, *, special: bool = False) -> bytes:
         key = (token, special)
         cached = self._pieces.get(key)
@@ -100,7 +119,7 @@ class LlamaModel:
     def byte_tokens(self) -> tuple[dict[int, int], bool]:
         """A token for each byte value that one token spells alone, and whether every byte some
         token starts with has one (a scan of the vocabulary, ~0.2 s, once; for jump-forward)."""
-        with self._bytes_lock:
+        with self._lock:
             if self._byte_tokens is None:
                 single: dict[int, int] = {}
                 first: set[int] = set()
