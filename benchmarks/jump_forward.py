@@ -161,6 +161,10 @@ async def measure(rounds: int, max_tokens: int) -> dict[str, Any]:
         engines["jump"].info.chat_template or "", engines["jump"].info, engines["jump"].tokenize
     )
     results: dict[str, Any] = {}
+    for engine in (engines["jump"], engines["no-jump"]):  # first steps of a context run slow
+        warm = [GenerationRequest(prompt=p, sampling=Sampling(temperature=0), max_tokens=32, grammar=g)
+                for p, g in cases(renderer)["tool_call"]]  # fmt: skip
+        await batch(engine, warm)
     for name, prompts in cases(renderer).items():
         for streams in (1, 8):
             runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}

@@ -21,6 +21,7 @@ active (it is skipped where none is: no grammar, or a lazy grammar waiting for i
 from __future__ import annotations
 
 import ctypes
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ from aimi.engines.llamacpp.model import LlamaModel
 
 MAX_FORCED_BYTES = 256
 """The most bytes one jump walks (a long `const` is appended over several steps)."""
+MAX_WALK_SECONDS = 0.02
+"""The longest one walk may take (a grammar with many parses alive makes every probe slow); the
+bytes found by then are appended, the rest waits for the next step."""
 MAX_JUMP_TOKENS = 32
 """The most tokens one jump appends (they share the batch with other sequences' tokens)."""
 CONTEXT_TOKENS = 3
@@ -149,9 +153,13 @@ def forced_text(prober: Prober, grammar: Any) -> tuple[bytes, Allowed]:
     if allowed.forced is None:
         return b"", allowed
     clone = ll.llama_sampler_clone(grammar)
+    deadline = time.perf_counter() + MAX_WALK_SECONDS
     try:
         out = bytearray()
         while (value := allowed.forced) is not None and len(out) < MAX_FORCED_BYTES:
+            if out and time.perf_counter() > deadline:  # an ambiguous grammar: what was found stands
+                allowed = Allowed(b"", end=False, whole=False)
+                break
             out.append(value)
             ll.llama_sampler_accept(clone, prober.token_of(value))
             allowed = prober.allowed(clone, quick=False)
