@@ -81,6 +81,7 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self.jump_forward = jump_forward
         self._grammars = GrammarBuilds(step_seconds=grammar_step_s, jump_forward=jump_forward)
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
