@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import llama_cpp as ll
+import numpy as np
 import pytest
 
 from aimi.engines.base import Finish, GenerationRequest, Grammar, Sampling, Token
@@ -290,14 +291,32 @@ async def test_a_tool_call_is_the_same_call_in_about_half_the_steps(
     assert finish.completion_tokens == len(got)
 
 
-async def test_a_lazy_tool_grammar_jumps_once_the_model_has_opened_the_call(
+async def test_a_lazy_tool_grammar_appends_nothing_while_it_waits_for_its_trigger(
     engines: dict[bool, LlamaCppEngine],
 ) -> None:
     text, _, _, _, jumped = await answer(engines[True], call_request(engines[True], lazy=True))
     plain, _, _, _, _ = await answer(engines[False], call_request(engines[False], lazy=True))
-    assert calls_of(text) == calls_of(plain)
-    if "<tool_call>" in text:
-        assert jumped > 0
+    assert "<tool_call>" not in text  # SmolLM2 answers in prose when the call is its choice
+    assert text == plain
+    assert jumped == 0
+
+
+def test_a_lazy_tool_grammar_jumps_once_the_call_is_opened(model: LlamaModel) -> None:
+    grammar = TaggedCalls().grammar((FLIGHT,), parallel=True, lazy=True)
+    sampler = Sampler(model, Sampling(temperature=0), max_tokens=64, grammar=grammar, jump_forward=True)
+    written: list[int] = []
+    try:
+        assert sampler.initial.tokens == () and not sampler.jumps
+        for token in tokens(model, "<tool_call>") + tokens(model, '[{"'):
+            logits = np.zeros(model.n_vocab, dtype=np.float32)
+            logits[token] = 10.0  # the model's pick
+            written.append(sampler.pick(logits))
+        assert b"".join(model.piece(t) for t in written) == b'<tool_call>[{"'
+        assert sampler.jumps
+        jump = sampler.jump(written, room=64)
+        assert list(jump.tokens) == tokens(model, "name")
+    finally:
+        sampler.close()
 
 
 @pytest.mark.parametrize("max_tokens", [1, 3, 6, 9])
