@@ -3,6 +3,8 @@
 Between steps it admits waiting requests into free slots (their prompts are prefilled in chunks so a
 long prompt does not stall running streams), decodes one token for every running sequence in one
 batch, samples each with its own chain and hands every token to its request as soon as it exists.
+Where a sequence's grammar forces the next text, its tokens are appended at once and evaluated in
+that sequence's next step, several tokens in one (`jump.py`).
 A finished sequence's slot is free at once; its KV cells stay, so the next request that starts with
 the same tokens (same system prompt, a growing conversation) skips evaluating them again.
 """
