@@ -80,7 +80,7 @@ def register_builtin(
 
 
 def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel] | None = None) -> None:
-    """The semantic ensemble (the default, `safety_ensemble = "semantic"`): the semantic classifier
+    """The semantic ensemble (opt-in, `safety_ensemble = "semantic"`): the semantic classifier
     on both sides (jailbreak on prompts only; completions judged sentence by sentence in context)
     with its model loaded once, the three harm patterns that
     add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
