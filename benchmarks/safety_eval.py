@@ -6,19 +6,20 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `safety_holdout.jsonl`, written before any training or
-  tuning, in families of its own, and scored once the heads were final;
+- `holdout` (only with `--holdout`): `safety_holdout_r3.jsonl`, written before round 3's training
+  or tuning, in families of its own, and scored once the heads were final (rounds 1 and 2's
+  holdouts are in the corpus now);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`).
 
 For each filter alone (`patterns` with all its patterns, `default patterns` with the three the
 default ensemble keeps), the old default ensemble (toxicity classifier + patterns + jailbreak
-patterns) and the semantic one (`semantic_filters`), per label: recall, precision, and the share of
-benign look-alikes (`benign_tricky`) and of everyday texts (`benign`) flagged. "Flagged" means
-blocked at the default policy (medium and above; jailbreak when detected). Then each extra
-filter's contribution over the semantic classifier alone (what it adds, what it costs), the time
-per request for 100-word prompts, and the cost per streamed token of the output window. Prints
-tables and writes the numbers as JSON.
+patterns) and the semantic one (`semantic_filters`; on prompts, and as completions), per label:
+recall, precision, and the share of benign look-alikes (`benign_tricky`) and of everyday texts
+(`benign`) flagged. "Flagged" means blocked at the default policy (medium and above; jailbreak when
+detected). Then each extra filter's contribution over the semantic classifier alone (what it adds,
+what it costs), the time per request for 100-word prompts, and the cost per streamed token of the
+output window. Prints tables and writes the numbers as JSON.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def sets(holdout: bool) -> dict[str, list[Example]]:
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        # Round 1's holdout (safety_holdout.jsonl) has been looked at: it is in the corpus now.
-        out["holdout"] = read(DATA / "safety_holdout_r2.jsonl")
+        # Rounds 1 and 2's holdouts have been looked at: they are in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r3.jsonl")
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 
@@ -216,6 +217,9 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
             flags[name] = [flags_of_result(await safety_filter.check(t)) for t in texts]
         for name, service in services.items():
             flags[name] = [flags_of_decision(await service.check_input(t)) for t in texts]
+        # The same texts as completions (the output side: no jailbreak, sentences in context).
+        completions = services["new ensemble"].check_output
+        flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]
         entry: dict[str, Any] = {"filters": {}, "contribution": {}}
         for name, found in flags.items():
             entry["filters"][name] = {

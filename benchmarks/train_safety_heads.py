@@ -1,16 +1,17 @@
 """Train the semantic classifier's heads from tests/data/safety_corpus.jsonl, reproducibly.
 
-    .venv/bin/python benchmarks/train_safety_heads.py [--encoder minilm|static] [--out PATH]
+    .venv/bin/python benchmarks/train_safety_heads.py [--encoder minilm|static] [--layers N] [--out PATH]
 
 1. Read the corpus. Its `train` families are used for fitting, its `dev` families for calibration
-   and thresholds; the holdout (tests/data/safety_holdout.jsonl) is never read here.
+   and thresholds; the holdout (tests/data/safety_holdout_r3.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
    sees it (a long harmful message is scored window by window, and a cut-off harmful text may
    have lost what made it harmful).
-3. Encode every text with the sentence encoder; round the vectors to 1e-4 (so that last-bit
-   differences in the runtime's arithmetic do not change the heads).
+3. Encode every text with the sentence encoder (all-MiniLM-L6-v2, all `LAYERS` of it, mean
+   pooling; `--layers` and `--max-pool` train the variants docs/safety.md compares); round the
+   vectors to 1e-4 (so that last-bit differences in the arithmetic do not change the heads).
 4. Fit the network (one hidden layer of 64 ReLU units, one logistic output per label, balanced
    per label), in float64 with seeded Adam on one BLAS thread.
 5. On dev, score each text as the filter does (the worst of its windows), fit Platt scaling per
@@ -42,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 SEED = 13
 HIDDEN = 64
+LAYERS = 6
+MAX_POOL = False
 
 OPENERS = ("hey ", "ok so ", "quick question: ", "pls ", "Hi! ", "yo ", "So, ", "Honestly, ")
 CLOSERS = (" lol", " thanks", " pls", " asap", " :)", " ...", " tbh", "!!")
@@ -185,16 +188,20 @@ def train(
     return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev)}
 
 
-def load_encoder(name: str) -> SentenceEncoder:
-    return MiniLMEncoder.load() if name == "minilm" else StaticEncoder.load()
+def load_encoder(name: str, layers: int = LAYERS, max_pool: bool = MAX_POOL) -> SentenceEncoder:
+    if name == "static":
+        return StaticEncoder.load()
+    return MiniLMEncoder.load(layers=layers, max_pool=max_pool)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", choices=("minilm", "static"), default="minilm")
+    parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--out", type=Path, default=HEADS_FILE)
+    parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
     args = parser.parse_args()
-    heads, info = train(load_encoder(args.encoder), load_corpus())
+    heads, info = train(load_encoder(args.encoder, args.layers, args.max_pool), load_corpus())
     heads.save(args.out)
     print(f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts")
     for label, levels, (a, b) in zip(heads.labels, heads.thresholds, heads.calibration, strict=True):

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     prompt_cache_mb: int = Field(default_factory=default_prompt_cache_mb, ge=0)
     """Host memory for the KV states of conversations whose slot went to another request, so that a
     returning conversation is restored instead of evaluated again; 0 turns the prompt cache off."""
+    jump_forward: bool = True
+    """Where a JSON schema, JSON mode or tool grammar allows only one continuation (a key, a function
+    name, `<tool_call>`), append its tokens in one decode step instead of sampling them one by one."""
     max_queue: int = Field(default=64, ge=0)
     """Requests that may wait for a free slot before new ones get 429."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

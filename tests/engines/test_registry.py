@@ -57,6 +57,18 @@ def test_a_gguf_file_builds_a_llama_cpp_engine_with_the_offer_s_names(tmp_path: 
     assert engine.port == "token"  # built, not loaded: nothing is read until it starts
 
 
+def test_jump_forward_is_on_unless_the_settings_or_the_environment_turn_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, path = engine_registry(plugins=False), str(tmp_path / "m.gguf")
+    on = registry.build(path, setup(tmp_path))
+    off = registry.build(path, setup(tmp_path, jump_forward=False))
+    assert isinstance(on, LlamaCppEngine) and isinstance(off, LlamaCppEngine)
+    assert on.jump_forward and not off.jump_forward
+    monkeypatch.setenv("AIMI_JUMP_FORWARD", "false")
+    assert not Settings(data_dir=tmp_path).jump_forward
+
+
 def test_a_kind_registered_later_is_asked_first_and_a_name_registered_again_replaces_it() -> None:
     registry = EngineRegistry()
     registry.add("files", claims=lambda source: True, build=lambda source, setup: None)  # type: ignore[arg-type,return-value]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aimi.safety.chunks import MAX_WORDS, sentences, windows
+from aimi.safety.chunks import MAX_WORDS, in_context, sentences, windows
 
 FILLER = "I went to the market this morning and bought some bread, cheese and apples for the week."
 
@@ -29,6 +29,25 @@ def test_a_long_text_is_scored_sentence_by_sentence() -> None:
     threat = "Tomorrow I will wait outside his house and beat him until he stops moving."
     text = " ".join([FILLER] * 3 + [threat] + ["Then we all went back home."] * 3)
     assert windows(text) == [FILLER, threat, "Then we all went back home."]
+
+
+def test_in_context_a_short_sentence_is_judged_with_the_end_of_the_one_before_it() -> None:
+    answer = (
+        "If a friend tells you that they are thinking about suicide, take it seriously and listen to them. "
+        "This doesn't mean they need to fix their problems alone. Encourage them to call a crisis line "
+        "or to see their doctor, and offer to go with them if that helps."
+    )
+    first, second, third = windows(answer)
+    context = "they are thinking about suicide, take it seriously and listen to them."
+    assert windows(answer, context=True) == [first, f"{context} {second}", third]
+    assert in_context(["only one"]) == ["only one"]
+
+
+def test_in_context_an_answer_s_lines_are_read_on() -> None:
+    answer = "Here is what you can do:\n1. Listen to them without judging.\n2. Stay with them tonight."
+    assert windows(answer, context=True) == [answer.replace("\n", " ")]  # short: one window
+    assert len(windows(answer)) == 3  # a prompt's lines (messages) stay apart
+    assert windows("I will kill you", context=True) == ["I will kill you"]
 
 
 def test_fragments_join_a_neighbouring_sentence() -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aimi.safety.encoders import MiniLMEncoder, StaticEncoder, package_file, read_safetensor
+from aimi.safety.encoders import (
+    MiniLMEncoder,
+    StaticEncoder,
+    minilm_config,
+    minilm_name,
+    package_file,
+    read_safetensor,
+)
+from aimi.safety.heads import Heads
 
 THREAT_A, THREAT_B = "I will kill you tonight", "I am going to murder you"
 TOMATOES = (
@@ -35,6 +43,28 @@ def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
     apart = np.concatenate([encoder.encode([t]) for t in texts])
     assert np.array_equal(together, apart)  # one call per text: no batch-mates, no padding
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector() -> None:
+    encoder = MiniLMEncoder.load(layers=3, max_pool=True)
+    assert encoder.dimension == 768 and encoder.name == minilm_name(3, True)
+    assert minilm_config(encoder.name) == (3, True)
+    a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    assert float(a @ b) > float(a @ tomatoes)
+    full = MiniLMEncoder.load()
+    mean_only = MiniLMEncoder.load(layers=3)
+    assert not np.allclose(mean_only.encode([THREAT_A]), full.encode([THREAT_A]), atol=0.05)
+
+
+def test_the_encoder_of_the_shipped_heads_is_found_by_its_name() -> None:
+    heads = Heads.load()
+    encoder = MiniLMEncoder.named(heads.encoder)
+    assert encoder.name == heads.encoder
+    with pytest.raises(ValueError, match="layers"):
+        MiniLMEncoder.load(layers=7)
+    with pytest.raises(ValueError, match="not a MiniLM"):
+        minilm_config("some-other-encoder")
 
 
 def test_the_static_encoder_averages_its_token_table_and_normalises(static: StaticEncoder) -> None:

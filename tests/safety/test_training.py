@@ -17,8 +17,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout() -> list[dict[str, object]]:
-    """Round 2's holdout (round 1's has been looked at and joined the corpus)."""
-    lines = (DATA / "safety_holdout_r2.jsonl").read_text(encoding="utf-8").splitlines()
+    """Round 3's holdout (rounds 1 and 2's have been looked at and joined the corpus)."""
+    lines = (DATA / "safety_holdout_r3.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -50,6 +50,13 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
     assert len(first) > 3 * len(rows)
     by_family = {r.family: r.labels for r in rows}
     assert all(v.labels == by_family[v.family] for v in first)
+
+
+def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
+    families = {row.family: row.split for row in load_corpus()}
+    for name in ("safety_holdout.jsonl", "safety_holdout_r2.jsonl"):
+        lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+        assert {json.loads(line)["family"] for line in lines} <= set(families), name
 
 
 def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel) -> None:

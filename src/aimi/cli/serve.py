@@ -67,6 +67,12 @@ from aimi.settings import Settings
     "env AIMI_PROMPT_CACHE_MB]",
 )
 @click.option(
+    "--jump-forward/--no-jump-forward",
+    default=None,
+    help="Append the text a JSON schema or tool grammar forces (keys, function names) in one decode step "
+    "instead of one step a token.  [default: on; env AIMI_JUMP_FORWARD]",
+)
+@click.option(
     "--tool-choice-auto",
     type=click.Choice(["model", "eager"]),
     help="With tools and tool_choice auto: let the model decide (model), or start each answer to a user "

@@ -145,6 +145,8 @@ class EngineStats:
     prompt_tokens_restored: int = 0
     """Of those, the tokens restored from the host-memory prompt cache."""
     generated_tokens: int = 0
+    jumped_tokens: int = 0
+    """Of those, the tokens a grammar forced and the engine appended without sampling them."""
     decode_steps: int = 0
     decode_seconds: float = 0.0
 

@@ -41,6 +41,7 @@ def _llamacpp(source: str, setup: EngineSetup) -> ChatModel:
         threads=settings.threads,
         max_waiting=settings.max_queue,
         prompt_cache_bytes=settings.prompt_cache_mb << 20,
+        jump_forward=settings.jump_forward,
         on_progress=setup.on_progress,
     )
 

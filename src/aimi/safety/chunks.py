@@ -20,12 +20,15 @@ of a streamed completion to the next, so their scores are found in the classifie
 
 from __future__ import annotations
 
+import itertools
 import re
 
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 MAX_WORDS = 32
 """About 40 WordPiece tokens of English."""
 MIN_WORDS = 6
+CONTEXT_WORDS = 12
+"""How much of the window before a completion's window is read with it (`in_context`)."""
 FINISHED = re.compile(r"[.!?;:)\]\"'»]\s*$")
 
 
@@ -42,13 +45,35 @@ def _pieces(sentence: str, max_words: int) -> list[str]:
     return [" ".join(words[s : s + max_words]) for s in starts]
 
 
-def windows(text: str, max_words: int = MAX_WORDS) -> list[str]:
-    """The windows of `text` (see the module docstring); `[text]` when it is one short line."""
+def windows(text: str, max_words: int = MAX_WORDS, *, context: bool = False) -> list[str]:
+    """The windows of `text` (see the module docstring); `[text]` when it is one short line.
+    With `context`, each window is joined with the one before it on its line (`in_context`)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and context:  # an answer's lines (a list, paragraphs) are read on
+        return windows(" ".join(lines), max_words, context=True)
     if len(lines) > 1:
         return list(dict.fromkeys(w for line in lines for w in windows(line, max_words)))
     if len(text.split()) <= max_words:
         return [text] if text.strip() else []
+    out = _sentence_windows(text, max_words)
+    return list(dict.fromkeys(in_context(out) if context else out))
+
+
+def in_context(parts: list[str], words: int = CONTEXT_WORDS) -> list[str]:
+    """Each window shorter than `words` words, after the first, preceded by the last `words` words
+    of the one before it: a short sentence of an answer ("This doesn't mean they need to fix it
+    alone.") is judged with what led to it, not alone. Longer windows carry their own context and
+    are judged alone, so a harmful sentence of `words` words or more is not diluted at all, and a
+    shorter one by at most `words` words. The windows repeat from one check of a streamed
+    completion to the next, so the classifier's cache finds them."""
+    out = parts[:1]
+    for before, part in itertools.pairwise(parts):
+        short = len(part.split()) < words
+        out.append(f"{' '.join(before.split()[-words:])} {part}" if short else part)
+    return out
+
+
+def _sentence_windows(text: str, max_words: int) -> list[str]:
     out: list[str] = []
     pending = ""  # short pieces waiting for a sentence to join
     for piece in (p for s in sentences(text) for p in _pieces(s, max_words)):
@@ -71,4 +96,4 @@ def windows(text: str, max_words: int = MAX_WORDS) -> list[str]:
     # alone, half a sentence is judged erratically, and it is judged whole in the next check.
     if len(out) > 1 and not FINISHED.search(out[-1]) and len(f"{out[-2]} {out[-1]}".split()) <= max_words:
         out[-2:] = [f"{out[-2]} {out[-1]}"]
-    return list(dict.fromkeys(out))
+    return out

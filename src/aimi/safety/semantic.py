@@ -47,8 +47,10 @@ class SemanticModel:
 
     @classmethod
     def load(cls) -> SemanticModel:
-        """all-MiniLM-L6-v2 from its packages and the heads that ship with aimi."""
-        return cls(MiniLMEncoder.load(), Heads.load())
+        """all-MiniLM-L6-v2 from its packages, cut to the layers the heads that ship with aimi
+        were trained on, and those heads."""
+        heads = Heads.load()
+        return cls(MiniLMEncoder.named(heads.encoder), heads)
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -71,9 +73,10 @@ class SemanticModel:
                 self._cache.popitem(last=False)
         return out
 
-    def scores(self, text: str) -> dict[str, float]:
-        """Each label's probability in its worst window (0 for empty text)."""
-        parts = windows(normalize(text))
+    def scores(self, text: str, *, context: bool = False) -> dict[str, float]:
+        """Each label's probability in its worst window (0 for empty text); with `context`, the
+        windows are pairs of consecutive sentences (`chunks.in_context`)."""
+        parts = windows(normalize(text), context=context)
         if not parts:
             return dict.fromkeys(self.heads.labels, 0.0)
         worst = self.window_probabilities(parts).max(axis=0)
@@ -85,9 +88,14 @@ class SemanticFilter:
 
     name = "semantic-classifier"
 
-    def __init__(self, model: SemanticModel, *, jailbreak: bool = True, max_words: int = 10_000) -> None:
+    def __init__(
+        self, model: SemanticModel, *, jailbreak: bool = True, context: bool = False, max_words: int = 10_000
+    ) -> None:
+        """`context`: judge each sentence with the one before it (for completions: an answer's
+        short sentences read alone were judged without what led to them; docs/safety.md)."""
         self.model = model
         self.jailbreak = jailbreak
+        self.context = context
         self.max_words = max_words
         self.categories = frozenset(Category(label) for label in model.heads.labels if label != JAILBREAK)
 
@@ -96,7 +104,7 @@ class SemanticFilter:
         words = len(text.split())
         if words > self.max_words:
             return FilterResult(filter=self.name, error=over_limit(words, self.max_words, "words"))
-        scores = self.model.scores(text)
+        scores = self.model.scores(text, context=self.context)
         heads = self.model.heads
         severities: dict[Category, Severity] = {}
         evidence = []

@@ -33,8 +33,8 @@ def offline_filters(classifier: ClassifierFilter) -> Filters:
 
 def semantic_filters(model: SemanticModel) -> Filters:
     """The semantic ensemble for prompts and for completions, around a loaded model
-    (`registry.register_semantic`). Not the default yet: in the end-to-end seed test it still cut
-    some of the small model's sampled answers to the help-seeking question (docs/safety.md)."""
+    (`registry.register_semantic`). Not the default yet: in the end-to-end test it still withheld
+    2 of 8 of the small model's sampled answers to the help-seeking question (docs/safety.md)."""
     registry = FilterRegistry()
     register_semantic(registry, lambda: model)
     return registry.filters()

@@ -63,10 +63,11 @@ class LlamaCppEngine:
         name: str | None = None,
         provider: str | None = None,
         grammar_step_s: float = MAX_GRAMMAR_STEP_SECONDS,
+        jump_forward: bool = True,
     ) -> None:
         """`name` and `provider` override what the GGUF's metadata says (`general.name`, ...);
         `grammar_step_s` is the longest matching one token against a grammar may take before the
-        sequence ends."""
+        sequence ends; `jump_forward` appends the text a grammar forces in one step (`jump.py`)."""
         self._path = model_path
         self._names = (name, provider)
         self._context_size = context_size
@@ -80,7 +81,8 @@ class LlamaCppEngine:
         self._scheduler: Scheduler | None = None
         self._info: ModelInfo | None = None
         self._stopping: asyncio.Future[None] | None = None
-        self._grammars = GrammarBuilds(step_seconds=grammar_step_s)
+        self.jump_forward = jump_forward
+        self._grammars = GrammarBuilds(step_seconds=grammar_step_s, jump_forward=jump_forward)
         self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
             weakref.WeakKeyDictionary()
         )

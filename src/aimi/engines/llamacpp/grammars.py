@@ -47,9 +47,12 @@ class GrammarBuilds:
         max_queued: int = MAX_QUEUED,
         seconds: float = BUILD_SECONDS,
         step_seconds: float = MAX_GRAMMAR_STEP_SECONDS,
+        jump_forward: bool = False,
     ) -> None:
-        """`step_seconds`: the longest a sampler may take to match one token (see `Sampler`)."""
+        """`step_seconds`: the longest a sampler may take to match one token; `jump_forward`: its
+        samplers append the text their grammar forces (see `Sampler`)."""
         self._workers = workers
+        self._jump_forward = jump_forward
         self._step_seconds = step_seconds
         self._held_limit = held_chars
         self._seconds = seconds
@@ -102,6 +105,7 @@ class GrammarBuilds:
                     grammar=grammar,
                     on_close=release,
                     max_step_s=self._step_seconds,
+                    jump_forward=self._jump_forward,
                 )
             except BaseException:
                 release()

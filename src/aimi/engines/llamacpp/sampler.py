@@ -35,6 +35,15 @@ import llama_cpp as ll
 import numpy as np
 
 from aimi.engines.base import Grammar, Sampling, TokenLogprob
+from aimi.engines.llamacpp.jump import (
+    MAX_JUMP_TOKENS,
+    NO_JUMP,
+    Jump,
+    Prober,
+    byte_tokens,
+    canonical_tokens,
+    forced_text,
+)
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.errors import InvalidRequest
 
@@ -216,7 +225,10 @@ class Sampler:
         grammar: Grammar | None = None,
         on_close: Callable[[], None] | None = None,
         max_step_s: float = MAX_GRAMMAR_STEP_SECONDS,
+        jump_forward: bool = False,
     ) -> None:
+        """`jump_forward`: append the text the grammar forces without sampling it (`jump.py`);
+        `initial` then holds what it forces before the first token."""
         self._model = model
         self._on_close = on_close
         self._max_step_s = max_step_s
@@ -230,6 +242,14 @@ class Sampler:
         patterns = grammar.trigger_patterns if grammar is not None else ()
         self._triggers = [re.compile(p.encode()) for p in patterns]
         self._before_trigger: bytes | None = b"" if self._triggers else None
+        self._ends = not sampling.ignore_eos
+        self._prober: Prober | None = None
+        if jump_forward and self.grammar is not None:
+            table = byte_tokens(model)
+            self._prober = Prober(model, table) if table.complete else None
+        self.initial: Jump = NO_JUMP
+        if self._prober is not None and not (grammar is not None and grammar.lazy):
+            self.initial = self.jump([], max_tokens)
 
     def sample(self, ctx: Any, index: int) -> int:
         if self._draw is not None:
@@ -271,6 +291,36 @@ class Sampler:
             )
         ll.llama_sampler_accept(self.chain, token)
         return token
+
+    @property
+    def jumps(self) -> bool:
+        """Whether `jump` may append anything (a grammar is active and jump-forward is on)."""
+        return self._prober is not None and self._before_trigger is None
+
+    def jump(self, context: list[int], room: int) -> Jump:
+        """Accept the tokens of the text the grammar forces next (at most `room`), spelled as the
+        tokenizer would after the generated `context`; the caller appends them to the sequence."""
+        if self._prober is None or self._before_trigger is not None or room <= 0:
+            return NO_JUMP
+        forced, after = forced_text(self._prober, self.grammar)
+        only_end = self._ends and after.end and not after.values
+        if not forced:
+            return Jump((), only_end)
+        tokens = canonical_tokens(self._model, context, forced, after)[: min(room, MAX_JUMP_TOKENS)]
+        assert self._candidates is not None
+        _, one = self._candidates
+        taken: list[int] = []
+        for token in tokens:
+            one.ids[0] = token
+            one.fill(np.zeros(1, dtype=np.float32))
+            ll.llama_sampler_apply(self.grammar, one.ref)
+            if not np.isfinite(one.data["logit"][0]):  # cannot happen for forced text; never abort
+                break
+            ll.llama_sampler_accept(self.grammar, token)
+            ll.llama_sampler_accept(self.chain, token)
+            taken.append(token)
+        spelled = sum(len(self._model.piece(t)) for t in taken)
+        return Jump(tuple(taken), only_end and spelled == len(forced))
 
     def _trigger_safe(self, token: int, logits: np.ndarray) -> int:
         """`token`, or, if it would complete a trigger and go on past it, the pick without it."""

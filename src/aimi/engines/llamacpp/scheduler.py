@@ -3,6 +3,8 @@
 Between steps it admits waiting requests into free slots (their prompts are prefilled in chunks so a
 long prompt does not stall running streams), decodes one token for every running sequence in one
 batch, samples each with its own chain and hands every token to its request as soon as it exists.
+Where a sequence's grammar forces the next text, its tokens are appended at once and evaluated in
+that sequence's next step, several tokens in one (`jump.py`).
 A finished sequence's slot is free at once; its KV cells stay, so the next request that starts with
 the same tokens (same system prompt, a growing conversation) skips evaluating them again.
 """
@@ -30,6 +32,7 @@ from aimi.engines.base import (
     TokenEvent,
     TokenLogprob,
 )
+from aimi.engines.llamacpp.jump import CONTEXT_TOKENS
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.prefill import PrefillBudget
 from aimi.engines.llamacpp.prompt_cache import MIN_RESTORE, PromptCache
@@ -52,8 +55,17 @@ class Sequence:
     tokens: list[int] = field(default_factory=list)
     """Generated tokens, in order."""
     decoded: int = 0
-    """Generated tokens already in the KV cache (the last sampled one is not, until the next step)."""
+    """Generated tokens already in the KV cache (the last sampled one is not, until the next step,
+    nor are the tokens a jump appended after it)."""
+    emitted: int = 0
+    """Generated tokens handed to the request. Jumped tokens of a request that wants logprobs wait
+    for the step that evaluates them (their logprobs come from its rows)."""
     output_index: int = -1
+    """The batch row whose logits the next token is sampled from."""
+    rows: list[int] = field(default_factory=list)
+    """Batch rows holding the logits of the tokens `emitted` on (logprobs of jumped tokens)."""
+    batch_decoded: int = 0
+    """Generated tokens this step's batch evaluates for it."""
     decoding: bool = False
     cancelled: bool = False
     done: bool = False
@@ -107,6 +119,7 @@ class _Counters:
     prompt_tokens_shared: int = 0
     prompt_tokens_restored: int = 0
     generated_tokens: int = 0
+    jumped_tokens: int = 0
     decode_steps: int = 0
     decode_seconds: float = 0.0
 
@@ -250,7 +263,8 @@ class Scheduler:
             if self._abort:
                 for seq in list(self._running):
                     # what it generated stands; only sequences with no token yet end in an error
-                    self._finish(seq, "interrupted" if seq.tokens else "error", "the server is shutting down")
+                    reason: FinishReason = "interrupted" if seq.emitted else "error"
+                    self._finish(seq, reason, "the server is shutting down")
                 return False
             for seq in [s for s in self._running if s.cancelled]:
                 self._release(seq)
@@ -280,10 +294,9 @@ class Scheduler:
             self._decode_failed(batch, rc)
             return True
         for seq in batch:
-            if seq.decoding:
-                seq.decoded += 1
+            seq.decoded += seq.batch_decoded
             if seq.output_index >= 0:
-                self._sample(seq)
+                self._evaluated(seq)
         return True
 
     def _admit(self, seq: Sequence) -> None:
@@ -307,6 +320,7 @@ class Scheduler:
         self._cached[best_slot] = []
         seq.slot, seq.prefilled, seq.cached = best_slot, reuse, reuse
         self._running.append(seq)
+        self._take_initial_jump(seq)
         c = self._counters
         c.requests += 1
         c.prompt_tokens += len(prompt)
@@ -416,34 +430,60 @@ class Scheduler:
             b.logits[n] = 1 if output else 0
             n += 1
 
-        generating = 0
+        generating = pending = 0
         for seq in running:
             seq.output_index = -1
-            seq.decoding = len(seq.tokens) > seq.decoded
+            seq.rows = []
+            seq.batch_decoded = 0
+            seq.decoding = seq.prefilled == len(seq.request.prompt) and len(seq.tokens) > seq.decoded
             generating += seq.decoding
-        budget = min(self._prefill.tokens(generating), self._n_batch - generating)
+            pending += len(seq.tokens) - seq.decoded  # with what a jump forced before the first token
+        budget = min(self._prefill.tokens(generating), self._n_batch - pending)
         chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the oldest request first
         for seq in running:
             remaining = len(seq.request.prompt) - seq.prefilled
             if not seq.decoding and seq.source is None and remaining > 0 and budget > 0:
                 chunks[seq.slot] = take = min(remaining, budget)
                 budget -= take
+
+        def add_generated(seq: Sequence) -> None:
+            """The sequence's generated tokens not yet in the cache: the last one sampled and those
+            a jump appended after it. A row's logits give the next token's: the last row's are
+            sampled from, the others' give jumped tokens their logprobs."""
+            nonlocal n
+            start = len(seq.request.prompt)
+            want = seq.request.logprobs is not None
+            for i in range(seq.decoded, len(seq.tokens)):
+                last = i == len(seq.tokens) - 1
+                rowed = want and not last and i + 1 >= seq.emitted
+                if last:
+                    seq.output_index = n
+                elif rowed:
+                    seq.rows.append(n)
+                add(seq, seq.tokens[i], start + i, last or rowed)
+            seq.batch_decoded = len(seq.tokens) - seq.decoded
+
         for seq in sorted(running, key=_slot_of):
             if seq.decoding:
-                seq.output_index = n
-                add(seq, seq.tokens[seq.decoded], len(seq.request.prompt) + seq.decoded, True)
+                add_generated(seq)
                 members.append(seq)
                 continue
             take = chunks.get(seq.slot, 0)
             if not take:
                 continue
             prompt = seq.request.prompt
+            forced = bool(seq.tokens)  # a jump before the first token: evaluated with the prompt's end
             for i in range(seq.prefilled, seq.prefilled + take):
                 last = i == len(prompt) - 1
-                if last:
+                rowed = last and forced and seq.request.logprobs is not None
+                if last and not forced:
                     seq.output_index = n
-                add(seq, prompt[i], i, last)
+                elif rowed:
+                    seq.rows.append(n)
+                add(seq, prompt[i], i, (last and not forced) or rowed)
             seq.prefilled += take
+            if forced and seq.prefilled == len(prompt):
+                add_generated(seq)
             members.append(seq)
         b.n_tokens = n
         return members
@@ -455,6 +495,43 @@ class Scheduler:
         for seq in batch:
             seq.prefilled = seq.decoded = 0  # what reached the cache is unknown: do not reuse it
             self._finish(seq, "error", f"llama_decode failed ({rc})")
+
+    def _evaluated(self, seq: Sequence) -> None:
+        """After a step that evaluated the sequence up to its end: hand over the jumped tokens that
+        waited for their logprobs, then sample the next token, unless the limit is reached."""
+        request = seq.request
+        try:
+            for row in seq.rows:
+                token = seq.tokens[seq.emitted]
+                assert request.logprobs is not None
+                self._emit(seq, *logprobs(self.model, self._ctx, row, token, request.logprobs))
+        except Exception as exc:
+            log.exception("logprobs failed")
+            self._finish(seq, "error", f"sampling failed: {exc}")
+            return
+        while seq.emitted < len(seq.tokens):  # a jump before the first token, without logprobs
+            self._emit(seq, None, ())
+        if self._at_limit(seq):
+            self._finish(seq, "length")
+        else:
+            self._sample(seq)
+
+    def _emit(self, seq: Sequence, logprob: float | None, top: tuple[TokenLogprob, ...]) -> None:
+        """Hand the next generated token not yet handed over to its request."""
+        i = seq.emitted
+        token = seq.tokens[i]
+        cached = seq.cached if i == 0 else 0
+        self._outbox.append((seq, Token(token, self.model.piece(token), logprob, top, cached)))
+        seq.emitted += 1
+
+    def _at_limit(self, seq: Sequence) -> bool:
+        used = len(seq.request.prompt) + len(seq.tokens)
+        return len(seq.tokens) >= seq.request.max_tokens or used >= self.config.context_size
+
+    def _room(self, seq: Sequence) -> int:
+        """Tokens a jump may still append: the completion's and the context's limits."""
+        used = len(seq.request.prompt) + len(seq.tokens)
+        return min(seq.request.max_tokens - len(seq.tokens), self.config.context_size - used)
 
     def _sample(self, seq: Sequence) -> None:
         request = seq.request
@@ -471,16 +548,46 @@ class Scheduler:
         if token in self.model.eog_tokens and not request.sampling.ignore_eos:
             self._finish(seq, "stop")
             return
-        cached = seq.cached if not seq.tokens else 0
         seq.tokens.append(token)
-        self._outbox.append((seq, Token(token, self.model.piece(token), logprob, top, cached)))
-        used = len(request.prompt) + len(seq.tokens)
-        if len(seq.tokens) >= request.max_tokens or used >= self.config.context_size:
+        self._emit(seq, logprob, top)
+        if seq.sampler.jumps and not self._at_limit(seq) and self._jump(seq):
+            return
+        if self._at_limit(seq) and seq.emitted == len(seq.tokens):
             self._finish(seq, "length")
+
+    def _jump(self, seq: Sequence) -> bool:
+        """Append the tokens the grammar forces next, to be evaluated together in the next step;
+        True when the sequence ended (the grammar allows nothing after them but the end)."""
+        try:
+            jump = seq.sampler.jump(seq.tokens[-CONTEXT_TOKENS:], self._room(seq))
+        except Exception as exc:
+            log.exception("jump-forward failed")
+            self._finish(seq, "error", f"sampling failed: {exc}")
+            return True
+        seq.tokens.extend(jump.tokens)
+        self._counters.jumped_tokens += len(jump.tokens)
+        if seq.request.logprobs is None:
+            while seq.emitted < len(seq.tokens):
+                self._emit(seq, None, ())
+            if jump.end:  # what sampling would pick next is the end: no step for it
+                self._finish(seq, "stop")
+                return True
+        return False
+
+    def _take_initial_jump(self, seq: Sequence) -> None:
+        """What the grammar forces before the first token (`<tool_call>`, say), computed when the
+        sampler was built, is evaluated together with the prompt's last chunk."""
+        # Cut at the limits, the sequence then ends there ("length") without sampling.
+        room = min(seq.request.max_tokens, self.config.context_size - len(seq.request.prompt))
+        initial = seq.sampler.initial.tokens[: max(0, room)]
+        seq.tokens.extend(initial)
+        self._counters.jumped_tokens += len(initial)
 
     def _finish(self, seq: Sequence, reason: FinishReason, message: str | None = None) -> None:
         if not seq.done:
             seq.done = True
+            del seq.tokens[seq.emitted :]  # jumped tokens never handed over are not part of the answer
+            seq.decoded = min(seq.decoded, seq.emitted)
             finish = Finish(
                 reason, len(seq.request.prompt), len(seq.tokens), message, cached_tokens=seq.cached
             )
