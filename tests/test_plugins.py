@@ -14,11 +14,12 @@ from aimi.db.database import Database, sqlite_url
 from aimi.engines.registry import engine_registry
 from aimi.errors import InvalidRequest
 from aimi.inference.chat import ChatRequest, Message
-from aimi.inference.fleet import Filters, Fleet
+from aimi.inference.fleet import Fleet
 from aimi.platform.catalog import Catalog
 from aimi.platform.deployments import DeploymentStore
 from aimi.platform.keys import KeyStore
 from aimi.plugins import Registrations
+from aimi.safety.registry import Filters
 from aimi.settings import Settings
 from tests.distributions import install
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from aimi.api.app import create_app
-from aimi.inference.fleet import Filters
+from aimi.safety.registry import Filters
 from aimi.settings import Settings
 from tests.conftest import TEST_KEY
 from tests.databases import backend, database, database_url

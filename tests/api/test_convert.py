@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from aimi.api import convert, sse
-from aimi.inference.chat import ChatResult, Delta, Done, ToolCall, Usage
+from aimi.engines.base import ToolCall
+from aimi.inference.chat import ChatResult, Delta, Done, Usage
 
 META = convert.ResponseMeta(id="a" * 32, created=1_700_000_000, model="m")
 CALL = ToolCall(id="abc0dF1gh", name="f", arguments='{"x": 1}')

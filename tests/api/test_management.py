@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from aimi.api.app import create_app
 from aimi.api.services import services_of
-from aimi.inference.fleet import Filters
+from aimi.safety.registry import Filters
 from aimi.settings import Settings
 from tests.conftest import TEST_KEY
 from tests.fakes import ScriptedEngine
@@ -489,6 +489,80 @@ async def test_a_deployment_quota_the_database_could_not_store_is_a_400(http: ht
     response = await http.post("/api/deployments", json=body, headers=ADMIN)
     assert_error(response, 400, "invalid_request")
     assert response.json()["error"]["param"] == "requests_per_minute"
+
+
+# -- content safety ------------------------------------------------------------------------------
+
+DEFAULT_LEVELS = {"hate": "medium", "sexual": "medium", "violence": "medium", "self_harm": "medium"}
+
+
+async def test_a_safety_policy_put_is_shown_whole_with_the_defaults_filled_in(
+    http: httpx.AsyncClient,
+) -> None:
+    body = {
+        "input": {"hate": "low"},
+        "output": {"violence": None},
+        "blocklists": [{"name": "legal", "terms": ["lawsuit"]}],
+    }
+    response = await http.put("/api/deployments/fake/safety", json=body, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    expected = {
+        "enabled": True,
+        "input": {**DEFAULT_LEVELS, "hate": "low"},
+        "output": {**DEFAULT_LEVELS, "violence": None},
+        "block_jailbreak": True,
+        "blocklists": [{"name": "legal", "terms": ["lawsuit"], "patterns": []}],
+        "fail_closed": False,
+    }
+    assert response.json() == expected  # no judge: the key is absent
+    shown = await http.get("/api/deployments/fake/safety", headers=ADMIN)
+    assert shown.json() == expected
+
+
+async def test_a_judge_deployment_is_kept_with_the_policy(http: httpx.AsyncClient) -> None:
+    await create(http, **new("judge"))
+    response = await http.put("/api/deployments/fake/safety", json={"judge": "judge"}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.json()["judge"] == "judge"
+    cleared = await http.put("/api/deployments/fake/safety", json={"judge": None}, headers=ADMIN)
+    assert "judge" not in cleared.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        ({"input": {"hate": "safe"}}, "input.hate", "cannot be 'safe'"),
+        ({"output": {"violence": "extreme"}}, "output.violence", "low, medium, high, or null"),
+        ({"input": {"gore": "low"}}, "input.gore", "input.gore"),
+        ({"colour": "red"}, "colour", "colour"),
+        ({"enabled": 0}, "enabled", "boolean"),
+        ({"blocklists": [{"name": "x", "patterns": ["(unclosed"]}]}, "blocklists[0]", "regular expression"),
+        ({"blocklists": [{"name": "x", "terms": ["t"] * 10_001}]}, "blocklists[0].terms", "10000"),
+        ({"blocklists": [{"name": "x", "terms": ["a\x00b"]}]}, "blocklists[0].terms[0]", "NUL"),
+        ({"judge": "fake"}, "judge", "its own judge"),
+        ({"judge": "nobody"}, "judge", "no deployment named 'nobody'"),
+    ],
+    ids=[
+        "safe",
+        "unknown-level",
+        "unknown-category",
+        "unknown-key",
+        "not-bool",
+        "bad-regex",
+        "too-many-terms",
+        "nul",
+        "own-judge",
+        "unknown-judge",
+    ],
+)
+async def test_a_bad_safety_policy_is_a_400_naming_the_field(
+    http: httpx.AsyncClient, body: dict[str, Any], param: str, message: str
+) -> None:
+    response = await http.put("/api/deployments/fake/safety", json=body, headers=ADMIN)
+    assert message in assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["param"] == param
+    shown = await http.get("/api/deployments/fake/safety", headers=ADMIN)
+    assert shown.json()["input"] == DEFAULT_LEVELS  # nothing was stored
 
 
 # -- the schema ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ short schemathesis run against it: every answer documented, none a 500, none a h
 
 from __future__ import annotations
 
+import inspect
+import json
 import subprocess
 import sys
 import threading
@@ -15,8 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from pydantic import BaseModel
 
 from aimi.api.app import create_app
+from aimi.api.schemas.chat import AzureChatCompletionsBody, ChatCompletionsBody
 from aimi.settings import Settings
 from tests.api.checks import assert_error
 from tests.api.conftest import ADMIN_KEY, no_filters
@@ -135,6 +139,22 @@ async def test_each_chat_route_documents_its_own_fields(document: dict[str, Any]
     assert "random_seed" not in fields("/chat/completions")  # an extra parameter there
     assert {"random_seed", "max_completion_tokens", "safe_prompt"} <= fields("/v1/chat/completions")
     assert {"messages", "max_tokens", "tools"} <= fields("/chat/completions")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("/chat/completions", AzureChatCompletionsBody), ("/v1/chat/completions", ChatCompletionsBody)],
+)
+async def test_a_chat_routes_body_is_documented_from_its_request_model(
+    document: dict[str, Any], path: str, model: type[BaseModel]
+) -> None:
+    operation = document["paths"][path]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert list(body["properties"]) == list(model.model_fields)
+    assert body["description"] == inspect.getdoc(model)
+    assert "#/$defs/" not in json.dumps(body) and "$defs" not in body  # in the components
+    assert [p["name"] for p in operation["parameters"]] == ["extra-parameters"]
 
 
 @pytest.mark.anyio

@@ -3,6 +3,7 @@ click's runner, on SQLite (`--data-dir`) and on PostgreSQL (`--database-url`).""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -323,3 +324,50 @@ def test_usage_for_one_deployment_by_day_since_a_moment(aimi: Aimi, database: Da
 def test_usage_with_a_since_it_cannot_read_fails_with_a_message(aimi: Aimi) -> None:
     result = aimi("usage", "--since", "yesterday", ok=False)
     assert "'since' takes a date, a date-time or a span like 12h or 7d, not 'yesterday'." in result.output
+
+
+# -- content safety ------------------------------------------------------------------------------
+
+
+def test_deployments_safety_changes_only_what_its_flags_name_and_prints_the_policy(aimi: Aimi) -> None:
+    aimi("deployments", "create", "--project", "p", "--model", SMOLLM2, "--name", "smol")
+    aimi("deployments", "create", "--project", "p", "--model", "Mistral-Small", "--name", "judge",
+         "--source", "http://upstream.test:8080")  # fmt: skip
+    aimi("deployments", "safety", "smol", "--input", "hate=low", "--output", "violence=none",
+         "--no-jailbreak", "--blocklist", "legal=lawsuit,court", "--judge", "judge")  # fmt: skip
+    printed = json.loads(
+        aimi("deployments", "safety", "smol", "--blocklist-pattern", r"legal=proj-\d+").output
+    )
+    assert printed == {
+        "enabled": True,
+        "input": {"hate": "low", "sexual": "medium", "violence": "medium", "self_harm": "medium"},
+        "output": {"hate": "medium", "sexual": "medium", "violence": None, "self_harm": "medium"},
+        "block_jailbreak": False,
+        "blocklists": [{"name": "legal", "terms": ["lawsuit", "court"], "patterns": [r"proj-\d+"]}],
+        "fail_closed": False,
+        "judge": "judge",
+    }
+    cleared = json.loads(aimi("deployments", "safety", "smol", "--judge", "", "--off").output)
+    assert "judge" not in cleared and cleared["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--input", "hate=extreme"], "Invalid value for 'input.hate'"),
+        (["--input", "hate=safe"], "cannot be 'safe'"),
+        (["--output", "gore=low"], "Unknown safety setting 'output.gore'"),
+        (["--blocklist-pattern", "broken=(unclosed"], "invalid regular expression"),
+        (["--judge", "smol"], "cannot be its own judge"),
+        (["--judge", "nobody"], "no deployment named 'nobody'"),
+    ],
+    ids=["unknown-level", "safe", "unknown-category", "bad-regex", "own-judge", "unknown-judge"],
+)
+def test_deployments_safety_refuses_a_bad_policy_naming_the_setting(
+    aimi: Aimi, flags: list[str], message: str
+) -> None:
+    aimi("deployments", "create", "--project", "p", "--model", SMOLLM2, "--name", "smol")
+    before = aimi("deployments", "safety", "smol").output
+    result = aimi("deployments", "safety", "smol", *flags, ok=False)
+    assert result.output.startswith("Error: ") and message in result.output
+    assert aimi("deployments", "safety", "smol").output == before  # nothing was stored

@@ -13,10 +13,14 @@ from aimi.db.database import Database, sqlite_url
 from aimi.engines.base import ChatModel, Conversation
 from aimi.errors import EngineUnavailable
 from aimi.inference.chat import ChatRequest, Message
-from aimi.inference.fleet import Filters, Fleet
+from aimi.inference.fleet import Fleet
 from aimi.platform.catalog import Catalog, Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
 from aimi.platform.keys import KeyStore
+from aimi.safety.base import Category
+from aimi.safety.judge import register_judge
+from aimi.safety.policy import SafetyPolicy
+from aimi.safety.registry import FilterRegistry, Filters
 from tests.fakes import SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
@@ -138,4 +142,40 @@ async def test_a_background_re_read_that_fails_is_logged_backs_off_and_clears_wh
     await fleet.get("small")
     await asyncio.sleep(0.05)
     assert fleet.sync_error is None
+    await fleet.stop()
+
+
+async def test_a_policy_that_names_a_judge_gets_the_model_judge_from_the_registry_asking_that_deployment(
+    store: DeploymentStore,
+) -> None:
+    verdict = (
+        b'{"hate": "safe", "sexual": "safe", "violence": "high", "self_harm": "safe", "jailbreak": false}'
+    )
+    engines = {"guarded": SelfTemplatingEngine(), "judge": SelfTemplatingEngine([verdict])}
+    store.create(project="p", model="Mistral-Small", name="guarded", source=UPSTREAM)
+    store.create(project="p", model="Mistral-Large", name="judge", source=UPSTREAM + "/judge")
+    store.set_safety("guarded", SafetyPolicy(judge="judge"))
+
+    def factory(source: str, offer: Offer) -> ChatModel:
+        return engines["judge" if source.endswith("/judge") else "guarded"]
+
+    registry = FilterRegistry()
+    registry.apply(register_judge)  # the judge, and no filter that loads weights
+    fleet = Fleet(store=store, engine_factory=factory, safety_registry=lambda: registry)
+    await fleet.reconcile()
+    guarded, judge = await fleet.get("guarded"), await fleet.get("judge")
+    assert guarded.service.safety is not None and judge.service.safety is not None
+    assert [f.name for f in guarded.service.safety.input_filters] == ["model-judge"]
+    assert [f.name for f in guarded.service.safety.output_filters] == ["model-judge"]
+    assert judge.service.safety.input_filters == []  # its own policy names no judge
+
+    decision = await guarded.service.safety.check_input("a text to rate")
+    assert decision.filtered and decision.categories[Category.VIOLENCE].filters == ("model-judge",)
+    asked = engines["judge"].requests[-1]
+    assert "a text to rate" in asked.messages[-1]["content"]  # the judge deployment was asked
+    assert asked.response_format is not None  # under the verdict's schema
+
+    store.set_safety("guarded", SafetyPolicy())  # the judge is dropped with the next re-read
+    await fleet.reconcile()
+    assert [f.name for f in (await fleet.get("guarded")).service.safety.input_filters] == []  # type: ignore[union-attr]
     await fleet.stop()

@@ -22,9 +22,10 @@ from aimi.inference.chat import (
 )
 from aimi.inference.pipeline import ChatService
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer
+from aimi.platform.metering import QuotaState
 from aimi.safety import SafetyService
 from aimi.safety.base import Category, FilterResult
-from aimi.safety.config import policy_from_dict
+from aimi.safety.policy import SafetyPolicy
 from tests.fakes import FAKE_INFO, RoomyEngine, ScriptedEngine, SelfTemplatingEngine
 
 pytestmark = pytest.mark.anyio
@@ -121,11 +122,12 @@ class RecordingMeter:
         self.finished: list[dict[str, Any]] = []
         self.refuse = refuse
 
-    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> None:
+    async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
         if self.refuse is not None:
             raise self.refuse
         self.admitted.append(tokens)
         self.prompt_tokens.append(prompt_tokens)
+        return QuotaState(remaining_requests=1, remaining_tokens=1)
 
     def progress(self, completion_tokens: int) -> None:
         self.progressed.append(completion_tokens)
@@ -388,7 +390,7 @@ class SlowFilter:
 
 async def test_a_client_gone_during_the_prompt_check_still_settles_its_quota_and_is_recorded() -> None:
     slow = SlowFilter()
-    safety = SafetyService(policy_from_dict({}), input_filters=[slow], output_filters=[])
+    safety = SafetyService(SafetyPolicy(), input_filters=[slow], output_filters=[])
     engine = ScriptedEngine()
     chat = ChatService(
         engine=engine,

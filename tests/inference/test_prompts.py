@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from aimi.engines.base import ToolCall
 from aimi.errors import InvalidRequest
-from aimi.inference.chat import Message, ToolCall
+from aimi.inference.chat import Message
 from aimi.inference.prompts import SAFE_PROMPT, ChatTemplateRenderer, with_safe_prompt
 from tests.fakes import FAKE_INFO
 

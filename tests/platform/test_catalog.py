@@ -10,8 +10,9 @@ from sqlalchemy import update
 
 from aimi.db.database import Database
 from aimi.db.tables import CatalogModel
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, InvalidRequest, NotFound
-from aimi.platform.catalog import EMBEDDED, Catalog, Offer
+from aimi.platform.catalog import Catalog, Offer
 
 MISTRAL_MODELS = {
     "Mistral-Large",

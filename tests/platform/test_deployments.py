@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from aimi.db.database import Database
 from aimi.db.tables import DeploymentKey, Project, TermsAcceptance
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, InvalidRequest, NotFound
-from aimi.platform.catalog import EMBEDDED
 from aimi.platform.deployments import DeploymentStore, check_source, slug
 from aimi.platform.keys import KeyStore
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, InvalidRequest
-from aimi.platform.catalog import EMBEDDED
 from aimi.platform.deployments import DeploymentStore
 from aimi.platform.quickstart import DEFAULT_PROJECT, EMBEDDED_MODEL, ensure_served
 from tests.platform.conftest import write_gguf

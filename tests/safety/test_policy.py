@@ -127,3 +127,37 @@ def test_combining_window_decisions_keeps_the_worst_per_category() -> None:
     assert both.categories[V].severity is Severity.HIGH
     assert both.filtered
     assert combine(second, first).filtered
+
+
+def test_a_policy_read_from_json_writes_back_the_same_json_with_every_setting() -> None:
+    written = {
+        "enabled": True,
+        "input": {"hate": "low", "sexual": "medium", "violence": None, "self_harm": "high"},
+        "output": {"hate": "medium", "sexual": "medium", "violence": "medium", "self_harm": "medium"},
+        "block_jailbreak": False,
+        "blocklists": [{"name": "legal", "terms": ["lawsuit"], "patterns": [r"case-\d+"]}],
+        "fail_closed": True,
+        "judge": "mistral",
+    }
+    policy = SafetyPolicy.parse(written)
+    assert policy.input.of(V) is None and policy.input.of(SH) is Severity.HIGH
+    assert policy.blocklists[0].find("a lawsuit over case-12") == ("lawsuit", r"case-\d+")
+    assert policy.to_json() == written
+    assert SafetyPolicy.parse({}) == SafetyPolicy() and "judge" not in SafetyPolicy().to_json()
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ({"input": {"hate": "safe"}}, "input.hate"),
+        ({"output": {"gore": "low"}}, "output.gore"),
+        ({"fail_closed": "yes"}, "fail_closed"),
+        ({"blocklists": [{"name": "x", "terms": "lawsuit"}]}, "blocklists[0].terms"),
+        ({"blocklists": [{"name": "x"}] * 33}, "blocklists"),
+        ({"judge": "j" * 65}, "judge"),
+    ],
+)
+def test_a_bad_policy_is_refused_naming_the_setting(raw: dict[str, object], param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        SafetyPolicy.parse(raw)
+    assert refused.value.param == param and f"'{param}'" in refused.value.message

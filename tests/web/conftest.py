@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from aimi.api.app import create_app
-from aimi.inference.fleet import Filters
+from aimi.safety.registry import Filters
 from aimi.settings import Settings
 from tests.conftest import TEST_KEY
 from tests.databases import backend, database, database_url

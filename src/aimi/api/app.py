@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from aimi.api import errors, management, metrics, openapi, routes
 from aimi.api.services import Services
 from aimi.engines.base import ChatModel
 from aimi.engines.registry import EngineRegistry, engine_registry
-from aimi.inference.fleet import EngineFactory, Filters, Fleet, load_offline_filters
+from aimi.inference.fleet import EngineFactory, Fleet
 from aimi.platform.keys import IssuedKey
 from aimi.platform.quickstart import ServeTarget, ensure_served
 from aimi.platform.services import open_platform
+from aimi.safety.registry import Filters, filter_registry
 from aimi.settings import Settings
 from aimi.web import portal
 
@@ -32,6 +34,13 @@ class Started:
 
     target: ServeTarget | None
     admin_key: IssuedKey | None
+
+
+GIL_SWITCH_S = 0.001
+"""How long a thread may hold the GIL while another waits for it, while the app runs. Prompts are
+rendered, schemas turned into grammars and grammars compiled on worker threads, beside the engine's
+decode thread; at Python's default (5 ms) the event loop could wait on them 20 ms and more between
+two chunks of a stream, with three threads taking turns ahead of it; at 1 ms it waits a few."""
 
 
 def create_app(
@@ -57,6 +66,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        switch_s = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_s, GIL_SWITCH_S))
+        try:
+            async with _serving(app) as started:
+                yield started
+        finally:
+            sys.setswitchinterval(switch_s)
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI) -> AsyncIterator[None]:
         platform = await asyncio.to_thread(open_platform, settings, registry)
         await platform.inflight.start()  # closes what a process that died left in progress
         target = None
@@ -76,7 +95,8 @@ def create_app(
             engine_factory=factory,
             auto_tool_choice=settings.tool_choice_auto,
             shutdown_grace_s=settings.shutdown_grace_s,
-            safety_filters=safety_filters or (lambda: load_offline_filters(settings.safety_ensemble)),
+            safety_filters=safety_filters,
+            safety_registry=lambda: filter_registry(ensemble=settings.safety_ensemble),
         )
         await fleet.reconcile()
         served.started(platform, fleet, metrics.registry_for(fleet))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -48,7 +48,7 @@ from aimi.api.schemas.tools import (
     OtherTool,
     TextFormat,
 )
-from aimi.engines.base import Sampling
+from aimi.engines.base import Sampling, ToolCall
 from aimi.errors import InvalidRequest, ParameterNotSupported
 from aimi.inference.chat import (
     ChatFinishReason,
@@ -60,7 +60,6 @@ from aimi.inference.chat import (
     ResponseFormat,
     Role,
     TokenLogprobs,
-    ToolCall,
     ToolChoice,
     ToolSpec,
 )
@@ -301,7 +300,7 @@ def content_filter_results(decision: Decision | None, *, prompt: bool = False) -
     categories: dict[str, CategoryResult] = {}
     for category, verdict in decision.categories.items():
         if verdict.evaluated or verdict.severity is not None:
-            severity = cast(SeverityName, verdict.severity.value if verdict.severity is not None else "safe")
+            severity: SeverityName = verdict.severity.value if verdict.severity is not None else "safe"
             categories[category.value] = CategoryResult(filtered=verdict.filtered, severity=severity)
         else:
             categories[category.value] = CategoryResult(filtered=False, evaluated=False)

@@ -19,7 +19,6 @@ from aimi.api.schemas.management import (
     ModelIn,
     ModelOut,
     Period,
-    SafetyIn,
     SafetyOut,
     UsageLineOut,
     UsageOut,
@@ -30,7 +29,7 @@ from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment
 from aimi.platform.keys import Which
 from aimi.platform.usage import UsageLine, parse_since
-from aimi.safety.config import policy_from_dict, policy_to_dict
+from aimi.safety.policy import SafetyPolicy
 
 
 async def require_admin(request: Request) -> None:
@@ -213,17 +212,15 @@ async def usage(
 
 async def show_safety(request: Request, name: str) -> SafetyOut:
     deployment = await asyncio.to_thread(services(request).platform.deployments.get, name)
-    policy = policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
-    return SafetyOut.model_validate(policy)
+    return SafetyOut.model_validate(deployment.safety.to_json())
 
 
-async def set_safety(request: Request, name: str, body: SafetyIn) -> SafetyOut:
+async def set_safety(request: Request, name: str, body: SafetyPolicy) -> SafetyOut:
     """E.g. `{"enabled": true, "input": {"hate": "low"}, "output": {"violence": "high"},
     "block_jailbreak": true, "blocklists": [{"name": "legal", "terms": ["lawsuit"], "patterns": []}],
-    "judge": "my-mistral"}`; unset fields take the defaults (medium)."""
-    raw = {k: v for k, v in body.model_dump().items() if v is not None}  # nested None: never block
-    policy_from_dict(raw)  # validate
+    "judge": "my-mistral"}`; unset fields take the defaults (medium). The body is the policy itself,
+    validated as the CLI's and the stored policies are."""
     platform = services(request).platform
-    await asyncio.to_thread(platform.deployments.set_safety, name, raw)
+    await asyncio.to_thread(platform.deployments.set_safety, name, body)
     await services(request).fleet.reconcile()
     return await show_safety(request, name)

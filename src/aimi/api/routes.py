@@ -17,9 +17,14 @@ from fastapi.responses import Response, StreamingResponse
 from aimi.api import convert, parameters, sse
 from aimi.api.auth import key_from
 from aimi.api.body import read_json_object
-from aimi.api.openapi import errors
+from aimi.api.openapi import errors, request_body
 from aimi.api.parameters import Policy
-from aimi.api.schemas.chat import AZURE_PARAMETERS, MISTRAL_PARAMETERS, ChatCompletionsBody
+from aimi.api.schemas.chat import (
+    AZURE_PARAMETERS,
+    MISTRAL_PARAMETERS,
+    AzureChatCompletionsBody,
+    ChatCompletionsBody,
+)
 from aimi.api.schemas.completions import ChatCompletion, ModelInfo
 from aimi.api.schemas.errors import BriefEnvelope, BriefError
 from aimi.api.services import services
@@ -54,30 +59,8 @@ _POLICY_HEADER = {
 }
 
 
-def _body_doc(fields: frozenset[str], *, extras: str) -> dict[str, Any]:
-    """The body schema of a chat route: the fields it takes as standard (its `$defs` are hoisted into
-    the components when the document is built), and what it does with any other key."""
-    schema = ChatCompletionsBody.model_json_schema()
-    schema["properties"] = {k: v for k, v in schema["properties"].items() if k in fields}
-    schema["description"] = extras
-    return {
-        "parameters": [_POLICY_HEADER],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-    }
-
-
 def router() -> APIRouter:
     r = APIRouter()
-    azure_body = _body_doc(
-        AZURE_PARAMETERS,
-        extras="Any other key is an extra parameter: a 400 unless the `extra-parameters` header says "
-        "`drop` or `pass-through`.",
-    )
-    mistral_body = _body_doc(
-        MISTRAL_PARAMETERS,
-        extras="Mistral's and OpenAI's fields; a key aimi does not know is a 422 naming it, unless the "
-        "`extra-parameters` header says `drop`.",
-    )
     r.add_api_route(
         "/info", info, methods=["GET"], responses=errors(401, 404, 503), summary="The deployed model"
     )
@@ -85,7 +68,7 @@ def router() -> APIRouter:
         "/chat/completions",
         chat_completions,
         methods=["POST"],
-        openapi_extra=azure_body,
+        openapi_extra=request_body(AzureChatCompletionsBody, parameters=[_POLICY_HEADER]),
         response_model=ChatCompletion,
         responses=_CHAT_ANSWERS,
         summary="Chat completions (Azure AI Model Inference API)",
@@ -94,7 +77,7 @@ def router() -> APIRouter:
         "/v1/chat/completions",
         mistral_chat_completions,
         methods=["POST"],
-        openapi_extra=mistral_body,
+        openapi_extra=request_body(ChatCompletionsBody, parameters=[_POLICY_HEADER]),
         response_model=ChatCompletion,
         responses=_CHAT_ANSWERS,
         summary="Chat completions (Mistral-native API)",

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from aimi.cli.context import console, fail, open_from, platform_options
 from aimi.errors import AimiError
-from aimi.safety.config import policy_from_dict, policy_to_dict
+from aimi.safety.policy import SafetyPolicy
 
 
 @click.group()
@@ -166,10 +166,7 @@ def safety(
     """Show or change a deployment's content-safety policy."""
     platform = open_from(data_dir, database_url)
     try:
-        current = policy_to_dict(
-            policy_from_dict(platform.deployments.get(name).safety),
-            judge=platform.deployments.get(name).safety.get("judge"),
-        )
+        current = platform.deployments.get(name).safety.to_json()
         if enabled is not None:
             current["enabled"] = enabled
         for direction, settings in (("input", inputs), ("output", outputs)):
@@ -192,8 +189,7 @@ def safety(
         current["blocklists"] = list(lists.values())
         if judge is not None:
             current["judge"] = judge or None
-        policy_from_dict(current)  # validate before storing
-        stored = platform.deployments.set_safety(name, current).safety
+        stored = platform.deployments.set_safety(name, SafetyPolicy.parse(current)).safety
     except AimiError as exc:
         raise fail(exc) from exc
-    click.echo(json.dumps(stored, indent=2))
+    click.echo(json.dumps(stored.to_json(), indent=2))

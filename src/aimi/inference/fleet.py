@@ -24,9 +24,8 @@ from aimi.inference.pipeline import AutoToolChoice, ChatService
 from aimi.inference.prompts import renderer_for
 from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore
-from aimi.safety import Ask, JudgeFilter, SafetyService
-from aimi.safety.config import policy_from_dict
-from aimi.safety.registry import Filters, filter_registry
+from aimi.safety import SafetyService
+from aimi.safety.registry import FilterRegistry, Filters, ForDeployment, filter_registry
 
 log = logging.getLogger("aimi.inference")
 
@@ -40,6 +39,10 @@ def load_offline_filters(ensemble: str = "classic") -> Filters:
     """The registered filters: the built-in ones of `ensemble` (their models load once, in a few
     seconds) and those of installed plug-ins."""
     return filter_registry(ensemble=ensemble).filters()
+
+
+def _no_registry() -> FilterRegistry:
+    return FilterRegistry()
 
 
 @dataclass
@@ -63,12 +66,20 @@ class Fleet:
         engine_factory: EngineFactory,
         auto_tool_choice: AutoToolChoice = "model",
         shutdown_grace_s: float = 0.0,
-        safety_filters: Callable[[], Filters] = load_offline_filters,
+        safety_filters: Callable[[], Filters] | None = None,
+        safety_registry: Callable[[], FilterRegistry] | None = None,
         sync_s: float = SYNC_S,
     ) -> None:
-        """`sync_s`: the least time between two background re-reads of the deployments."""
+        """`safety_registry`: the content-safety filters, built once for the whole process and made
+        for each deployment (the model judge); default: the classic ensemble, the judge and
+        plug-ins. `safety_filters` (for tests) replaces the filters built once.
+        `sync_s`: the least time between two background re-reads of the deployments."""
         self._store = store
         self.sync_s = sync_s
+        self._make_registry = safety_registry or (
+            _no_registry if safety_filters is not None else filter_registry
+        )
+        self._registry: FilterRegistry | None = None
         self._load_filters = safety_filters
         self._filters: Filters | None = None
         self._factory = engine_factory
@@ -191,33 +202,33 @@ class Fleet:
         return Served(deployment, offer, service)
 
     async def _safety(self, deployment: Deployment) -> SafetyService | None:
-        """The deployment's content-safety service; None when its policy turns safety off."""
-        policy = policy_from_dict(deployment.safety)
+        """The deployment's content-safety service; None when its policy turns safety off. The
+        filters built once are shared; those made for the deployment (the model judge) are given
+        its policy and a way to ask another deployment."""
+        policy = deployment.safety
         if not policy.enabled:
             return None
+        if self._registry is None:
+            self._registry = await asyncio.to_thread(self._make_registry)
         if self._filters is None:
-            self._filters = await asyncio.to_thread(self._load_filters)
+            self._filters = await asyncio.to_thread(self._load_filters or self._registry.filters)
         inputs, outputs = self._filters
-        judge = deployment.safety.get("judge")
-        if judge:
-            model_judge = JudgeFilter(self._asker(str(judge)))
-            inputs, outputs = [*inputs, model_judge], [*outputs, model_judge]
-        return SafetyService(policy, input_filters=inputs, output_filters=outputs)
+        own_inputs, own_outputs = self._registry.filters_for(ForDeployment(policy, self.ask))
+        return SafetyService(
+            policy, input_filters=[*inputs, *own_inputs], output_filters=[*outputs, *own_outputs]
+        )
 
-    def _asker(self, judge: str) -> Ask:
-        """The model judge asks another deployment for a JSON verdict, constrained by its schema."""
-
-        async def ask(messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
-            served = await self.get(judge)
-            request = ChatRequest(
-                messages=tuple(Message(m["role"], m["content"]) for m in messages),  # type: ignore[arg-type]
-                sampling=Sampling(temperature=0),
-                max_tokens=256,
-                response_format=ResponseFormat("json_schema", schema=schema),
-            )
-            return (await served.service.complete(request)).text
-
-        return ask
+    async def ask(self, deployment: str, messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+        """Ask a chat deployment for an answer constrained by a JSON schema (the model judge's
+        question): greedy, at most 256 tokens, through that deployment's own pipeline."""
+        served = await self.get(deployment)
+        request = ChatRequest(
+            messages=tuple(Message(m["role"], m["content"]) for m in messages),  # type: ignore[arg-type]
+            sampling=Sampling(temperature=0),
+            max_tokens=256,
+            response_format=ResponseFormat("json_schema", schema=schema),
+        )
+        return (await served.service.complete(request)).text
 
     async def _unload(self, served: Served) -> None:
         loaded = self._engines.get(served.deployment.source)

@@ -22,6 +22,7 @@ from aimi.engines.base import (
     Grammar,
     Token,
     TokenEngine,
+    ToolCall,
     ToolCalls,
 )
 from aimi.errors import (
@@ -41,7 +42,6 @@ from aimi.inference.chat import (
     Done,
     Message,
     TokenLogprobs,
-    ToolCall,
     ToolChoice,
     Usage,
 )

@@ -24,9 +24,9 @@ import string
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from aimi.engines.base import Grammar
+from aimi.engines.base import Grammar, ToolCall
 from aimi.errors import InvalidRequest
-from aimi.inference.chat import Message, ToolCall, ToolSpec
+from aimi.inference.chat import Message, ToolSpec
 from aimi.inference.schema_limits import LIMITS
 from aimi.inference.schemas import schema_to_gbnf
 

@@ -4,10 +4,11 @@ per model per project; the first deployment of an offer in a project records the
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,9 @@ from aimi.engines.registry import engine_registry
 from aimi.errors import Conflict, InvalidRequest, NotFound
 from aimi.platform.catalog import Catalog, Offer
 from aimi.platform.keys import IssuedKey, KeyStore
+from aimi.safety.policy import SafetyPolicy
+
+log = logging.getLogger("aimi.platform")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 DEFAULT_REQUESTS_PER_MINUTE = 1000
@@ -40,7 +44,7 @@ class Deployment:
     requests_per_minute: int
     tokens_per_minute: int
     created_at: datetime
-    safety: dict[str, Any] = field(default_factory=dict)
+    safety: SafetyPolicy = field(default_factory=SafetyPolicy)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,16 @@ def check_source(source: str, sources: Sources | None = None) -> str:
     return (sources or engine_registry()).check(source)
 
 
+def _policy(row: DeploymentRow) -> SafetyPolicy:
+    """The stored policy; one that no longer validates (written by an older aimi) is read as the
+    default policy, which blocks rather than lets through, and said so in the log."""
+    try:
+        return SafetyPolicy.parse(row.safety)
+    except InvalidRequest as exc:
+        log.warning("deployment %s: stored safety policy refused (%s); using the default", row.name, exc)
+        return SafetyPolicy()
+
+
 def _deployment(row: DeploymentRow, project: str) -> Deployment:
     return Deployment(
         id=row.id,
@@ -105,7 +119,7 @@ def _deployment(row: DeploymentRow, project: str) -> Deployment:
         requests_per_minute=row.requests_per_minute,
         tokens_per_minute=row.tokens_per_minute,
         created_at=row.created_at,
-        safety=dict(row.safety or {}),
+        safety=_policy(row),
     )
 
 
@@ -132,7 +146,7 @@ class DeploymentStore:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
         primary_key: str | None = None,
-        safety: dict[str, Any] | None = None,
+        safety: SafetyPolicy | None = None,
         accept_terms: bool | None = None,
         accepted_by: str | None = None,
     ) -> Created:
@@ -197,7 +211,7 @@ class DeploymentStore:
                     source=chosen,
                     requests_per_minute=rpm,
                     tokens_per_minute=tpm,
-                    safety=safety or {},
+                    safety=(safety or SafetyPolicy()).to_json(),
                 )
                 s.add(row)
                 s.flush()
@@ -266,13 +280,27 @@ class DeploymentStore:
     def find(self, project: str, model: str) -> Deployment | None:
         return next((d for d in self.list(project) if d.model == model), None)
 
-    def set_safety(self, name: str, safety: dict[str, Any]) -> Deployment:
-        """Replace a deployment's content-safety policy (validated by the caller)."""
+    def set_safety(self, name: str, policy: SafetyPolicy) -> Deployment:
+        """Replace a deployment's content-safety policy: the one way a policy changes, for the
+        management API, the CLI and the portal alike. The policy validated itself; what it cannot
+        know is checked here: its judge must be another deployment (one that asks itself would ask
+        forever)."""
         with self._db.session() as s:
             row = s.scalar(select(DeploymentRow).where(DeploymentRow.name == name))
             if row is None:
                 raise NotFound(f"Deployment '{name}' not found.")
-            row.safety = dict(safety)
+            if policy.judge == name:
+                raise InvalidRequest(
+                    f"Invalid value for 'judge': deployment '{name}' cannot be its own judge.", param="judge"
+                )
+            if policy.judge is not None and (
+                s.scalar(select(DeploymentRow.id).where(DeploymentRow.name == policy.judge)) is None
+            ):
+                raise InvalidRequest(
+                    f"Invalid value for 'judge': there is no deployment named '{policy.judge}'.",
+                    param="judge",
+                )
+            row.safety = policy.to_json()
         return self.get(name)
 
     def delete(self, name: str) -> None:

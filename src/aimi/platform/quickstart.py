@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from aimi.engines.llamacpp.embedded import EMBEDDED
 from aimi.errors import Conflict, NotFound
-from aimi.platform.catalog import EMBEDDED, Offer
+from aimi.platform.catalog import Offer
 from aimi.platform.deployments import Deployment, DeploymentStore, slug
 
 DEFAULT_PROJECT = "default"
@@ -38,8 +39,8 @@ def ensure_served(
 ) -> ServeTarget:
     target = _ensure(store, model=model, name=name, api_key=api_key, context_length=context_length)
     current = target.deployment.safety
-    if safety is not None and current.get("enabled", True) != safety:
-        updated = store.set_safety(target.deployment.name, {**current, "enabled": safety})
+    if safety is not None and current.enabled != safety:
+        updated = store.set_safety(target.deployment.name, current.model_copy(update={"enabled": safety}))
         target = ServeTarget(updated, target.key, target.key_hint)
     return target
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aimi.errors import AimiError
 from aimi.safety.base import ALL_CATEGORIES, Category, FilterResult, Severity, over_limit
+
+if TYPE_CHECKING:
+    from aimi.safety.registry import FilterRegistry, ForDeployment
 
 SEVERITIES = [s.value for s in Severity]
 
@@ -55,6 +58,14 @@ class Ask(Protocol):
     """Sends chat messages to a model, constraining its answer to `schema`; returns the answer text."""
 
     async def __call__(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> str: ...
+
+
+class AskDeployment(Protocol):
+    """`Ask`, sent to the chat deployment named `deployment` (the server's fleet answers it)."""
+
+    async def __call__(
+        self, deployment: str, messages: list[dict[str, str]], schema: dict[str, Any]
+    ) -> str: ...
 
 
 def judge_messages(text: str) -> list[dict[str, str]]:
@@ -139,3 +150,21 @@ class JudgeFilter:
 
     def _failed(self, error: str) -> FilterResult:
         return FilterResult(filter=self.name, error=error)
+
+
+def judge_for(deployment: ForDeployment) -> JudgeFilter | None:
+    """The model judge of a deployment whose policy names a judge deployment; None otherwise."""
+    judge = deployment.policy.judge
+    if judge is None:
+        return None
+    ask_deployment = deployment.ask
+
+    async def ask(messages: list[dict[str, str]], schema: dict[str, Any]) -> str:
+        return await ask_deployment(judge, messages, schema)
+
+    return JudgeFilter(ask)
+
+
+def register_judge(filters: FilterRegistry) -> None:
+    """The model judge, made for each deployment that names one, on prompts and completions."""
+    filters.add_for_deployment("model-judge", judge_for)

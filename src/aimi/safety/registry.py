@@ -1,8 +1,8 @@
 """Which content-safety filters a deployment's prompts and completions pass through: filters register
 by name, with a factory and the sides they check. aimi's own register through `register_builtin`; a
 plug-in registers through a function named by an entry point in the group `aimi.safety_filters`
-(see docs/plugins.md). The model judge is not here: it is per deployment (its policy names the judge
-deployment), and the fleet adds it.
+(see docs/plugins.md). A filter made for each deployment (the model judge, which asks the deployment
+its policy names) registers through `add_for_deployment` and is given a typed `ForDeployment`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from aimi.plugins import Registrations, load_entry_points
 from aimi.safety.base import SafetyFilter
 from aimi.safety.classifier import ClassifierFilter
 from aimi.safety.jailbreak import JailbreakFilter
+from aimi.safety.judge import AskDeployment, register_judge
 from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
+from aimi.safety.policy import SafetyPolicy
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 
 ENTRY_POINTS = "aimi.safety_filters"
@@ -33,11 +35,30 @@ class FilterKind:
     outputs: bool = True
 
 
+@dataclass(frozen=True)
+class ForDeployment:
+    """What a filter made for one deployment is given."""
+
+    policy: SafetyPolicy
+    ask: AskDeployment
+    """Asks another chat deployment of this server, by name (the model judge's way to its model)."""
+
+
+@dataclass(frozen=True)
+class DeploymentFilterKind:
+    name: str
+    make: Callable[[ForDeployment], SafetyFilter | None]
+    """Builds the filter for one deployment, or None when its policy asks for none."""
+    inputs: bool = True
+    outputs: bool = True
+
+
 class FilterRegistry:
     """The safety filters this process knows, in the order they were registered."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, FilterKind] = {}
+        self._for_deployment: dict[str, DeploymentFilterKind] = {}
         self._registrations = Registrations()
 
     def add(
@@ -47,6 +68,18 @@ class FilterRegistry:
         registered again replaces the earlier filter."""
         self._kinds.pop(name, None)
         self._kinds[name] = FilterKind(name, make, inputs, outputs)
+
+    def add_for_deployment(
+        self,
+        name: str,
+        make: Callable[[ForDeployment], SafetyFilter | None],
+        *,
+        inputs: bool = True,
+        outputs: bool = True,
+    ) -> None:
+        """Register a filter made for each deployment (from its policy), as `add` does."""
+        self._for_deployment.pop(name, None)
+        self._for_deployment[name] = DeploymentFilterKind(name, make, inputs, outputs)
 
     def apply(self, register: Callable[[FilterRegistry], None]) -> None:
         """Run a registration function (once, however often it is reached)."""
@@ -65,6 +98,18 @@ class FilterRegistry:
             if kind.inputs:
                 inputs.append(made)
             if kind.outputs:
+                outputs.append(made)
+        return inputs, outputs
+
+    def filters_for(self, deployment: ForDeployment) -> Filters:
+        """The filters made for one deployment, on the sides they check (cheap: no weights)."""
+        inputs: list[SafetyFilter] = []
+        outputs: list[SafetyFilter] = []
+        for kind in self._for_deployment.values():
+            made = kind.make(deployment)
+            if made is not None and kind.inputs:
+                inputs.append(made)
+            if made is not None and kind.outputs:
                 outputs.append(made)
         return inputs, outputs
 
@@ -109,9 +154,11 @@ def load_plugins(registry: FilterRegistry) -> list[str]:
 
 
 def filter_registry(*, plugins: bool = True, ensemble: str = "classic") -> FilterRegistry:
-    """The built-in filters of `ensemble`, and (with `plugins`) those of installed plug-ins."""
+    """The built-in filters of `ensemble`, the model judge, and (with `plugins`) the filters of
+    installed plug-ins."""
     registry = FilterRegistry()
     registry.apply(ENSEMBLES[ensemble])
+    registry.apply(register_judge)
     if plugins:
         load_plugins(registry)
     return registry

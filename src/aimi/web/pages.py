@@ -24,7 +24,6 @@ from aimi.platform.catalog import Offer
 from aimi.platform.deployments import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE, slug
 from aimi.platform.reports import UsageFigures, UsageReports
 from aimi.platform.usage import parse_since
-from aimi.safety.config import policy_from_dict, policy_to_dict
 from aimi.web import charts
 from aimi.web.sessions import (
     CSRF_FIELD,
@@ -302,7 +301,7 @@ class Pages:
             return self._not_found(request, session, exc)
         keys = await asyncio.to_thread(platform.keys.show, name)
         status, why = await deployment_status(services(request).fleet, name)
-        policy = policy_to_dict(policy_from_dict(deployment.safety), judge=deployment.safety.get("judge"))
+        policy = deployment.safety.to_json()
         day = datetime.now(UTC) - timedelta(hours=24)
         usage = await asyncio.to_thread(lambda: UsageReports(platform.db).total(deployment=name, since=day))
         terms = await asyncio.to_thread(platform.deployments.terms_acceptance, name)

@@ -8,7 +8,7 @@ tools other than functions) is refused when the body becomes a domain request (`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,8 +19,9 @@ from aimi.api.schemas.tools import FunctionTool, NamedToolChoice, OtherTool, Res
 MAX_STOP_SEQUENCES = 16
 
 
-class ChatCompletionsBody(BaseModel):
-    """Standard fields first, then the extras aimi can honour (Mistral's and OpenAI's)."""
+class AzureChatCompletionsBody(BaseModel):
+    """The body of the Azure AI Model Inference API's `POST /chat/completions`. Any other key is an
+    extra parameter: a 400 unless the `extra-parameters` header says `drop` or `pass-through`."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -39,7 +40,46 @@ class ChatCompletionsBody(BaseModel):
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     modalities: list[str] | None = None
-    # Extras (Mistral-native fields; on the Azure route they need `extra-parameters: pass-through`).
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_sequences(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise refuse(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
+        if any(s == "" for s in stops):
+            raise refuse("Invalid value for 'stop': stop sequences must not be empty.")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names_differ(cls, tools: list[FunctionTool | OtherTool] | None) -> Any:
+        seen: set[str] = set()
+        for i, tool in enumerate(tools or []):
+            if isinstance(tool, FunctionTool):
+                if tool.function.name in seen:
+                    raise refuse(f"Two tools are named '{tool.function.name}'.", at=f"[{i}].function.name")
+                seen.add(tool.function.name)
+        return tools
+
+    @model_validator(mode="after")
+    def _tool_choice_has_its_tools(self) -> Self:
+        choice = self.tool_choice
+        if choice in ("required", "any") and not self.tools:
+            raise refuse(f"tool_choice '{choice}' needs 'tools'.", at="tool_choice")
+        if isinstance(choice, NamedToolChoice):
+            name = choice.function.name
+            if not any(isinstance(t, FunctionTool) and t.function.name == name for t in self.tools or []):
+                raise refuse(f"tool_choice names '{name}', which is not in 'tools'.", at="tool_choice")
+        return self
+
+
+class ChatCompletionsBody(AzureChatCompletionsBody):
+    """The body of Mistral's `POST /v1/chat/completions`: the Azure fields and the extras aimi
+    honours (Mistral's and OpenAI's). A key aimi does not know is a 422 naming it, unless the
+    `extra-parameters` header says `drop`. Both routes parse their bodies with it (on the Azure route
+    the extras reach it only with `extra-parameters: pass-through`)."""
+
     random_seed: int | None = Field(default=None, ge=0, lt=2**63)
     safe_prompt: bool | None = None
     safe_mode: bool | None = None
@@ -57,16 +97,6 @@ class ChatCompletionsBody(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=0)
     """OpenAI's newer name for `max_tokens` (what the `openai` SDK and LangChain send)."""
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_sequences(cls, value: str | list[str] | None) -> str | list[str] | None:
-        stops = [value] if isinstance(value, str) else value or []
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise refuse(f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
-        if any(s == "" for s in stops):
-            raise refuse("Invalid value for 'stop': stop sequences must not be empty.")
-        return value
-
     @field_validator("logprobs")
     @classmethod
     def _logprobs_count(cls, value: bool | int | None) -> bool | int | None:
@@ -74,26 +104,8 @@ class ChatCompletionsBody(BaseModel):
             raise refuse("Invalid value for 'logprobs': use true, false or 0-20.")
         return value
 
-    @field_validator("tools")
-    @classmethod
-    def _tool_names_differ(cls, tools: list[FunctionTool | OtherTool] | None) -> Any:
-        seen: set[str] = set()
-        for i, tool in enumerate(tools or []):
-            if isinstance(tool, FunctionTool):
-                if tool.function.name in seen:
-                    raise refuse(f"Two tools are named '{tool.function.name}'.", at=f"[{i}].function.name")
-                seen.add(tool.function.name)
-        return tools
-
     @model_validator(mode="after")
-    def _consistent(self) -> ChatCompletionsBody:
-        choice = self.tool_choice
-        if choice in ("required", "any") and not self.tools:
-            raise refuse(f"tool_choice '{choice}' needs 'tools'.", at="tool_choice")
-        if isinstance(choice, NamedToolChoice):
-            name = choice.function.name
-            if not any(isinstance(t, FunctionTool) and t.function.name == name for t in self.tools or []):
-                raise refuse(f"tool_choice names '{name}', which is not in 'tools'.", at="tool_choice")
+    def _one_token_limit(self) -> Self:
         if (
             self.max_completion_tokens is not None
             and self.max_tokens is not None
@@ -108,24 +120,7 @@ class ChatCompletionsBody(BaseModel):
 
 
 # The fields of the Azure AI Model Inference API; anything else is an extra parameter there.
-AZURE_PARAMETERS = frozenset(
-    {
-        "messages",
-        "frequency_penalty",
-        "stream",
-        "presence_penalty",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "response_format",
-        "stop",
-        "tools",
-        "tool_choice",
-        "seed",
-        "model",
-        "modalities",
-    }
-)
+AZURE_PARAMETERS = frozenset(AzureChatCompletionsBody.model_fields)
 
 # The fields of Mistral's own `/v1/chat/completions`, and of OpenAI's chat completions (the `openai`
 # SDK, LangChain and LiteLLM post OpenAI's to the same route): each is applied, ignored (IGNORED_EXTRAS)

@@ -133,33 +133,6 @@ class UsageOut(BaseModel):
 Period = Literal["hour", "day"]
 
 
-Level = Literal["low", "medium", "high"] | None
-
-
-class Thresholds(_Body):
-    hate: Level = "medium"
-    sexual: Level = "medium"
-    violence: Level = "medium"
-    self_harm: Level = "medium"
-
-
-class BlocklistIn(_Body):
-    name: str = Field(min_length=1, max_length=64)
-    terms: list[str] = []
-    patterns: list[str] = []
-
-
-class SafetyIn(_Body):
-    enabled: bool = True
-    input: Thresholds | None = None
-    output: Thresholds | None = None
-    block_jailbreak: bool = True
-    blocklists: list[BlocklistIn] = []
-    fail_closed: bool = False
-    judge: str | None = None
-    """A chat deployment to ask for a second opinion (a constrained JSON verdict)."""
-
-
 def _is_none(value: Any) -> bool:
     return value is None
 

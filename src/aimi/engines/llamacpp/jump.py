@@ -126,7 +126,7 @@ class Prober:
         self._values = np.frombuffer(table.values, dtype=np.uint8)
         self._has_end = bool(eog)
         self._every = _Probe(np.concatenate([table.ids, np.array(eog, dtype=np.int32)]))
-        self._token_of = dict(zip(table.values, table.ids.tolist(), strict=True))
+        self._token_of: dict[int, int] = dict(zip(table.values, table.ids.tolist(), strict=True))
         quick = bytes(b for b in QUICK_BYTES if b in self._token_of)
         self._quick_values = np.frombuffer(quick, dtype=np.uint8)
         self._quick = _Probe(np.array([self._token_of[b] for b in quick], dtype=np.int32))
