@@ -12,10 +12,12 @@ from aimi.engines.base import (
     EngineStats,
     Event,
     Finish,
+    FinishReason,
     GenerationRequest,
     ModelCard,
     ModelInfo,
     Token,
+    TokenEvent,
     TokenLogprob,
     ToolCall,
     ToolCalls,
@@ -46,7 +48,7 @@ class ScriptedEngine:
         self,
         pieces: Sequence[bytes] = (b"Hello", b" world", b"!"),
         *,
-        finish: str = "stop",
+        finish: FinishReason = "stop",
         delay_s: float = 0.0,
     ) -> None:
         self.pieces = list(pieces)
@@ -72,7 +74,7 @@ class ScriptedEngine:
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         return list(text.encode("utf-8"))
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         self.requests.append(request)
         produced = 0
         completed = False
@@ -83,9 +85,9 @@ class ScriptedEngine:
                 produced += 1
                 top = (TokenLogprob(produced, piece, -0.5),) if request.logprobs else ()
                 yield Token(produced, piece, -0.25 if request.logprobs is not None else None, top)
-            reason = "length" if len(self.pieces) > request.max_tokens else self.finish
+            reason: FinishReason = "length" if len(self.pieces) > request.max_tokens else self.finish
             completed = True
-            yield Finish(reason, request.prompt_tokens, produced)  # type: ignore[arg-type]
+            yield Finish(reason, request.prompt_tokens, produced)
         finally:
             if not completed:
                 self.cancelled += 1

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aimi.engines.base import Event, Finish, GenerationRequest, Token
+from aimi.engines.base import Finish, GenerationRequest, Token, TokenEvent
 from aimi.errors import RateLimited
 from aimi.inference.prompts import SAFE_PROMPT
 from aimi.settings import Settings
@@ -704,7 +704,7 @@ async def test_a_character_split_across_tokens_arrives_whole(
 class BusyEngine(ScriptedEngine):
     """Refuses admission the way a full queue does."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         raise RateLimited("Rate limit is exceeded. Try again in 3 seconds.", retry_after=3)
         yield  # pragma: no cover - makes this an async generator
 
@@ -712,7 +712,7 @@ class BusyEngine(ScriptedEngine):
 class BreakingEngine(ScriptedEngine):
     """Fails after its first token."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         async for event in super().generate(request):
             yield event
             raise RuntimeError("the engine broke")
@@ -753,7 +753,7 @@ async def test_an_interrupted_generation_gives_503_with_retry_after(
 class CutOffEngine(ScriptedEngine):
     """Ends its answer with an error finish that says why (as a server it forwards to may)."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         yield Token(-1, b"Hel")
         yield Finish("error", 5, 1, message="the upstream server broke off the answer (reset)")
 

@@ -241,7 +241,9 @@ def test_property_any_schema_gets_200_or_400_in_bounded_time_and_the_server_stay
     # evaluation, not the grammar's, so they go as a response format.
     if as_tool and len(json.dumps(schema)) < 1_000:
         parameters = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
-        body = {"tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}]}
+        body: dict[str, Any] = {
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+        }
         body["tool_choice"] = "required"
     else:
         body = json_schema(schema)

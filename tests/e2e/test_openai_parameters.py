@@ -15,7 +15,7 @@ from tests.conftest import Server
 pytestmark = pytest.mark.e2e
 
 HELLO = [{"role": "user", "content": "Say hello to me in one short sentence."}]
-STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to paint."}]
+STORY: list[Any] = [{"role": "user", "content": "Write a long story about a dragon who learns to paint."}]
 
 
 @pytest.fixture

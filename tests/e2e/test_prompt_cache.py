@@ -4,6 +4,7 @@ cache, and the client sees it in `usage.prompt_tokens_details.cached_tokens` (op
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -23,7 +24,7 @@ def one_slot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def history(user: str, turns: int) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": f"{SYSTEM} You are talking to {user}."}]
+    messages: list[Any] = [{"role": "system", "content": f"{SYSTEM} You are talking to {user}."}]
     for turn in range(turns):
         messages += [
             {"role": "user", "content": f"{user} asks question number {turn} about old maps."},
@@ -35,12 +36,12 @@ def history(user: str, turns: int) -> list[dict[str, str]]:
 def test_a_returning_conversation_reports_its_prompt_as_cached(one_slot: Server) -> None:
     client = openai.OpenAI(base_url=f"{one_slot.endpoint}/v1", api_key=one_slot.key)
 
-    def ask(messages: list[dict[str, str]]) -> openai.types.CompletionUsage:
+    def ask(messages: list[Any]) -> openai.types.CompletionUsage:
         answer = client.chat.completions.create(
             model="smollm2",
             messages=messages,
             max_tokens=2,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
         assert answer.usage is not None
         return answer.usage

@@ -367,7 +367,7 @@ async def test_cancelling_between_jumps_frees_the_slot_and_keeps_only_evaluated_
         seen.append(event)
         if len(seen) >= 8:  # inside the call, past the initial jump
             break
-    await stream.aclose()
+    await stream.aclose()  # type: ignore[attr-defined]  # the port's iterator is an async generator
     for _ in range(200):  # the engine thread releases the slot at its next step
         if engine.stats().running == 0:
             break

@@ -14,14 +14,23 @@ import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema
 import openai
 import pytest
 
-from aimi.engines.base import EngineStats, Finish, GenerationRequest, ModelInfo, Sampling, Token
+from aimi.engines.base import (
+    EngineStats,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    ModelInfo,
+    Sampling,
+    Token,
+    ToolCall,
+)
 from aimi.engines.llamacpp import LlamaCppEngine
 from aimi.engines.llamacpp.model import LlamaModel
 from aimi.errors import InvalidRequest
@@ -32,7 +41,6 @@ from aimi.inference.chat import (
     Done,
     Message,
     ResponseFormat,
-    ToolCall,
     ToolChoice,
     ToolSpec,
 )
@@ -99,7 +107,7 @@ TOOLS = tuple(
 )
 TOOL_BY_NAME = {t.name: t for t in TOOLS}
 # For the rendering tests: the same, with get_time's (empty) parameters spelled out.
-RENDER_TOOLS_OPENAI = [
+RENDER_TOOLS_OPENAI: list[Any] = [
     *TOOLS_OPENAI[:2],
     {
         "type": "function",
@@ -153,8 +161,14 @@ def ask(*messages: Message, **kwargs: Any) -> ChatRequest:
 async def events_of(service: ChatService, request: ChatRequest) -> list[Delta | Done]:
     """Every event of one answer, as the streaming API sees them."""
     answer = await service.open(request)
-    stream = getattr(answer, "events", answer)  # `open` answers a stream, or an object holding one
-    return [event async for event in stream]
+    return [event async for event in answer.events]
+
+
+def prompt_of(service: ChatService, request: ChatRequest) -> list[int]:
+    """The prompt token ids a token engine would be given for `request`."""
+    prepared = service.prepare(request)
+    assert isinstance(prepared, GenerationRequest)
+    return prepared.prompt
 
 
 def assert_valid_calls(result: ChatResult, offered: Sequence[ToolSpec]) -> None:
@@ -210,7 +224,7 @@ class ReplayEngine:
     """Emits fixed token ids, with the tiny model's own pieces: what a model that generated exactly
     these tokens would hand the pipeline."""
 
-    port = "token"
+    port: Literal["token"] = "token"
 
     def __init__(self, model: LlamaModel, tokens: Sequence[int]) -> None:
         self.model = model
@@ -238,7 +252,7 @@ class ReplayEngine:
         emitted = self.tokens[: request.max_tokens]
         for token in emitted:
             yield Token(token, self.model.piece(token))
-        reason = "length" if len(self.tokens) > request.max_tokens else "stop"
+        reason: FinishReason = "length" if len(self.tokens) > request.max_tokens else "stop"
         yield Finish(reason, len(request.prompt), len(emitted))
 
 
@@ -307,7 +321,7 @@ async def test_system_and_user_render_exactly_as_mistral_common(
     tiny: ChatService, tiny_model: LlamaModel
 ) -> None:
     request = ask(Message("system", "You are terse."), Message("user", "Hi there"))
-    prompt = tiny.prepare(request).prompt
+    prompt = prompt_of(tiny, request)
     expected = mistral_common_tokens(
         [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi there"}]
     )
@@ -327,7 +341,7 @@ async def test_tools_render_exactly_as_mistral_common_before_the_last_user_turn(
         Message("assistant", "Hello! How can I help?"),
         Message("user", "Weather in Paris?"),
     )
-    prompt = tiny.prepare(ask(*messages, tools=RENDER_TOOLS)).prompt
+    prompt = prompt_of(tiny, ask(*messages, tools=RENDER_TOOLS))
     expected = mistral_common_tokens(
         [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": "Hi"},
          {"role": "assistant", "content": "Hello! How can I help?"},
@@ -346,7 +360,7 @@ async def test_tools_render_exactly_as_mistral_common_before_the_last_user_turn(
 
 
 async def test_tool_choice_none_leaves_the_tools_out_of_the_prompt(tiny: ChatService) -> None:
-    prompt = tiny.prepare(ask(tools=TOOLS, tool_choice=ToolChoice("none"))).prompt
+    prompt = prompt_of(tiny, ask(tools=TOOLS, tool_choice=ToolChoice("none")))
     assert AVAILABLE_TOOLS not in prompt
     assert prompt == mistral_common_tokens([{"role": "user", "content": "Weather in Paris?"}])
 
@@ -391,7 +405,7 @@ async def test_a_past_call_and_its_results_render_exactly_as_mistral_common(
     tiny: ChatService, tiny_model: LlamaModel, first: str, second: str
 ) -> None:
     messages, wire = _tool_history(first, second, mapped=True)
-    prompt = tiny.prepare(ask(*messages, tools=RENDER_TOOLS)).prompt
+    prompt = prompt_of(tiny, ask(*messages, tools=RENDER_TOOLS))
     assert prompt == mistral_common_tokens(wire, RENDER_TOOLS_OPENAI)
 
     # [AVAILABLE_TOOLS] before the (only, so last) [INST]; the call right after [/INST], closed by
@@ -432,7 +446,7 @@ async def test_a_conversation_that_goes_on_after_the_results_renders_exactly_as_
         {"role": "assistant", "content": "21 °C at 12:30."},
         {"role": "user", "content": "Thanks! And tomorrow?"},
     ]
-    prompt = tiny.prepare(ask(*messages, tools=RENDER_TOOLS)).prompt
+    prompt = prompt_of(tiny, ask(*messages, tools=RENDER_TOOLS))
     assert prompt == mistral_common_tokens(wire, RENDER_TOOLS_OPENAI)
     # v3: the tools move to just before the last [INST]; the system prompt joins the last user turn
     last_inst = len(prompt) - 1 - prompt[::-1].index(INST)
@@ -449,7 +463,7 @@ async def test_a_tool_without_parameters_renders_as_mistral_common_renders_it(
     """`parameters` is optional; mistral-common encodes a tool without it as `"parameters": {}`."""
     tool = {"type": "function", "function": {"name": "get_time", "description": "The time now"}}
     spec = ToolSpec("get_time", "The time now", None)
-    prompt = tiny.prepare(ask(tools=(spec,))).prompt
+    prompt = prompt_of(tiny, ask(tools=(spec,)))
     expected = mistral_common_tokens([{"role": "user", "content": "Weather in Paris?"}], [tool])
     assert text_of(tiny_model, prompt) == text_of(tiny_model, expected)
     assert prompt == expected
@@ -471,7 +485,7 @@ async def test_an_assistant_turn_with_text_and_calls_is_accepted_back(tiny_model
         Message("tool", '{"temperature": 21}', tool_call_id="abcDEF123"),
     )
     service = replay(tiny_model, [])
-    prompt = service.prepare(ask(*messages, tools=RENDER_TOOLS)).prompt
+    prompt = prompt_of(service, ask(*messages, tools=RENDER_TOOLS))
     wire: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "tool_calls": [{"id": "abcDEF123", "type": "function", "function": {
@@ -487,7 +501,7 @@ async def test_a_conversation_mistral_cannot_encode_is_a_400_before_generating(
     service = replay(tiny_model, [])
     with pytest.raises(InvalidRequest):
         service.prepare(ask(Message("tool", "42", tool_call_id="abcDEF123")))  # no call to answer
-    assert service.engine.requests == []  # type: ignore[attr-defined]
+    assert service.engine.requests == []  # type: ignore[union-attr]
 
 
 # -- reading calls back, token by token ----------------------------------------------------------
@@ -496,7 +510,7 @@ async def test_a_conversation_mistral_cannot_encode_is_a_400_before_generating(
 def _trained_call_tokens(calls: list[dict[str, Any]]) -> list[int]:
     """The tokens of an assistant tool-call turn, as mistral-common encodes one in a conversation
     (from [TOOL_CALLS] up to, not including, the </s> the engine stops at)."""
-    wire = [
+    wire: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "tool_calls": [
             {"id": c["id"], "type": "function",

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from aimi.engines.base import Conversation, Event, Finish, GenerationRequest, Sampling, Token
+from aimi.engines.base import (
+    Conversation,
+    Finish,
+    GenerationRequest,
+    Sampling,
+    Token,
+    TokenEvent,
+    ToolCall,
+)
 from aimi.errors import ContextLengthExceeded, EngineUnavailable, InvalidRequest, RateLimited
 from aimi.inference.chat import (
     ChatRequest,
@@ -15,7 +23,6 @@ from aimi.inference.chat import (
     Done,
     Message,
     ResponseFormat,
-    ToolCall,
     ToolChoice,
     ToolSpec,
     Usage,
@@ -353,7 +360,7 @@ async def test_a_request_refused_by_its_quota_is_recorded_as_a_429() -> None:
 class QueuedAtShutdown(ScriptedEngine):
     """Ends every request before its first token, as the engine ends queued requests when it drains."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         self.requests.append(request)
         yield Finish("error", request.prompt_tokens, 0, "the server is shutting down")
 
@@ -427,7 +434,7 @@ async def test_a_stream_ended_by_an_engine_error_was_answered_200_and_is_metered
 class FromCache(ScriptedEngine):
     """Serves five prompt tokens from its cache, says so on the first token and on the finish."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TokenEvent]:
         self.requests.append(request)
         yield Token(1, b"a", cached_tokens=5)
         yield Token(2, b"STOP")

@@ -103,6 +103,7 @@ async def test_progress_is_written_at_each_flush_with_its_cost(ledger: UsageLedg
     inflight = InFlight(ledger, MemoryQuotaStore())
     live = Counting(10)
     row = await inflight.open(entry(prompt=10, completion=0), admission=None, live=live)
+    assert row is not None
     live.completion_tokens = 7
     inflight.moved(row)
     await inflight.flush()

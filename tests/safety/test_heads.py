@@ -51,7 +51,7 @@ def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
     loaded = Heads.load(tmp_path / "plain.npz")
     assert loaded.hidden_weights is None
     assert loaded.probabilities(np.array([[1.0, 1.0]], np.float32))[0, 0] == pytest.approx(
-        sigmoid(np.float64(2.0))
+        sigmoid(np.array([2.0]))[0]
     )
 
 

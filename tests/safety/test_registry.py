@@ -45,7 +45,12 @@ def test_the_semantic_ensemble_loads_its_model_once_for_both_sides(monkeypatch: 
     loads: list[int] = []
     model = object.__new__(SemanticModel)
     model.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
-    monkeypatch.setattr(SemanticModel, "load", classmethod(lambda cls: loads.append(1) or model))
+
+    def load(cls: type[SemanticModel]) -> SemanticModel:
+        loads.append(1)
+        return model
+
+    monkeypatch.setattr(SemanticModel, "load", classmethod(load))
     registry = filter_registry(plugins=False, ensemble="semantic")
     inputs, outputs = registry.filters()
     assert loads == [1]

@@ -4,6 +4,8 @@ pages that escape what users and models wrote."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -17,7 +19,7 @@ SMOLLM2 = "SmolLM2-135M-Instruct"
 HI = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
 
-async def deploy(portal: httpx.AsyncClient, name: str, **extra: object) -> dict[str, object]:
+async def deploy(portal: httpx.AsyncClient, name: str, **extra: object) -> dict[str, Any]:
     body = {"project": name, "model": SMOLLM2, "name": name, "accept_terms": True, **extra}
     response = await portal.post("/portal/api/deployments", json=body)
     assert response.status_code == 201, response.text
@@ -47,7 +49,7 @@ async def test_deploying_needs_the_terms_accepted_and_records_who_and_when(porta
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "accept_terms"
     created = await deploy(portal, "accepted")
-    assert {k["which"] for k in created["keys"]} == {"primary", "secondary"}  # type: ignore[union-attr]
+    assert {k["which"] for k in created["keys"]} == {"primary", "secondary"}
     page = await portal.get("/portal/deployments/accepted")
     assert f"by portal (admin key ending {ADMIN_KEY[-4:]})" in page.text
     assert "implicitly" not in page.text.split('id="terms-record"')[1].split("</p>")[0]
