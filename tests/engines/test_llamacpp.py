@@ -11,6 +11,7 @@ import random
 import threading
 from collections.abc import AsyncIterator
 
+import llama_cpp as ll
 import pytest
 
 from aimi.engines.base import Event, Finish, GenerationRequest, Grammar, Sampling, Token
@@ -424,6 +425,39 @@ async def test_a_returning_conversation_whose_slot_went_to_others_is_restored_fr
         alone, _ = await run(e, dataclasses.replace(back, sampling=Sampling(temperature=0, seed=7)))
         got = {alt.token: alt.logprob for alt in tokens[0].top}
         for alt in alone[0].top[:3]:  # the restored cache answers as evaluating the prompt does
+            assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
+
+
+@kv_layouts
+async def test_a_restored_conversation_cancelled_before_its_answer_leaves_its_slot_consistent(
+    shared: bool,
+) -> None:
+    async with started(context_size=512, slots=1, shared=shared, prompt_cache_bytes=64 << 20) as e:
+        scheduler = e._scheduler
+        assert scheduler is not None
+        await run(e, conversation(e, 1, 2))
+        await run(e, conversation(e, 2, 2))  # user 1's cache goes to host memory
+        back = conversation(e, 1, 3)
+        before = e.stats().prompt_tokens_restored
+        stream = e.generate(back)
+        first = await anext(stream)  # admitted, restored, its prompt's rest evaluated
+        assert isinstance(first, Token)
+        await stream.aclose()  # type: ignore[attr-defined]  # the port's iterator is an async generator
+        for _ in range(200):  # the engine thread releases the slot at its next step
+            if e.stats().running == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert e.stats().running == 0
+        assert e.stats().prompt_tokens_restored - before >= 32
+        cached = scheduler._cached[0]
+        # every cell the slot says it holds is in llama.cpp's cache, and no more
+        assert ll.llama_memory_seq_pos_max(scheduler._mem, 0) == len(cached) - 1
+        await run(e, conversation(e, 3, 2))  # the slot goes to someone else again
+        tokens, finish = await run(e, back)  # and the conversation comes back whole
+        assert finish.cached_tokens >= _common_prefix(conversation(e, 1, 2).prompt, back.prompt)
+        alone, _ = await run(e, dataclasses.replace(back, sampling=Sampling(temperature=0, seed=7)))
+        got = {alt.token: alt.logprob for alt in tokens[0].top}
+        for alt in alone[0].top[:3]:  # what was restored answers as evaluating the prompt does
             assert abs(got.get(alt.token, -math.inf) - alt.logprob) < 1.0
 
 
