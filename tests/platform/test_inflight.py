@@ -3,12 +3,15 @@ and the rows of processes that died closed as `interrupted` with their quota res
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -17,7 +20,7 @@ from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
 from aimi.platform.inflight import InFlight, Instance
 from aimi.platform.quotas import Limits, MemoryQuotaStore
-from aimi.platform.usage import Progress, UsageLedger
+from aimi.platform.usage import Progress, UsageEntry, UsageLedger
 from tests.platform.test_usage import entry
 
 pytestmark = pytest.mark.anyio
@@ -97,6 +100,32 @@ async def test_a_row_that_could_not_be_opened_is_written_whole_when_the_request_
     await inflight.stop()  # shutdown waits for rows still being written
     [record] = ledger.records()
     assert (record.state, record.completion_tokens, record.status) == ("completed", 2, 200)
+
+
+async def test_waiting_for_the_rows_written_so_far_does_not_wait_for_rows_begun_meanwhile(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    release = threading.Event()
+    real = ledger.open
+
+    def held(entry: UsageEntry, **kwargs: Any) -> int:
+        if entry.prompt_tokens == 99:  # the request that arrives meanwhile: its insert is slow
+            release.wait(30)
+        return real(entry, **kwargs)
+
+    monkeypatch.setattr(ledger, "open", held)
+    inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=Counting())
+    waiting = asyncio.ensure_future(inflight.written())
+    await asyncio.sleep(0)  # the reader is waiting
+    inflight.begin(entry(prompt=99, completion=0, status=0), admission=None, live=Counting())
+    try:
+        await asyncio.wait_for(waiting, 10)  # steady traffic never keeps a reader waiting
+        assert [r.prompt_tokens for r in ledger.records()] == [10]
+    finally:
+        release.set()
+        await inflight.stop()
+    assert sorted(r.prompt_tokens for r in ledger.records()) == [10, 99]
 
 
 async def test_progress_is_written_at_each_flush_with_its_cost(ledger: UsageLedger) -> None:

@@ -195,13 +195,15 @@ class InFlight:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.written()
+        while self._closing:  # an `end` may follow a `begin` still in this set
+            await asyncio.gather(*self._closing, return_exceptions=True)
         await self.flush()
 
     async def written(self) -> None:
-        """Wait until every row begun or ended so far is in the database."""
-        while self._closing:  # an `end` may follow a `begin` still in this set
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        """Wait until every row begun or ended so far is in the database (not those begun or ended
+        meanwhile: under steady traffic there always are some)."""
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
     async def flush(self) -> None:
         """Write the progress of the requests that moved, and stamp this process's rows."""
