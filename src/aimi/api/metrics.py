@@ -52,8 +52,16 @@ class EngineCollector(Collector):
             "prompt_tokens_shared": CounterMetricFamily(
                 "aimi_engine_prompt_tokens_shared",
                 "Prompt tokens of the reused ones copied from another slot's cache", labels=_ENGINE),
+            "prompt_tokens_restored": CounterMetricFamily(
+                "aimi_engine_prompt_tokens_restored",
+                "Prompt tokens of the reused ones restored from the host-memory prompt cache",
+                labels=_ENGINE),
             "generated_tokens": CounterMetricFamily("aimi_engine_generated_tokens", "Tokens generated",
                                                     labels=_ENGINE),
+            "jumped_tokens": CounterMetricFamily(
+                "aimi_engine_jumped_tokens",
+                "Tokens generated that a grammar forced, appended without sampling (jump-forward)",
+                labels=_ENGINE),
             "decode_steps": CounterMetricFamily("aimi_engine_decode_steps", "llama_decode calls",
                                                 labels=_ENGINE),
             "decode_seconds": CounterMetricFamily("aimi_engine_decode_seconds", "Time inside decode",
