@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aimi.engines.base import Event, Finish, Token
@@ -23,3 +25,14 @@ async def run(engine: Any, request: Any) -> tuple[list[Token], Finish]:
     finish = events[-1]
     assert isinstance(finish, Finish)
     return [e for e in events if isinstance(e, Token)], finish
+
+
+async def cancel(engine: Any, stream: AsyncIterator[Event]) -> None:
+    """Close a generation early and wait until the engine thread has released its slot (at its next
+    step)."""
+    await stream.aclose()  # type: ignore[attr-defined]  # the port's iterator is an async generator
+    for _ in range(200):
+        if engine.stats().running == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.stats().running == 0

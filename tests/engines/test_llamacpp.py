@@ -23,7 +23,7 @@ from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
 from aimi.engines.llamacpp.sampler import Sampler
 from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
 from aimi.errors import InvalidRequest, RateLimited
-from tests.engines.generations import run
+from tests.engines.generations import cancel, run
 
 pytestmark = pytest.mark.anyio
 
@@ -442,12 +442,7 @@ async def test_a_restored_conversation_cancelled_before_its_answer_leaves_its_sl
         stream = e.generate(back)
         first = await anext(stream)  # admitted, restored, its prompt's rest evaluated
         assert isinstance(first, Token)
-        await stream.aclose()  # type: ignore[attr-defined]  # the port's iterator is an async generator
-        for _ in range(200):  # the engine thread releases the slot at its next step
-            if e.stats().running == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert e.stats().running == 0
+        await cancel(e, stream)
         assert e.stats().prompt_tokens_restored - before >= 32
         cached = scheduler._cached[0]
         # every cell the slot says it holds is in llama.cpp's cache, and no more

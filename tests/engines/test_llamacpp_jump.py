@@ -3,7 +3,6 @@ character, tokenized canonically, and appended in one decode step, with the real
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from aimi.inference.chat import Message, ToolSpec
 from aimi.inference.prompts import ChatTemplateRenderer
 from aimi.inference.schemas import schema_to_gbnf
 from aimi.inference.tools import TaggedCalls
-from tests.engines.generations import run
+from tests.engines.generations import cancel, run
 
 pytestmark = pytest.mark.anyio
 
@@ -367,12 +366,7 @@ async def test_cancelling_between_jumps_frees_the_slot_and_keeps_only_evaluated_
         seen.append(event)
         if len(seen) >= 8:  # inside the call, past the initial jump
             break
-    await stream.aclose()  # type: ignore[attr-defined]  # the port's iterator is an async generator
-    for _ in range(200):  # the engine thread releases the slot at its next step
-        if engine.stats().running == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert engine.stats().running == 0
+    await cancel(engine, stream)
     for slot in range(scheduler.config.slots):
         cached = scheduler._cached[slot]
         # every cell the slot says it holds is in llama.cpp's cache, and no more
