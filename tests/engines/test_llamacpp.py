@@ -497,3 +497,36 @@ def test_a_prompt_shorter_than_a_block_is_neither_kept_nor_looked_up() -> None:
     cache = PromptCache(limit_bytes=10_000)
     assert not cache.put([1] * 10, (ctypes.c_uint8 * 10)())
     assert cache.longest([1] * 10) == (None, 0)
+
+
+async def waiting(engine: LlamaCppEngine, n: int) -> None:
+    """Wait until `n` requests wait for a slot (the engine thread queues them on submit)."""
+    for _ in range(1000):
+        if engine.stats().waiting >= n:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{n} requests never waited")
+
+
+async def test_a_returning_conversation_goes_before_an_older_long_new_prompt_when_slots_are_short() -> None:
+    async with started(context_size=1024, slots=1, shared=False, prompt_cache_bytes=64 << 20) as e:
+        await run(e, conversation(e, 1, 2))
+        holder = e.generate(dataclasses.replace(conversation(e, 2, 2), max_tokens=24))
+        assert isinstance(await anext(holder), Token)  # user 2 holds the only slot; user 1 is cached
+        new = dataclasses.replace(conversation(e, 3, 12), max_tokens=1)  # a long history, never seen
+        back = dataclasses.replace(conversation(e, 1, 3), max_tokens=1)
+        order: list[str] = []
+
+        async def answer(name: str, request: GenerationRequest) -> None:
+            await run(e, request)
+            order.append(name)
+
+        tasks = [asyncio.create_task(answer("new", new))]
+        await waiting(e, 1)
+        tasks.append(asyncio.create_task(answer("back", back)))
+        await waiting(e, 2)
+        async for _ in holder:
+            pass
+        await asyncio.gather(*tasks)
+        # user 1 evaluates a few new tokens, the new user its whole history: user 1 goes first
+        assert order == ["back", "new"]

@@ -37,6 +37,7 @@ from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.prefill import PrefillBudget
 from aimi.engines.llamacpp.prompt_cache import MIN_RESTORE, PromptCache
 from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
+from aimi.engines.llamacpp.queueing import count_overtaken, next_to_admit, prefill_order
 from aimi.engines.llamacpp.sampler import Sampler, logprobs
 
 log = logging.getLogger("aimi.engines.llamacpp")
@@ -76,6 +77,8 @@ class Sequence:
     """A running sequence whose prompt starts like this one's: this one waits for it to evaluate
     the first `shared` tokens, copies them and evaluates only the rest."""
     shared: int = 0
+    overtaken: int = 0
+    """How many times a later request went first (`queueing.py`)."""
 
     @property
     def reuses_prefix(self) -> bool:
@@ -272,7 +275,7 @@ class Scheduler:
                 self._waiting.remove(seq)
                 seq.sampler.close()
             while self._waiting and self._free_slots:
-                self._admit(self._waiting.popleft())
+                self._admit(next_to_admit(self._waiting, len(self._free_slots), self._left_to_evaluate))
             for seq in self._running:
                 if seq.source is not None:
                     self._take_shared_prefix(seq)
@@ -328,6 +331,17 @@ class Scheduler:
         if seq.reuses_prefix:
             self._find_shared_prefix(seq)
 
+    def _left_to_evaluate(self, seq: Sequence) -> int:
+        """How many prompt tokens a waiting request would evaluate if admitted now: what a free slot
+        or the prompt cache holds of its prompt is not evaluated again."""
+        prompt = seq.request.prompt
+        if not seq.reuses_prefix:
+            return len(prompt)
+        held = max((_common_prefix(self._cached[slot], prompt) for slot in self._free_slots), default=0)
+        if self._prompt_cache is not None:
+            held = max(held, self._prompt_cache.longest(prompt)[1])
+        return len(prompt) - min(held, len(prompt) - 1)
+
     def _worth(self, slot: int) -> tuple[bool, int]:
         """How much a free slot's cache is worth keeping, for choosing which one to give away."""
         return bool(self._cached[slot]), self._last_used[slot]
@@ -366,8 +380,10 @@ class Scheduler:
         """Take a longer prefix of `seq`'s prompt from a running sequence than `seq`'s own slot kept
         (the free slot with the longest one was chosen already): copy it if that sequence has it in
         its cache, else (requests with the same system prompt arriving together) wait until it does.
-        The source was admitted first, so it gets the prefill budget first: waiting for it never
-        takes longer than evaluating the prefix again."""
+        The source evaluates the shared prefix first (it is the start of its prompt), and takes the
+        prefill budget before the waiting one would have unless its own prompt has more left after
+        the prefix (`queueing.py`): waiting for it takes about as long as evaluating the prefix
+        again, and evaluates it once."""
         prompt = seq.request.prompt
         want = seq.prefilled + MIN_SHARED_PREFIX
         for other in self._running:
@@ -439,12 +455,14 @@ class Scheduler:
             generating += seq.decoding
             pending += len(seq.tokens) - seq.decoded  # with what a jump forced before the first token
         budget = min(self._prefill.tokens(generating), self._n_batch - pending)
-        chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the oldest request first
-        for seq in running:
-            remaining = len(seq.request.prompt) - seq.prefilled
-            if not seq.decoding and seq.source is None and remaining > 0 and budget > 0:
-                chunks[seq.slot] = take = min(remaining, budget)
-                budget -= take
+        chunks: dict[int, int] = {}  # slot -> prompt tokens this step; the fewest left first
+        wanting = [s for s in running if not s.decoding and s.source is None and _prompt_left(s) > 0]
+        for seq in prefill_order(wanting, _prompt_left):
+            if budget <= 0:
+                break
+            chunks[seq.slot] = take = min(_prompt_left(seq), budget)
+            budget -= take
+        count_overtaken(wanting, lambda s: s.slot in chunks)
 
         def add_generated(seq: Sequence) -> None:
             """The sequence's generated tokens not yet in the cache: the last one sampled and those
@@ -612,6 +630,10 @@ class Scheduler:
 
 def _slot_of(seq: Sequence) -> int:
     return seq.slot
+
+
+def _prompt_left(seq: Sequence) -> int:
+    return len(seq.request.prompt) - seq.prefilled
 
 
 def _reusable(tokens: list[int], prompt: list[int]) -> int:
