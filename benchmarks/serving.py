@@ -584,8 +584,14 @@ async def warm_up_and_run(
 _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)")
 
 
+GAUGES = frozenset({"aimi_engine_prompt_cache_bytes", "aimi_engine_prompt_cache_entries"})
+"""Gauges whose growth during a workload is reported with the counters: what aimi's prompt cache
+took of the peak RSS."""
+
+
 async def scrape_counters(client: httpx.AsyncClient, target: Target) -> dict[str, float]:
-    """The `*_total` counters of the server's Prometheus `/metrics`, summed over labels; {} if none."""
+    """The `*_total` counters (and `GAUGES`) of the server's Prometheus `/metrics`, summed over
+    labels; {} if none."""
     try:
         response = await client.get(target.metrics_url, headers=target.headers, timeout=10.0)
     except httpx.HTTPError:
@@ -595,7 +601,7 @@ async def scrape_counters(client: httpx.AsyncClient, target: Target) -> dict[str
     totals: dict[str, float] = {}
     for line in response.text.splitlines():
         match = _SAMPLE.match(line)
-        if match and match[1].endswith("_total"):
+        if match and (match[1].endswith("_total") or match[1] in GAUGES):
             with contextlib.suppress(ValueError):
                 totals[match[1]] = totals.get(match[1], 0.0) + float(match[2])
     return totals

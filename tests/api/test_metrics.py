@@ -54,6 +54,8 @@ async def test_metrics_report_an_engine_once_with_its_source_and_model(admin_htt
     assert len(samples(text, "aimi_engine_prefix_cache_hit_rate")) == 1
     for counter in ("prompt_tokens_restored", "jumped_tokens"):  # the prompt cache, jump-forward
         assert len(samples(text, f"aimi_engine_{counter}_total")) == 1
+    for gauge in ("prompt_cache_bytes", "prompt_cache_entries"):  # what the prompt cache holds now
+        assert len(samples(text, f"aimi_engine_{gauge}")) == 1
 
 
 @pytest.mark.anyio

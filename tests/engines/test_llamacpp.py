@@ -414,6 +414,8 @@ async def test_a_returning_conversation_whose_slot_went_to_others_is_restored_fr
         await run(e, first)
         await run(e, conversation(e, 2, 2))  # takes the only slot: user 1's cache goes to host memory
         before = e.stats()
+        assert before.prompt_cache_entries == 1
+        assert before.prompt_cache_bytes > 1000 * len(first.prompt)  # every cell of every layer
         back = conversation(e, 1, 3)  # user 1 returns with a longer history
         tokens, finish = await run(e, back)
         after = e.stats()

@@ -66,6 +66,12 @@ class EngineCollector(Collector):
                                                 labels=_ENGINE),
             "decode_seconds": CounterMetricFamily("aimi_engine_decode_seconds", "Time inside decode",
                                                   labels=_ENGINE),
+            "prompt_cache_bytes": GaugeMetricFamily(
+                "aimi_engine_prompt_cache_bytes",
+                "Host memory held by the prompt cache (sequence states kept beyond the slots)",
+                labels=_ENGINE),
+            "prompt_cache_entries": GaugeMetricFamily(
+                "aimi_engine_prompt_cache_entries", "Sequence states in the prompt cache", labels=_ENGINE),
         }  # fmt: skip
         hit_rate = GaugeMetricFamily(
             "aimi_engine_prefix_cache_hit_rate",

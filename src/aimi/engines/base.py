@@ -149,6 +149,9 @@ class EngineStats:
     """Of those, the tokens a grammar forced and the engine appended without sampling them."""
     decode_steps: int = 0
     decode_seconds: float = 0.0
+    prompt_cache_bytes: int = 0
+    """Host memory the engine's prompt cache holds now (sequence states kept beyond the slots)."""
+    prompt_cache_entries: int = 0
 
 
 class Engine(Protocol):

@@ -191,12 +191,15 @@ class Scheduler:
             self._cv.notify()
 
     def stats(self) -> EngineStats:
+        cache = self._prompt_cache
         with self._cv:
             return EngineStats(
                 running=len(self._running),
                 waiting=len(self._waiting),
                 slots=self.config.slots,
                 **dataclasses.asdict(self._counters),
+                prompt_cache_bytes=cache.stats.bytes if cache else 0,
+                prompt_cache_entries=cache.stats.entries if cache else 0,
             )
 
     def drain(self, grace_s: float) -> None:
