@@ -135,7 +135,7 @@ def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel
     toxicity classifier added more false flags than true ones."""
     loaded = functools.cache(model or SemanticModel.load)
     filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
-    outputs = functools.partial(SemanticFilter, jailbreak=False, context=True)
+    outputs = functools.partial(SemanticFilter, jailbreak=False, context=True, completions=True)
     filters.add("semantic-outputs", lambda: outputs(loaded()), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))
     filters.add("jailbreak", JailbreakFilter, outputs=False)
