@@ -84,9 +84,10 @@ def test_in_context_a_window_cut_mid_sentence_is_read_with_the_next_one() -> Non
     whole in that check, so it is not judged alone (only in a completion's windows)."""
     check = (
         "have a hazardous effect on the body. Taking too many sleeping pills can have serious"
-        " consequences for anyone who takes them, so call a doctor. See a doctor now if this happens to a friend."
+        " consequences for anyone who takes them, so call a doctor."
+        " See a doctor now if this happens to a friend."
     )
-    first, rest = check.split(". ", 1)
+    first = check.split(". ", 1)[0]
     out = windows(check, context=True)
     assert out[0].startswith(f"{first}. Taking too many")
     assert all(not w.startswith(first) or "Taking" in w for w in out)
