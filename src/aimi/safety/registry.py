@@ -125,9 +125,9 @@ def register_builtin(
 
 
 def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel] | None = None) -> None:
-    """The semantic ensemble (opt-in, `safety_ensemble = "semantic"`): the semantic classifier
-    on both sides (jailbreak on prompts only; completions judged sentence by sentence in context)
-    with its model loaded once, the three harm patterns that
+    """The semantic ensemble (a server's default, `safety_ensemble = "semantic"`): the semantic
+    classifier on both sides (jailbreak on prompts only; completions judged sentence by sentence in
+    context, at their own thresholds) with its model loaded once, the three harm patterns that
     add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
 
     Chosen by measuring each filter's contribution over the semantic classifier on the dev set
