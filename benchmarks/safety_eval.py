@@ -254,6 +254,11 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
         completions = services["new ensemble"].check_output
         flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]
         entry: dict[str, Any] = {"filters": {}, "contribution": {}}
+        entry["benign_flagged"] = [
+            {"text": e.text, "kind": e.kind, "flags": sorted(f)}
+            for e, f in zip(examples, flags["new ensemble"], strict=True)
+            if f and e.kind != "harmful"
+        ]
         for name, found in flags.items():
             entry["filters"][name] = {
                 "labels": {label: rates(examples, found, label) for label in LABELS},
