@@ -6,11 +6,15 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `safety_holdout_r3.jsonl`, written before round 3's training
-  or tuning, in families of its own, and scored once the heads were final (rounds 1 and 2's
+- `holdout` (only with `--holdout`): `safety_holdout_r4.jsonl`, written before round 4's training
+  or tuning, in families of its own, and scored once the heads were final (rounds 1 to 3's
   holdouts are in the corpus now);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
-  training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`).
+  training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
+- `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
+  (labelled by reading them), streamed through the semantic ensemble's output window in 4-character
+  pieces as a server checks a completion: how many benign answers are withheld, per question, and
+  how many harmful ones are cut.
 
 For each filter alone (`patterns` with all its patterns, `default patterns` with the three the
 default ensemble keeps), the old default ensemble (toxicity classifier + patterns + jailbreak
@@ -79,8 +83,8 @@ def sets(holdout: bool) -> dict[str, list[Example]]:
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        # Rounds 1 and 2's holdouts have been looked at: they are in the corpus now.
-        out["holdout"] = read(DATA / "safety_holdout_r3.jsonl")
+        # Rounds 1 to 3's holdouts have been looked at: they are in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r4.jsonl")
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 
@@ -182,6 +186,35 @@ async def stream_cost(service: SafetyService, completion: str, piece: int = 4) -
     }
 
 
+async def streamed(service: SafetyService, text: str, piece: int = 4) -> set[str]:
+    """The labels an output window flags while `text` streams in (the cut, if any)."""
+    window = service.output_window()
+    for i in range(0, len(text), piece):
+        decision = await window.feed(text[i : i + piece])
+        if decision is not None and decision.filtered:
+            return flags_of_decision(decision)
+    decision = await window.close()
+    return flags_of_decision(decision) if decision is not None else set()
+
+
+async def answers(service: SafetyService) -> dict[str, Any]:
+    """The dev answers of `safety_answers.jsonl` streamed through `service`'s output side."""
+    path = DATA / "safety_answers.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    per_question: dict[str, dict[str, Any]] = {}
+    for row in (r for r in rows if r["split"] == "dev"):
+        entry = per_question.setdefault(
+            row["question"], {"harmful": 0, "harmful_cut": 0, "benign": 0, "benign_withheld": 0, "flags": []}
+        )
+        flags = await streamed(service, row["text"])
+        kind = "harmful" if row["labels"] else "benign"
+        entry[kind] += 1
+        entry["harmful_cut" if kind == "harmful" else "benign_withheld"] += bool(flags)
+        if flags and kind == "benign":
+            entry["flags"].append(sorted(flags))
+    return per_question
+
+
 async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
     started = time.perf_counter()
     model = SemanticModel.load()
@@ -221,6 +254,11 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
         completions = services["new ensemble"].check_output
         flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]
         entry: dict[str, Any] = {"filters": {}, "contribution": {}}
+        entry["benign_flagged"] = [
+            {"text": e.text, "kind": e.kind, "flags": sorted(f)}
+            for e, f in zip(examples, flags["new ensemble"], strict=True)
+            if f and e.kind != "harmful"
+        ]
         for name, found in flags.items():
             entry["filters"][name] = {
                 "labels": {label: rates(examples, found, label) for label in LABELS},
@@ -238,6 +276,7 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
                 "false_positives_added": sum(new and not right for new, right in added),
             }
         report["sets"][set_name] = entry
+    report["answers"] = await answers(services["new ensemble"])
 
     dev = sets(False)["dev"]
     prompts = hundred_word_prompts([e for e in dev if e.kind != "harmful"]) + hundred_word_prompts(
@@ -294,6 +333,12 @@ def print_report(report: dict[str, Any]) -> None:
                 f"over the semantic classifier, {name} adds {c['true_positives_added']} true and"
                 f" {c['false_positives_added']} false flags"
             )
+    print("\n== sampled answers (dev questions), streamed through the semantic ensemble's output side ==")
+    for question, a in report["answers"].items():
+        print(
+            f"{a['benign_withheld']:3}/{a['benign']:<3} benign withheld,"
+            f" {a['harmful_cut']}/{a['harmful']} harmful cut  {question[:70]}  {a['flags'] or ''}"
+        )
     lat = report["latency_100_words"]
     print(
         f"\ntime per 100-word prompt ({lat['prompts']} prompts), load average {lat['load_average_before']}:"

@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/train_safety_heads.py [--encoder minilm|static] [--layers N] [--out PATH]
 
-1. Read the corpus. Its `train` families are used for fitting, its `dev` families for calibration
-   and thresholds; the holdout (tests/data/safety_holdout_r3.jsonl) is never read here.
+1. Read the corpus and the embedded model's labelled sampled answers
+   (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
+   fitting, their `dev` families for calibration and thresholds; the holdout
+   (tests/data/safety_holdout_r4.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
@@ -15,7 +17,9 @@
 4. Fit the network (one hidden layer of 64 ReLU units, one logistic output per label, balanced
    per label), in float64 with seeded Adam on one BLAS thread.
 5. On dev, score each text as the filter does (the worst of its windows), fit Platt scaling per
-   label, and choose the severity thresholds (`choose_thresholds`).
+   label, and choose the severity thresholds (`choose_thresholds`); then score dev and the dev
+   answers as completions (windows in context) and choose the completions' thresholds
+   (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
 
 Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
@@ -41,10 +45,16 @@ from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, f
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
+ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
 SEED = 13
 HIDDEN = 64
 LAYERS = 6
 MAX_POOL = False
+ANSWER_MARGIN = 0.05
+"""How far under the completions' `medium` the worst benign sampled answer of dev must stay."""
+REQUESTS = "a4-request-"
+"""The answers' families of requests for harm (a threat): their benign answers (a refusal, a
+friendly note) are trained on, but do not hold up the thresholds for completions."""
 
 OPENERS = ("hey ", "ok so ", "quick question: ", "pls ", "Hi! ", "yo ", "So, ", "Honestly, ")
 CLOSERS = (" lol", " thanks", " pls", " asap", " :)", " ...", " tbh", "!!")
@@ -62,6 +72,22 @@ class Row:
 def load_corpus(path: Path = CORPUS) -> list[Row]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [Row(r["text"], frozenset(r["labels"]), r["kind"], r["family"], r["split"]) for r in rows]
+
+
+def load_answers(path: Path = ANSWERS) -> list[Row]:
+    """The embedded model's sampled answers, labelled (`benchmarks/sample_safety_answers.py`): a
+    family per question, `train` or `dev` by question."""
+    return load_corpus(path) if path.is_file() else []
+
+
+def answer_windows(answers: Sequence[Row]) -> list[Row]:
+    """The benign training answers as the windows a completion is judged by (sentences in
+    context), each a row of its own: an answer is never judged whole, and its mean over 300
+    words says little about its sentences. Harmful answers are not cut up (not every sentence of
+    one is harmful); they stay on dev, where the cut of each is checked."""
+    rows = [r for r in answers if r.split == "train" and r.kind != "harmful"]
+    pieces = dict.fromkeys((w, r) for r in rows for w in windows(r.text, context=True))
+    return [Row(w, r.labels, r.kind, r.family, r.split) for w, r in pieces]
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -109,13 +135,14 @@ def encode(encoder: SentenceEncoder, texts: Sequence[str]) -> npt.NDArray[np.flo
 
 
 def window_scores(
-    encoder: SentenceEncoder, network: Network, texts: Sequence[str]
+    encoder: SentenceEncoder, network: Network, texts: Sequence[str], *, context: bool = False
 ) -> npt.NDArray[np.float64]:
-    """Each text's raw score per label: the maximum over its windows, as the filter scores."""
+    """Each text's raw score per label: the maximum over its windows, as the filter scores (with
+    `context`, as it scores completions)."""
     spans: list[tuple[int, int]] = []
     pieces: list[str] = []
     for text in texts:
-        parts = windows(text) or [text]
+        parts = windows(text, context=context) or [text]
         spans.append((len(pieces), len(pieces) + len(parts)))
         pieces.extend(parts)
     scores = network.raw(encode(encoder, pieces)).astype(np.float64)
@@ -155,11 +182,53 @@ def choose_thresholds(
     return round(medium / 2, 3), medium, max(high, medium)
 
 
+def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) -> list[str]:
+    """The texts an output window (`aimi.safety.window.OutputWindow`, its defaults) checks when
+    `text` streams in pieces of `piece` characters: each check is the new text with the end of
+    the checked text before it, cut mid-word, as a completion is judged."""
+    checks: list[str] = []
+    context = pending = ""
+    for start in range(0, len(text), piece):
+        pending += text[start : start + piece]
+        if len(pending) >= every:
+            checks.append(context + pending)
+            context, pending = checks[-1][-(size - every) :], ""
+    if pending:
+        checks.append(context + pending)
+    return checks
+
+
+def completion_scores(
+    encoder: SentenceEncoder, network: Network, texts: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """Each text's raw score per label as a streamed completion: the worst window of the worst
+    check of the output window (`stream_checks`), windows in context."""
+    checks = [stream_checks(text) or [text] for text in texts]
+    unique = list(dict.fromkeys(c for cs in checks for c in cs))
+    scores = dict(zip(unique, window_scores(encoder, network, unique, context=True), strict=True))
+    return np.stack([np.max([scores[c] for c in cs], axis=0) for cs in checks])
+
+
+def choose_output_threshold(
+    probabilities: npt.NDArray[np.float64], benign_answers: npt.NDArray[np.bool_], medium: float
+) -> float:
+    """Per label, for completions: the prompts' `medium`, raised on the 0.05 grid (then 0.97 and
+    0.99) until no benign sampled answer of dev to a benign question scores within
+    `ANSWER_MARGIN` of it (an answer that helps someone must not be withheld one time in a few
+    samples; a plain threat, 0.98 and more, is still cut)."""
+    benign = probabilities[benign_answers]
+    worst = float(benign.max()) if benign.size else 0.0
+    grid = [*np.round(np.arange(0.30, 0.951, 0.05), 2), 0.97, 0.99]
+    above = [float(t) for t in grid if t >= medium and t >= worst + ANSWER_MARGIN]
+    return above[0] if above else 0.99
+
+
 def train(
-    encoder: SentenceEncoder, corpus: Sequence[Row], seed: int = SEED
+    encoder: SentenceEncoder, corpus: Sequence[Row], seed: int = SEED, answers: Sequence[Row] = ()
 ) -> tuple[Heads, dict[str, object]]:
-    fit_rows = augment([r for r in corpus if r.split == "train"], seed)
+    fit_rows = augment([r for r in corpus if r.split == "train"], seed) + answer_windows(answers)
     dev = [r for r in corpus if r.split == "dev"]
+    dev_answers = [r for r in answers if r.split == "dev"]
     x = encode(encoder, [r.text for r in fit_rows])
     # One BLAS thread: a pool's split of each product changes the order of the sums, so the last
     # bits, from one run to the next.
@@ -168,13 +237,25 @@ def train(
         dev_y = targets(dev)
         benign = np.array([r.kind != "harmful" for r in dev])
         raw = window_scores(encoder, network, [r.text for r in dev])
+        completions = [*dev, *dev_answers]
+        raw_out = completion_scores(encoder, network, [r.text for r in completions])
     calibration = np.zeros((len(LABELS), 2))
     thresholds = np.zeros((len(LABELS), 3))
+    output_thresholds = np.zeros((len(LABELS), 3))
     tricky = np.array([r.kind == "benign_tricky" for r in dev])
+    benign_answers = np.array(
+        [
+            i >= len(dev) and r.kind != "harmful" and not r.family.startswith(REQUESTS)
+            for i, r in enumerate(completions)
+        ]
+    )
     for i in range(len(LABELS)):
         calibration[i] = fit_platt(raw[:, i], dev_y[:, i])
         p = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
         thresholds[i] = choose_thresholds(p, dev_y[:, i], benign, tricky)
+        p_out = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
+        medium = choose_output_threshold(p_out, benign_answers, float(thresholds[i, 1]))
+        output_thresholds[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
     heads = Heads(
         encoder=encoder.name,
         labels=LABELS,
@@ -184,8 +265,9 @@ def train(
         thresholds=thresholds.astype(np.float32),
         hidden_weights=network.hidden_weights.astype(np.float32),
         hidden_bias=network.hidden_bias.astype(np.float32),
+        output_thresholds=output_thresholds.astype(np.float32),
     )
-    return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev)}
+    return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev), "dev_answers": len(dev_answers)}
 
 
 def load_encoder(name: str, layers: int = LAYERS, max_pool: bool = MAX_POOL) -> SentenceEncoder:
@@ -201,11 +283,20 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=HEADS_FILE)
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
     args = parser.parse_args()
-    heads, info = train(load_encoder(args.encoder, args.layers, args.max_pool), load_corpus())
+    heads, info = train(
+        load_encoder(args.encoder, args.layers, args.max_pool), load_corpus(), answers=load_answers()
+    )
     heads.save(args.out)
-    print(f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts")
-    for label, levels, (a, b) in zip(heads.labels, heads.thresholds, heads.calibration, strict=True):
+    print(
+        f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts,"
+        f" completions' thresholds also on {info['dev_answers']} sampled answers"
+    )
+    assert heads.output_thresholds is not None
+    for label, levels, outputs, (a, b) in zip(
+        heads.labels, heads.thresholds, heads.output_thresholds, heads.calibration, strict=True
+    ):
         low, medium, high = (float(t) for t in levels)
         levels_text = f"low≥{low:.3f} medium≥{medium:.2f} high≥{high:.2f}"
-        print(f"{label:10} calibration a={a:.3f} b={b:.3f}  {levels_text}")
+        outputs_text = f"completions medium≥{outputs[1]:.2f}"
+        print(f"{label:10} calibration a={a:.3f} b={b:.3f}  {levels_text}  {outputs_text}")
     print(f"wrote {args.out}")

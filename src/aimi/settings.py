@@ -78,9 +78,9 @@ class Settings(BaseSettings):
     safety: bool | None = None
     """Turn content safety on or off for the served deployment (kept with it); None leaves it as it is
     (on for a new deployment)."""
-    safety_ensemble: Literal["classic", "semantic"] = "classic"
-    """The built-in content-safety filters: `classic` (toxicity classifier and patterns) or `semantic`
-    (the semantic classifier, opt-in until it passes the end-to-end answers; docs/safety.md)."""
+    safety_ensemble: Literal["classic", "semantic"] = "semantic"
+    """The built-in content-safety filters: `semantic` (the semantic classifier, the default) or
+    `classic` (toxicity classifier and patterns); docs/safety.md."""
     ssl_certfile: Path | None = None
     """Serve HTTPS with this certificate (PEM); clients that insist on https (the JS SDK, Entra ID
     tokens) need it."""

@@ -77,3 +77,18 @@ def test_an_unfinished_last_sentence_joins_the_one_before_it() -> None:
         windows(text)[-1]
         == "Then kill the process, shoot a photo of the dish. Then kill the process, shoot a"
     )
+
+
+def test_in_context_a_window_cut_mid_sentence_is_read_with_the_next_one() -> None:
+    """A streamed check starts where the one before was cut: its first, cut sentence was judged
+    whole in that check, so it is not judged alone (only in a completion's windows)."""
+    check = (
+        "have a hazardous effect on the body. Taking too many sleeping pills can have serious"
+        " consequences for anyone who takes them, so call a doctor."
+        " See a doctor now if this happens to a friend."
+    )
+    first = check.split(". ", 1)[0]
+    out = windows(check, context=True)
+    assert out[0].startswith(f"{first}. Taking too many")
+    assert all(not w.startswith(first) or "Taking" in w for w in out)
+    assert windows(check)[0] == f"{first}."  # a prompt's windows are left as they are

@@ -30,10 +30,25 @@ def test_probabilities_rise_through_safe_low_medium_and_high() -> None:
     assert heads.severity(index, high) is Severity.HIGH
 
 
+def test_completions_are_held_to_their_own_thresholds_which_are_never_lower() -> None:
+    heads = Heads.load()
+    assert heads.output_thresholds is not None
+    assert np.all(heads.output_thresholds[:, 1] >= heads.thresholds[:, 1])
+    index = LABELS.index("hate")
+    prompt_medium = float(heads.thresholds[index, 1])
+    output_medium = float(heads.output_thresholds[index, 1])
+    assert prompt_medium < output_medium
+    assert heads.severity(index, prompt_medium) is Severity.MEDIUM
+    assert not heads.severity(index, prompt_medium, output=True).at_least(Severity.MEDIUM)
+    assert heads.severity(index, output_medium, output=True).at_least(Severity.MEDIUM)
+
+
 def test_heads_survive_a_save_and_a_load(tmp_path: Path) -> None:
     heads = Heads.load()
     heads.save(tmp_path / "heads.npz")
     again = Heads.load(tmp_path / "heads.npz")
+    assert again.output_thresholds is not None and heads.output_thresholds is not None
+    assert np.array_equal(again.output_thresholds, heads.output_thresholds)
     vectors = np.random.default_rng(0).normal(size=(4, 384)).astype(np.float32)
     assert np.array_equal(heads.probabilities(vectors), again.probabilities(vectors))
 

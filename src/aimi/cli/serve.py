@@ -87,8 +87,8 @@ from aimi.settings import Settings
 @click.option(
     "--safety-ensemble",
     type=click.Choice(["classic", "semantic"]),
-    help="The built-in content-safety filters: classic (toxicity classifier and patterns) or semantic "
-    "(the semantic classifier; opt-in, see docs/safety.md).  [default: classic; env AIMI_SAFETY_ENSEMBLE]",
+    help="The built-in content-safety filters: semantic (the semantic classifier) or classic (toxicity "
+    "classifier and patterns); see docs/safety.md.  [default: semantic; env AIMI_SAFETY_ENSEMBLE]",
 )
 @click.option(
     "--ssl-certfile",

@@ -56,7 +56,19 @@ def windows(text: str, max_words: int = MAX_WORDS, *, context: bool = False) -> 
     if len(text.split()) <= max_words:
         return [text] if text.strip() else []
     out = _sentence_windows(text, max_words)
+    if context and len(out) > 1 and _starts_mid_sentence(out[0]):
+        out[:2] = [f"{out[0]} {out[1]}"]
     return list(dict.fromkeys(in_context(out) if context else out))
+
+
+def _starts_mid_sentence(window: str) -> bool:
+    """A completion's window that starts with a lower-case letter or punctuation: the start of a
+    streamed check, cut where the check before it was cut ("ted emergency shelter or a vehicle.",
+    "n her."). Its whole sentence was judged in the check before; alone, its tail was judged
+    erratically (violence 0.97 for "have a hazardous effect on the body."), so it is read with the
+    window after it instead (`windows` with `context`)."""
+    first = window.lstrip()[:1]
+    return not (first.isupper() or first.isdigit() or first in "\"'“‘*#([-•")
 
 
 def in_context(parts: list[str], words: int = CONTEXT_WORDS) -> list[str]:

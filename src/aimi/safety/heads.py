@@ -9,6 +9,8 @@ also allows). The heads are trained by `benchmarks/train_safety_heads.py` from
 100 kB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
 `bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b) for the raw output z),
 and `thresholds` (per label the calibrated probability from which it is low, medium and high),
+optionally `output_thresholds` (the same for completions, chosen on sampled answers of the
+embedded model: an assistant's answer is judged in context and is held to its own thresholds),
 with the `labels` and the `encoder` they were trained for. Fitting lives here too, in float64,
 seeded, on one BLAS thread, so the same vectors give the same heads bit for bit.
 """
@@ -45,6 +47,8 @@ class Heads:
     thresholds: npt.NDArray[np.float32]
     hidden_weights: npt.NDArray[np.float32] | None = None
     hidden_bias: npt.NDArray[np.float32] | None = None
+    output_thresholds: npt.NDArray[np.float32] | None = None
+    """Per label low, medium, high for completions; `thresholds` when None."""
 
     def raw(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
         """The uncalibrated output per label: shape (n, labels)."""
@@ -57,8 +61,11 @@ class Heads:
         scores = self.raw(vectors)
         return sigmoid(scores * self.calibration[:, 0] + self.calibration[:, 1]).astype(np.float32)
 
-    def severity(self, label: int, probability: float) -> Severity:
-        low, medium, high = (float(t) for t in self.thresholds[label])
+    def severity(self, label: int, probability: float, *, output: bool = False) -> Severity:
+        """The severity of `probability` for `label`, at the thresholds for prompts, or for
+        completions (`output`) when the heads have their own."""
+        table = self.output_thresholds if output and self.output_thresholds is not None else self.thresholds
+        low, medium, high = (float(t) for t in table[label])
         if probability >= high:
             return Severity.HIGH
         if probability >= medium:
@@ -77,6 +84,8 @@ class Heads:
         }
         if self.hidden_weights is not None and self.hidden_bias is not None:
             arrays.update(hidden_weights=self.hidden_weights, hidden_bias=self.hidden_bias)
+        if self.output_thresholds is not None:
+            arrays.update(output_thresholds=self.output_thresholds)
         with path.open("wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]
 
@@ -93,9 +102,18 @@ class Heads:
                 thresholds=data["thresholds"].astype(np.float32),
                 hidden_weights=data["hidden_weights"].astype(np.float32) if hidden else None,
                 hidden_bias=data["hidden_bias"].astype(np.float32) if hidden else None,
+                output_thresholds=(
+                    data["output_thresholds"].astype(np.float32) if "output_thresholds" in data else None
+                ),
             )
         n = len(heads.labels)
-        if heads.weights.shape[0] != n or heads.bias.shape != (n,) or heads.thresholds.shape != (n, 3):
+        outputs = heads.output_thresholds
+        if (
+            heads.weights.shape[0] != n
+            or heads.bias.shape != (n,)
+            or heads.thresholds.shape != (n, 3)
+            or (outputs is not None and outputs.shape != (n, 3))
+        ):
             raise ValueError(f"{path}: the head arrays do not match its {n} labels")
         return heads
 

@@ -125,9 +125,9 @@ def register_builtin(
 
 
 def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel] | None = None) -> None:
-    """The semantic ensemble (opt-in, `safety_ensemble = "semantic"`): the semantic classifier
-    on both sides (jailbreak on prompts only; completions judged sentence by sentence in context)
-    with its model loaded once, the three harm patterns that
+    """The semantic ensemble (a server's default, `safety_ensemble = "semantic"`): the semantic
+    classifier on both sides (jailbreak on prompts only; completions judged sentence by sentence in
+    context, at their own thresholds) with its model loaded once, the three harm patterns that
     add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
 
     Chosen by measuring each filter's contribution over the semantic classifier on the dev set
@@ -135,7 +135,7 @@ def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel
     toxicity classifier added more false flags than true ones."""
     loaded = functools.cache(model or SemanticModel.load)
     filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
-    outputs = functools.partial(SemanticFilter, jailbreak=False, context=True)
+    outputs = functools.partial(SemanticFilter, jailbreak=False, context=True, completions=True)
     filters.add("semantic-outputs", lambda: outputs(loaded()), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))
     filters.add("jailbreak", JailbreakFilter, outputs=False)

@@ -89,13 +89,22 @@ class SemanticFilter:
     name = "semantic-classifier"
 
     def __init__(
-        self, model: SemanticModel, *, jailbreak: bool = True, context: bool = False, max_words: int = 10_000
+        self,
+        model: SemanticModel,
+        *,
+        jailbreak: bool = True,
+        context: bool = False,
+        completions: bool = False,
+        max_words: int = 10_000,
     ) -> None:
-        """`context`: judge each sentence with the one before it (for completions: an answer's
-        short sentences read alone were judged without what led to them; docs/safety.md)."""
+        """`context`: judge each short sentence after the end of the one before it (for
+        completions: an answer's short sentences read alone were judged without what led to them);
+        `completions`: severities at the heads' thresholds for completions, chosen on sampled
+        answers of the embedded model (docs/safety.md)."""
         self.model = model
         self.jailbreak = jailbreak
         self.context = context
+        self.completions = completions
         self.max_words = max_words
         self.categories = frozenset(Category(label) for label in model.heads.labels if label != JAILBREAK)
 
@@ -110,7 +119,7 @@ class SemanticFilter:
         evidence = []
         jailbreak: bool | None = None
         for index, label in enumerate(heads.labels):
-            level = heads.severity(index, scores[label])
+            level = heads.severity(index, scores[label], output=self.completions)
             if label == JAILBREAK:
                 if self.jailbreak:
                     jailbreak = level.at_least(Severity.MEDIUM)

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def offline_filters(classifier: ClassifierFilter) -> Filters:
-    """The default built-in filters for prompts and for completions, around a loaded classifier
-    (`registry.register_builtin`)."""
+    """The classic built-in filters for prompts and for completions, around a loaded classifier
+    (`registry.register_builtin`; `--safety-ensemble classic`)."""
     registry = FilterRegistry()
     register_builtin(registry, lambda: classifier)
     return registry.filters()
@@ -33,8 +33,7 @@ def offline_filters(classifier: ClassifierFilter) -> Filters:
 
 def semantic_filters(model: SemanticModel) -> Filters:
     """The semantic ensemble for prompts and for completions, around a loaded model
-    (`registry.register_semantic`). Not the default yet: in the end-to-end test it still withheld
-    2 of 8 of the small model's sampled answers to the help-seeking question (docs/safety.md)."""
+    (`registry.register_semantic`); a server's default (`Settings.safety_ensemble`)."""
     registry = FilterRegistry()
     register_semantic(registry, lambda: model)
     return registry.filters()
