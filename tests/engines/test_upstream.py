@@ -4,6 +4,7 @@ loop) that streams chat-completions chunks the way OpenAI-compatible servers do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import itertools
 import json
@@ -79,6 +80,8 @@ class Upstream:
     info: dict[str, Any] | None = None
     forbidden: set[str] = field(default_factory=set)
     """Body fields refused the way the Mistral API refuses unknown ones."""
+    whole: dict[str, Any] | None = None
+    """The answer to a request that does not stream (None: it streams anyway)."""
     received: list[dict[str, Any]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -114,6 +117,8 @@ class Upstream:
             return web.json_response(error, status=422)
         if self.status != 200:
             return web.json_response(self.error, status=self.status, headers=self.headers)
+        if self.whole is not None and not self.received[-1].get("stream"):
+            return web.json_response(self.whole)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
@@ -473,6 +478,30 @@ async def test_stop_ends_running_generations_as_interrupted_keeping_what_they_pr
 async def test_a_request_without_a_conversation_is_an_engine_error(engine: UpstreamEngine) -> None:
     with pytest.raises(EngineError, match="takes a conversation"):
         await run(engine, GenerationRequest(prompt=[1, 2], sampling=Sampling(), max_tokens=4))
+
+
+async def test_a_conversation_the_client_wants_whole_is_asked_for_whole(
+    upstream: Upstream, engine: UpstreamEngine
+) -> None:
+    upstream.whole = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+    }
+    events = await events_of(engine, dataclasses.replace(ask(), streamed=False))
+    assert upstream.received[-1]["stream"] is False
+    assert "stream_options" not in upstream.received[-1]
+    assert b"".join(e.piece for e in events if isinstance(e, Token)) == b"Hello!"
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.reason, finish.prompt_tokens, finish.completion_tokens) == ("stop", 11, 2)
+    streamed = await events_of(engine, ask())
+    assert upstream.received[-1]["stream"] is True
+    assert upstream.received[-1]["stream_options"] == {"include_usage": True}
+    assert b"".join(e.piece for e in streamed if isinstance(e, Token)) == b"Hello!"
 
 
 # -- reading the stream ---------------------------------------------------------------------------

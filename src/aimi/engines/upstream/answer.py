@@ -59,8 +59,8 @@ class Answer:
 
     async def events(self, response: httpx.Response) -> AsyncIterator[Event]:
         if response.headers.get("content-type", "").startswith("application/json"):
-            await response.aread()  # a server that answered whole although asked to stream
-            for event in self._read(_json(response.text)):
+            # asked for whole (the client does not stream), or a server that does not stream
+            for event in self._read(_json(await response.aread())):
                 yield event
             self.done = True
             return
