@@ -4,11 +4,15 @@ loop) that streams chat-completions chunks the way OpenAI-compatible servers do.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gzip
+import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -23,6 +27,7 @@ from aimi.engines.base import (
     ToolCalls,
 )
 from aimi.engines.upstream import UpstreamEngine, UpstreamSource, estimate_tokens
+from aimi.engines.upstream.answer import sse_data
 from aimi.errors import (
     AimiError,
     ContextLengthExceeded,
@@ -75,6 +80,8 @@ class Upstream:
     info: dict[str, Any] | None = None
     forbidden: set[str] = field(default_factory=set)
     """Body fields refused the way the Mistral API refuses unknown ones."""
+    whole: dict[str, Any] | None = None
+    """The answer to a request that does not stream (None: it streams anyway)."""
     received: list[dict[str, Any]] = field(default_factory=list)
     authorization: list[str | None] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,6 +117,8 @@ class Upstream:
             return web.json_response(error, status=422)
         if self.status != 200:
             return web.json_response(self.error, status=self.status, headers=self.headers)
+        if self.whole is not None and not self.received[-1].get("stream"):
+            return web.json_response(self.whole)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         try:
@@ -469,3 +478,70 @@ async def test_stop_ends_running_generations_as_interrupted_keeping_what_they_pr
 async def test_a_request_without_a_conversation_is_an_engine_error(engine: UpstreamEngine) -> None:
     with pytest.raises(EngineError, match="takes a conversation"):
         await run(engine, GenerationRequest(prompt=[1, 2], sampling=Sampling(), max_tokens=4))
+
+
+async def test_a_conversation_the_client_wants_whole_is_asked_for_whole(
+    upstream: Upstream, engine: UpstreamEngine
+) -> None:
+    upstream.whole = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13},
+    }
+    events = await events_of(engine, dataclasses.replace(ask(), streamed=False))
+    assert upstream.received[-1]["stream"] is False
+    assert "stream_options" not in upstream.received[-1]
+    assert b"".join(e.piece for e in events if isinstance(e, Token)) == b"Hello!"
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.reason, finish.prompt_tokens, finish.completion_tokens) == ("stop", 11, 2)
+    streamed = await events_of(engine, ask())
+    assert upstream.received[-1]["stream"] is True
+    assert upstream.received[-1]["stream_options"] == {"include_usage": True}
+    assert b"".join(e.piece for e in streamed if isinstance(e, Token)) == b"Hello!"
+
+
+# -- reading the stream ---------------------------------------------------------------------------
+
+
+class Pieces(httpx.AsyncByteStream):
+    """A response body that arrives in the given pieces, as reads from a socket would."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
+async def data_of(body: bytes, cuts: list[int], headers: dict[str, str] | None = None) -> list[bytes]:
+    bounds = [0, *cuts, len(body)]
+    pieces = [body[a:b] for a, b in itertools.pairwise(bounds)]
+    response = httpx.Response(200, headers=headers or {}, stream=Pieces(pieces))
+    return [data async for data in sse_data(response)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+async def test_events_read_the_same_however_the_reads_cut_them(newline: bytes) -> None:
+    lines = [b'data: {"a": 1}', b"", b": a comment", b'data:{"b":', b'data: "two"}', b"", b"data: [DONE]"]
+    body = newline.join([*lines, b"", b""])
+    expected = [b'{"a": 1}', b'{"b":\n"two"}', b"[DONE]"]
+    assert await data_of(body, []) == expected
+    for cut in range(1, len(body)):
+        assert await data_of(body, [cut]) == expected, cut
+    assert await data_of(body, list(range(1, len(body)))) == expected  # a byte at a time
+
+
+async def test_an_event_without_its_blank_line_at_the_end_is_still_read() -> None:
+    assert await data_of(b'data: {"a": 1}\n\ndata: {"b": 2}', [5]) == [b'{"a": 1}', b'{"b": 2}']
+
+
+async def test_a_compressed_stream_is_read_through_its_decoder() -> None:
+    body = b'data: {"a": 1}\n\ndata: [DONE]\n\n'
+    packed = gzip.compress(body)
+    read = await data_of(packed, [len(packed) // 2], headers={"content-encoding": "gzip"})
+    assert read == [b'{"a": 1}', b"[DONE]"]

@@ -20,7 +20,7 @@ from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
 from aimi.platform.inflight import InFlight, Instance
 from aimi.platform.quotas import Limits, MemoryQuotaStore
-from aimi.platform.usage import Progress, UsageEntry, UsageLedger
+from aimi.platform.usage import Opening, Progress, UsageLedger
 from tests.platform.test_usage import entry
 
 pytestmark = pytest.mark.anyio
@@ -64,8 +64,7 @@ async def test_a_request_begun_and_ended_before_its_row_is_written_is_recorded_o
     inflight.end(ticket, entry(prompt=10, completion=5, finish_reason="stop", status=200))
     assert ticket.row is None  # nothing waited for the database so far
     await inflight.written()
-    [record] = ledger.records()
-    assert record.id == ticket.row
+    [record] = ledger.records()  # one insert of the whole row: it was never in progress
     assert (record.state, record.completion_tokens, record.status) == ("completed", 5, 200)
 
 
@@ -92,6 +91,7 @@ async def test_a_row_that_could_not_be_opened_is_written_whole_when_the_request_
         raise RuntimeError("the database went away")
 
     with monkeypatch.context() as patched:
+        patched.setattr(ledger, "write", database_away)
         patched.setattr(ledger, "open", database_away)
         ticket = inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=Counting())
         await inflight.written()
@@ -106,18 +106,19 @@ async def test_waiting_for_the_rows_written_so_far_does_not_wait_for_rows_begun_
     ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inflight = InFlight(ledger, MemoryQuotaStore())
-    release = threading.Event()
-    real = ledger.open
+    taken, release = threading.Event(), threading.Event()
+    real = ledger.write
 
-    def held(entry: UsageEntry, **kwargs: Any) -> int:
-        if entry.prompt_tokens == 99:  # the request that arrives meanwhile: its insert is slow
+    def held(instance: str, *, opens: list[Opening], **kwargs: Any) -> list[int]:
+        taken.set()
+        if any(o.entry.prompt_tokens == 99 for o in opens):  # arrived meanwhile: its insert is slow
             release.wait(30)
-        return real(entry, **kwargs)
+        return real(instance, opens=opens, **kwargs)
 
-    monkeypatch.setattr(ledger, "open", held)
+    monkeypatch.setattr(ledger, "write", held)
     inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=Counting())
     waiting = asyncio.ensure_future(inflight.written())
-    await asyncio.sleep(0)  # the reader is waiting
+    assert await asyncio.to_thread(taken.wait, 10)  # the reader waits; the writer has the first row
     inflight.begin(entry(prompt=99, completion=0, status=0), admission=None, live=Counting())
     try:
         await asyncio.wait_for(waiting, 10)  # steady traffic never keeps a reader waiting
@@ -240,6 +241,85 @@ async def test_stop_writes_the_last_progress(ledger: UsageLedger) -> None:
     inflight.moved(row)
     await inflight.stop()
     assert ledger.records()[0].completion_tokens == 3
+
+
+async def test_the_rows_of_many_requests_are_written_in_one_transaction(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    writes: list[tuple[int, int, int]] = []
+    real = ledger.write
+
+    def counted(instance: str, **kwargs: Any) -> list[int]:
+        writes.append(tuple(len(kwargs.get(kind) or ()) for kind in ("opens", "closes", "records")))  # type: ignore[arg-type]
+        return real(instance, **kwargs)
+
+    monkeypatch.setattr(ledger, "write", counted)
+    tickets = [
+        inflight.begin(entry(prompt=10 + i, completion=0, status=0), admission=None, live=Counting())
+        for i in range(5)
+    ]
+    await inflight.written()
+    assert writes == [(5, 0, 0)]
+    assert sorted(r.prompt_tokens for r in ledger.records()) == [10, 11, 12, 13, 14]
+    assert sorted(t.row for t in tickets) == sorted(r.id for r in ledger.records())  # type: ignore[type-var]
+    for i, ticket in enumerate(tickets):
+        inflight.end(ticket, entry(prompt=10 + i, completion=i, finish_reason="stop", status=200))
+    await inflight.written()
+    assert writes[1:] == [(0, 5, 0)]
+    assert sorted((r.prompt_tokens, r.completion_tokens, r.state) for r in ledger.records()) == [
+        (10 + i, i, "completed") for i in range(5)
+    ]
+
+
+async def test_a_request_ended_while_its_row_is_being_written_is_closed_after_it(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    taken, release = threading.Event(), threading.Event()
+    real = ledger.write
+
+    def slow(instance: str, **kwargs: Any) -> list[int]:
+        if kwargs.get("opens"):
+            taken.set()
+            release.wait(30)
+        return real(instance, **kwargs)
+
+    monkeypatch.setattr(ledger, "write", slow)
+    live = Counting(10)
+    ticket = inflight.begin(entry(prompt=10, completion=0, status=0), admission=None, live=live)
+    assert await asyncio.to_thread(taken.wait, 10)  # the writer is writing the row
+    inflight.end(ticket, entry(prompt=10, completion=4, finish_reason="stop", status=200))
+    release.set()
+    await inflight.stop()
+    [record] = ledger.records()
+    assert (record.id, record.state, record.completion_tokens) == (ticket.row, "completed", 4)
+
+
+async def test_admission_waits_while_the_writer_is_full_and_goes_on_once_it_has_written(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inflight = InFlight(ledger, MemoryQuotaStore(), max_pending=2)
+    taken, release = threading.Event(), threading.Event()
+    real = ledger.write
+
+    def slow(instance: str, **kwargs: Any) -> list[int]:
+        taken.set()
+        release.wait(30)
+        return real(instance, **kwargs)
+
+    monkeypatch.setattr(ledger, "write", slow)
+    inflight.begin(entry(prompt=1, completion=0, status=0), admission=None, live=Counting())
+    assert await asyncio.to_thread(taken.wait, 10)  # the writer holds the first batch
+    for prompt in (2, 3):
+        inflight.begin(entry(prompt=prompt, completion=0, status=0), admission=None, live=Counting())
+    waiting = asyncio.ensure_future(inflight.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    release.set()
+    await asyncio.wait_for(waiting, 10)
+    await inflight.stop()
+    assert sorted(r.prompt_tokens for r in ledger.records()) == [1, 2, 3]
 
 
 def test_an_instance_reads_back_from_its_text() -> None:

@@ -165,3 +165,115 @@ def test_a_deployment_key_is_not_an_admin_key_and_an_admin_key_opens_no_deployme
 def test_an_admin_key_must_be_long_and_without_spaces(keys: KeyStore) -> None:
     with pytest.raises(InvalidRequest):
         keys.ensure_admin("short")
+
+
+# -- the key ring: requests authenticated from memory -------------------------------------------
+
+
+class Clock:
+    """A monotonic clock that moves when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def database_away(keys: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, any use of the database fails."""
+
+    def away() -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(keys._db, "session", away)
+
+
+@pytest.mark.anyio
+async def test_a_key_once_read_is_answered_from_memory_without_the_database(
+    chat: Created, keys: KeyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary = await keys.principal(chat.keys[0].key)
+    database_away(keys, monkeypatch)
+    again = await keys.principal(chat.keys[0].key)
+    assert again == primary
+    assert again is not None and again.deployment_name == "chat" and again.key_id is not None
+    secondary = await keys.principal(chat.keys[1].key)
+    assert secondary is not None and secondary.key_id != again.key_id
+
+
+@pytest.mark.anyio
+async def test_a_regenerated_key_stops_working_at_once(chat: Created, keys: KeyStore) -> None:
+    old = chat.keys[0].key
+    assert await keys.principal(old) is not None
+    issued = keys.regenerate("chat", "primary")
+    assert await keys.principal(old) is None
+    assert (await keys.principal(issued.key)).deployment_name == "chat"  # type: ignore[union-attr]
+    assert await keys.principal(chat.keys[1].key) is not None
+
+
+@pytest.mark.anyio
+async def test_the_keys_of_a_deleted_deployment_stop_working_at_once(
+    deployments: DeploymentStore, chat: Created, keys: KeyStore
+) -> None:
+    assert all([await keys.principal(k.key) is not None for k in chat.keys])
+    deployments.delete("chat")
+    assert [await keys.principal(k.key) for k in chat.keys] == [None, None]
+
+
+@pytest.mark.anyio
+async def test_a_key_made_by_another_process_works_at_once(
+    database: Database, chat: Created, keys: KeyStore
+) -> None:
+    assert await keys.principal(chat.keys[0].key) is not None  # the ring is read
+    elsewhere = KeyStore(database)  # the CLI, or another aimi on the same database
+    issued = elsewhere.regenerate("chat", "secondary")
+    assert (await keys.principal(issued.key)).deployment_name == "chat"  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_a_key_revoked_by_another_process_stops_working_once_the_ring_is_too_old(
+    database: Database, chat: Created
+) -> None:
+    clock = Clock()
+    keys = KeyStore(database, monotonic=clock, ring_refresh_s=1.0, ring_max_age_s=2.0)
+    old = chat.keys[0].key
+    assert await keys.principal(old) is not None
+    KeyStore(database).regenerate("chat", "primary")
+    clock.now += 2.0
+    assert await keys.principal(old) is None
+
+
+@pytest.mark.anyio
+async def test_a_ring_past_its_refresh_age_is_read_again_in_the_background(
+    database: Database, chat: Created
+) -> None:
+    clock = Clock()
+    keys = KeyStore(database, monotonic=clock, ring_refresh_s=1.0, ring_max_age_s=2.0)
+    old = chat.keys[0].key
+    assert await keys.principal(old) is not None
+    KeyStore(database).regenerate("chat", "primary")
+    clock.now += 1.5
+    assert await keys.principal(old) is not None  # answered from the ring it had, which is read again
+    reading = keys._reading
+    assert reading is not None
+    await reading
+    assert await keys.principal(old) is None
+
+
+@pytest.mark.anyio
+async def test_an_unknown_key_is_no_one(chat: Created, keys: KeyStore) -> None:
+    assert await keys.principal(new_key()) is None
+    assert await keys.principal(key_hash(chat.keys[0].key)) is None
+
+
+@pytest.mark.anyio
+async def test_a_scoped_token_opens_its_deployment_until_the_deployment_is_deleted(
+    deployments: DeploymentStore, chat: Created, keys: KeyStore
+) -> None:
+    token = keys.mint_token("chat", owner="session-1")
+    opened = await keys.principal(token.token)
+    assert opened is not None and (opened.key_id, opened.deployment_name) == (None, "chat")
+    deployments.delete("chat")
+    deployments.create(project="p", model=SMOLLM2, name="chat")  # a namesake is another deployment
+    assert await keys.principal(token.token) is None

@@ -87,15 +87,16 @@ def router() -> APIRouter:
 
 async def deployment_for(request: Request) -> tuple[Served, Principal]:
     """The key chooses the deployment at the root; the URL (or the routing header) names it under a
-    base, and the key must then be one of that deployment's. Keys are checked against the store on
-    every request, so a rotated-out key stops working at once."""
+    base, and the key must then be one of that deployment's. Keys are checked in the key store's
+    ring in memory, which a rotation or deletion made by this process updates at once (by another
+    process: within seconds, see `aimi.platform.keys`)."""
     name = request.path_params.get("deployment") or request.headers.get("azureml-model-deployment")
     if name is not None and not NAME_PATTERN.fullmatch(name):
         raise NotFound(f"Deployment '{name[:80]}' not found.")  # no deployment can have that name
     fleet = services(request).fleet
     served = await fleet.get(name) if name else None
     key = key_from(request.headers)
-    principal = await asyncio.to_thread(services(request).platform.keys.lookup, key) if key else None
+    principal = await services(request).platform.keys.principal(key) if key else None
     if principal is None or (name is not None and principal.deployment_name != name):
         raise Unauthorized()
     return served or await fleet.get(principal.deployment_name), principal

@@ -106,6 +106,9 @@ class Conversation:
     parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
     stop: tuple[str, ...] = ()
+    streamed: bool = True
+    """Whether the client reads the answer as it comes. When it only wants it whole, a server that
+    aimi forwards to is asked for it whole too: neither side then handles an event per token."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -225,6 +225,7 @@ class ChatService:
             parallel_tool_calls=request.parallel_calls,
             response_format=request.response_format.as_openai(),
             stop=request.stop,
+            streamed=request.stream,
         )
         return _Prepared(conversation, estimate, reserved, lambda: engine.generate(conversation), None)
 

@@ -219,11 +219,13 @@ class DeploymentStore:
                     self.keys.issue(s, row.id, "primary", primary_key),
                     self.keys.issue(s, row.id, "secondary"),
                 )
-                return Created(_deployment(row, project), keys, terms_accepted=accepted is None)
+                created = Created(_deployment(row, project), keys, terms_accepted=accepted is None)
         except IntegrityError as exc:  # a concurrent create won the race
             raise Conflict(
                 f"A deployment named '{name}' (or of '{model}' in '{project}') already exists."
             ) from exc
+        self.keys.changed()
+        return created
 
     def list(self, project: str | None = None) -> list[Deployment]:
         with self._db.session() as s:
@@ -309,6 +311,7 @@ class DeploymentStore:
             if row is None:
                 raise NotFound(f"Deployment '{name}' not found.")
             s.delete(row)
+        self.keys.changed()  # its keys went with it
 
     def offer(self, deployment: Deployment) -> Offer:
         return self.catalog.get(deployment.model)

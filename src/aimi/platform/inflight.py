@@ -3,11 +3,20 @@ that dies (`kill -9`, a power cut, the OOM killer) loses no bill.
 
 A request's row is written when it is admitted (`in_progress`, its prompt tokens and its quota
 reservation), beside its first steps rather than before them, and closed when it ends, after its
-answer; the server's shutdown waits for both. How far it got is recorded every `interval_s`, in one
-transaction for every request that moved, and the same transaction stamps all of this process's
-rows as alive. Rows that a dead process left `in_progress` are closed as `interrupted`, with the
-tokens and cost they last recorded, and their quota reservations are settled to those tokens. That
-happens at start and then every `stale_after_s / 3` seconds.
+answer; the server's shutdown waits for both. How far it got is recorded every `interval_s`, and the
+same transaction stamps all of this process's rows as alive. Rows that a dead process left
+`in_progress` are closed as `interrupted`, with the tokens and cost they last recorded, and their
+quota reservations are settled to those tokens. That happens at start and then every
+`stale_after_s / 3` seconds.
+
+One writer does all of it: what requests ask for (rows to open, rows to close) is queued, and the
+writer commits everything queued in one transaction, one statement per kind, on one worker thread;
+what arrives meanwhile goes into the next. A request whose row was not yet written when it ended is
+written once, whole. So the database sees a transaction per `linger_s` at most rather than two per
+request, and a request costs the event loop a few list appends. The queue is bounded: past
+`max_pending` requests waiting for the writer, admission waits for it. A `kill -9` loses the rows
+of the requests admitted in the last `linger_s` (and, as before, the progress of the last
+`interval_s`).
 
 A process is dead when it ran on this machine and its pid is gone, or is this very process's pid
 (an earlier start, as in a container where the server is always pid 1); or, wherever it ran, when
@@ -23,13 +32,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from aimi.platform.quotas import Admission, QuotaStore
-from aimi.platform.usage import Progress, UsageEntry, UsageLedger
+from aimi.platform.usage import Opening, Progress, UsageEntry, UsageLedger
 
 log = logging.getLogger("aimi.platform")
 
@@ -78,13 +86,39 @@ class Live(Protocol):
     def snapshot(self) -> Progress: ...
 
 
+LINGER_S = 0.05
+"""How long the writer lets work gather before it commits: a request's row is in the database this
+long after its admission at most (plus the commit)."""
+MAX_PENDING = 10_000
+
+
 @dataclass(eq=False)
 class Ticket:
     """A request's place in the ledger while its row is written (`InFlight.begin`)."""
 
     row: int | None = None
-    opening: asyncio.Task[None] | None = None
     moved: bool = False
+    ended: bool = False
+    opening: _Batch | None = None
+    """The batch that opens its row, until it is written."""
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The work the writer commits in one transaction."""
+
+    opens: dict[Ticket, tuple[Opening, Live]] = field(default_factory=dict)
+    closes: list[tuple[Ticket, UsageEntry]] = field(default_factory=list)
+    records: list[UsageEntry] = field(default_factory=list)
+    progress: bool = False
+    """Record the progress of the requests that moved, and stamp this process's rows."""
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __len__(self) -> int:
+        return len(self.opens) + len(self.closes) + len(self.records)
+
+    def empty(self) -> bool:
+        return not len(self) and not self.progress
 
 
 class InFlight:
@@ -98,71 +132,65 @@ class InFlight:
         instance: Instance | None = None,
         interval_s: float = 1.0,
         stale_after_s: float = 30.0,
+        linger_s: float = LINGER_S,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.instance = instance or Instance.current()
         self._ledger = ledger
         self._quotas = quotas
         self._interval = interval_s
         self._stale_after = stale_after_s
+        self._linger = linger_s
+        self._max_pending = max_pending
         self._live: dict[int, Live] = {}
         self._moved: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._closing: set[asyncio.Task[None]] = set()
+        self._pending = _Batch()
+        self._writing: _Batch | None = None
+        self._writer: asyncio.Task[None] | None = None
 
-    async def open(self, entry: UsageEntry, *, admission: Admission | None, live: Live) -> int | None:
-        """Write the row of a request just admitted; its id, or None when the database would not take
-        it (the request is then recorded whole when it ends, as before rows were kept in progress)."""
-        try:
-            row = await asyncio.to_thread(
-                self._ledger.open,
-                entry,
-                instance=str(self.instance),
-                reservation=admission.id if admission is not None else None,
-                reserved_tokens=admission.tokens if admission is not None else 0,
-            )
-        except Exception:
-            log.exception("could not open the ledger row of a request on %s", entry.deployment)
-            return None
-        self._live[row] = live
-        return row
+    # -- what a request asks for ------------------------------------------------------------------
 
     def begin(self, entry: UsageEntry, *, admission: Admission | None, live: Live) -> Ticket:
-        """`open` without waiting for the database: the row is written beside the answer's first
-        steps, so a request does not wait for a commit before its engine starts. The ticket goes to
-        `moved` and `end`."""
-        ticket = Ticket()
-        ticket.opening = self._track(self._begin(ticket, entry, admission, live))
+        """Queue the row of a request just admitted, without waiting for the database: the row is
+        written beside the answer's first steps. The ticket goes to `moved_ticket` and `end`."""
+        opening = Opening(
+            entry,
+            reservation=admission.id if admission is not None else None,
+            reserved_tokens=admission.tokens if admission is not None else 0,
+        )
+        ticket = Ticket(opening=self._pending)
+        self._pending.opens[ticket] = (opening, live)
+        self._wake()
         return ticket
 
-    async def _begin(
-        self, ticket: Ticket, entry: UsageEntry, admission: Admission | None, live: Live
-    ) -> None:
-        ticket.row = await self.open(entry, admission=admission, live=live)
-        if ticket.row is not None and ticket.moved:
-            self._moved.add(ticket.row)
+    async def open(self, entry: UsageEntry, *, admission: Admission | None, live: Live) -> int | None:
+        """`begin`, and wait for the row: its id, or None when the database would not take it (the
+        request is then recorded whole when it ends)."""
+        ticket = self.begin(entry, admission=admission, live=live)
+        await self._committed(self._pending)
+        return ticket.row
 
     def end(self, ticket: Ticket, entry: UsageEntry) -> None:
-        """The request is over: its row is closed (or, when it could not be opened, written whole)
-        in the background, after the open it follows; `stop` waits for both. The answer does not
-        wait for the commit."""
-        self._track(self._end(ticket, entry))
+        """The request is over: its row is closed (or, when it was not written yet or could not be,
+        written whole) by the writer; `stop` waits for it. The answer does not wait for the commit."""
+        ticket.ended = True
+        if ticket.row is not None:
+            self._live.pop(ticket.row, None)
+            self._moved.discard(ticket.row)
+        if ticket.opening is self._pending:  # not being written yet: written once, whole
+            del self._pending.opens[ticket]
+            ticket.opening = None
+            self._pending.records.append(entry)
+        else:
+            self._pending.closes.append((ticket, entry))
+        self._wake()
 
-    async def _end(self, ticket: Ticket, entry: UsageEntry) -> None:
-        if ticket.opening is not None:
-            await asyncio.shield(ticket.opening)
-        try:
-            if ticket.row is None:
-                await asyncio.to_thread(self._ledger.record, entry)
-            else:
-                await self.close(ticket.row, entry)
-        except Exception:  # metering must never break an answer already given; it is logged
-            log.exception("could not record a request on %s", entry.deployment)
-
-    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(work)
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-        return task
+    async def close(self, row: int, entry: UsageEntry) -> None:
+        """The request whose row is `row` is over: its final figures, written before this returns
+        (even if the caller is cancelled meanwhile)."""
+        self.end(Ticket(row=row), entry)
+        await asyncio.shield(self._committed(self._pending))
 
     def moved_ticket(self, ticket: Ticket) -> None:
         """`moved` for a request whose row may still be being written."""
@@ -176,12 +204,110 @@ class InFlight:
         if row in self._live:
             self._moved.add(row)
 
-    async def close(self, row: int, entry: UsageEntry) -> None:
-        """The request is over: its final figures. Runs to its end even if the caller is cancelled,
-        and `stop` waits for it."""
-        self._live.pop(row, None)
-        self._moved.discard(row)
-        await asyncio.shield(self._track(asyncio.to_thread(self._ledger.close, row, entry)))
+    async def room(self) -> None:
+        """Wait while the writer has `max_pending` requests' work queued (a slow database)."""
+        while len(self._pending) >= self._max_pending:
+            await (self._writing or self._pending).written.wait()
+
+    # -- the writer ---------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _committed(self, batch: _Batch) -> None:
+        await batch.written.wait()
+
+    async def _write(self) -> None:
+        """Commit what is queued, batch after batch, until nothing is."""
+        while not self._pending.empty():
+            if self._linger > 0:
+                await asyncio.sleep(self._linger)
+            batch, self._pending = self._pending, _Batch()
+            self._writing = batch
+            try:
+                await self._commit(batch)
+            finally:
+                self._writing = None
+                batch.written.set()
+
+    async def _commit(self, batch: _Batch) -> None:
+        opens = list(batch.opens.items())
+        closes = [(t.row, e) for t, e in batch.closes if t.row is not None]
+        records = [*batch.records, *(e for t, e in batch.closes if t.row is None)]
+        moved: set[int] = set()
+        progress: dict[int, Progress] | None = None
+        if batch.progress:
+            moved, self._moved = self._moved, set()
+            progress = {row: self._live[row].snapshot() for row in moved if row in self._live}
+        instance = str(self.instance)
+        openings = [opening for _, (opening, _) in opens]
+        rows: list[int | None]
+        try:
+            rows = list(
+                await asyncio.to_thread(
+                    self._ledger.write,
+                    instance,
+                    opens=openings,
+                    closes=closes,
+                    records=records,
+                    progress=progress,
+                )
+            )
+        except Exception:  # the database is away, or one row it refuses: each on its own, as it can
+            log.warning("could not write %d ledger changes together; writing them one by one", len(batch))
+            rows, progressed = await asyncio.to_thread(
+                self._one_by_one, instance, openings, closes, records, progress
+            )
+            if not progressed:  # tried again at the next tick
+                self._moved |= moved
+        for (ticket, (_, live)), row in zip(opens, rows, strict=True):
+            ticket.row, ticket.opening = row, None
+            if row is not None and not ticket.ended:
+                self._live[row] = live
+                if ticket.moved:
+                    self._moved.add(row)
+
+    def _one_by_one(
+        self,
+        instance: str,
+        openings: list[Opening],
+        closes: list[tuple[int, UsageEntry]],
+        records: list[UsageEntry],
+        progress: dict[int, Progress] | None,
+    ) -> tuple[list[int | None], bool]:
+        """What a failed batch held, each in its own transaction: the rows opened (None for those the
+        database would not take: recorded whole when they end), and whether the progress was."""
+        rows: list[int | None] = []
+        for o in openings:
+            try:
+                row = self._ledger.open(
+                    o.entry, instance=instance, reservation=o.reservation, reserved_tokens=o.reserved_tokens
+                )
+                rows.append(row)
+            except Exception:
+                log.exception("could not open the ledger row of a request on %s", o.entry.deployment)
+                rows.append(None)
+        for row, entry in closes:
+            try:
+                self._ledger.close(row, entry)
+            except Exception:  # metering must never break an answer already given; it is logged
+                log.exception("could not record a request on %s", entry.deployment)
+        for entry in records:
+            try:
+                self._ledger.record(entry)
+            except Exception:
+                log.exception("could not record a request on %s", entry.deployment)
+        if progress is None:
+            return rows, True
+        try:
+            self._ledger.progress(instance, progress)
+        except Exception:  # the database is away for a moment: try again at the next tick
+            log.warning("could not record the progress of %d requests", len(progress), exc_info=True)
+            return rows, False
+        return rows, True
+
+    # -- the process ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Close what dead processes left open, then record progress every `interval_s`."""
@@ -189,33 +315,31 @@ class InFlight:
         self._task = asyncio.create_task(self._run(), name="aimi-inflight")
 
     async def stop(self) -> None:
-        """Record the last progress and wait for the rows being closed (at shutdown)."""
+        """Record the last progress and wait until everything queued is written (at shutdown)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._closing:  # an `end` may follow a `begin` still in this set
-            await asyncio.gather(*self._closing, return_exceptions=True)
         await self.flush()
+        while not self._pending.empty() or self._writing is not None:  # an `end` may come meanwhile
+            await self.written()
 
     async def written(self) -> None:
         """Wait until every row begun or ended so far is in the database (not those begun or ended
         meanwhile: under steady traffic there always are some)."""
-        if self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        if not self._pending.empty():
+            await self._committed(self._pending)
+        elif self._writing is not None:
+            await self._committed(self._writing)
 
     async def flush(self) -> None:
         """Write the progress of the requests that moved, and stamp this process's rows."""
-        if not self._live:
+        if not self._live and not self._moved:
             return
-        moved, self._moved = self._moved, set()
-        rows = {row: self._live[row].snapshot() for row in moved if row in self._live}
-        try:
-            await asyncio.to_thread(self._ledger.progress, str(self.instance), rows)
-        except Exception:  # the database is away for a moment: try again at the next tick
-            self._moved |= moved
-            log.warning("could not record the progress of %d requests", len(rows), exc_info=True)
+        self._pending.progress = True
+        self._wake()
+        await self._committed(self._pending)
 
     async def recover(self) -> int:
         """Close the rows of dead processes; how many were closed."""

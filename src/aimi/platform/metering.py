@@ -55,6 +55,8 @@ class DeploymentMeter:
 
     async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
         """Reserve `tokens` (prompt + max_tokens) against the quota; raises RateLimited."""
+        if self._inflight is not None:
+            await self._inflight.room()  # the ledger's writer is far behind (a slow database)
         limits = Limits(self._deployment.requests_per_minute, self._deployment.tokens_per_minute)
         self._admission = await self._quotas.admit(self._deployment.name, limits, tokens)
         self.quota = QuotaState(self._admission.remaining_requests, self._admission.remaining_tokens)

@@ -3,13 +3,13 @@ summaries `aimi usage` and `GET /api/usage` print."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from aimi.db.database import Database
 from aimi.db.tables import UsageRecord
@@ -43,6 +43,15 @@ class Progress:
     prompt_tokens: int
     completion_tokens: int
     cost: Decimal
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The row of a request just admitted, as `UsageLedger.write` opens it."""
+
+    entry: UsageEntry
+    reservation: str | None = None
+    reserved_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,33 +121,54 @@ class UsageLedger:
     def progress(self, instance: str, rows: Mapping[int, Progress]) -> None:
         """Record how far the given requests got, and that `instance` is alive: every row it has in
         progress is stamped, also those with nothing new (a request waiting for a slot)."""
+        with self._db.session() as s:
+            _progress(s.connection(), instance, rows, datetime.now(UTC))
+
+    def write(
+        self,
+        instance: str,
+        *,
+        opens: Sequence[Opening] = (),
+        closes: Sequence[tuple[int, UsageEntry]] = (),
+        records: Sequence[UsageEntry] = (),
+        progress: Mapping[int, Progress] | None = None,
+    ) -> list[int]:
+        """The work of many requests in one transaction, one statement per kind: rows opened (for
+        `instance`), rows closed with their final figures, requests recorded whole, and, when
+        `progress` is given, how far requests got and that `instance` is alive (as `progress`). The
+        ids of the opened rows, in their order."""
         now = datetime.now(UTC)
         table = cast(Table, UsageRecord.__table__)
         with self._db.session() as s:
-            # One statement for all the rows (executemany, plain Core: no ORM bookkeeping), since it
-            # runs every second for every request that moved.
+            # Plain Core, executemany: no ORM bookkeeping per row.
             connection = s.connection()
-            if rows:
-                connection.execute(
-                    update(table)
-                    .where(table.c.id == bindparam("row_id"), table.c.state == IN_PROGRESS)
-                    .values(
-                        prompt_tokens=bindparam("prompt"),
-                        completion_tokens=bindparam("completion"),
-                        cost=bindparam("spent"),
-                        updated_at=now,
-                    ),
+            ids: list[int] = []
+            if opens:
+                opened = connection.execute(
+                    insert(table).returning(table.c.id, sort_by_parameter_order=True),
                     [
-                        {"row_id": row_id, "prompt": p.prompt_tokens, "completion": p.completion_tokens,
-                         "spent": p.cost}
-                        for row_id, p in rows.items()
+                        {**_columns(o.entry), "state": IN_PROGRESS, "instance": instance, "updated_at": now,
+                         "reservation": o.reservation, "reserved_tokens": o.reserved_tokens}
+                        for o in opens
                     ],
                 )  # fmt: skip
-            connection.execute(
-                update(table)
-                .where(table.c.instance == instance, table.c.state == IN_PROGRESS)
-                .values(updated_at=now)
-            )
+                ids = list(opened.scalars())
+            if records:
+                connection.execute(insert(table), [{**_columns(e), "state": COMPLETED} for e in records])
+            if closes:
+                final = {name: bindparam(f"final_{name}", type_=table.c[name].type) for name in _COLUMNS}
+                connection.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("row_id"))
+                    .values(**final, state=COMPLETED, updated_at=now),
+                    [
+                        {"row_id": row, **{f"final_{k}": v for k, v in _columns(e).items()}}
+                        for row, e in closes
+                    ],
+                )
+            if progress is not None:
+                _progress(connection, instance, progress, now)
+        return ids
 
     def interrupt(self, *, dead: Callable[[str, datetime], bool]) -> list[Interrupted]:
         """Close the rows left `in_progress` by processes that are gone (`dead(instance, last
@@ -200,6 +230,38 @@ class UsageLedger:
                 line.cost += Decimal(r.cost)
         ordered = sorted(lines.values(), key=lambda line: (line.period or "", line.deployment))
         return ordered, total
+
+
+def _progress(connection: Connection, instance: str, rows: Mapping[int, Progress], now: datetime) -> None:
+    table = cast(Table, UsageRecord.__table__)
+    # One statement for all the rows (executemany), since it runs every second for every request that
+    # moved.
+    if rows:
+        connection.execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.state == IN_PROGRESS)
+            .values(
+                prompt_tokens=bindparam("prompt"),
+                completion_tokens=bindparam("completion"),
+                cost=bindparam("spent"),
+                updated_at=now,
+            ),
+            [
+                {"row_id": row_id, "prompt": p.prompt_tokens, "completion": p.completion_tokens,
+                 "spent": p.cost}
+                for row_id, p in rows.items()
+            ],
+        )  # fmt: skip
+    connection.execute(
+        update(table).where(table.c.instance == instance, table.c.state == IN_PROGRESS).values(updated_at=now)
+    )
+
+
+_COLUMNS = (
+    "deployment_name", "project_name", "key_id", "model_name", "prompt_tokens", "completion_tokens",
+    "finish_reason", "status", "latency_ms", "streamed", "cost", "safety", "cached_tokens",
+)  # fmt: skip
+"""The columns `_columns` fills, in its order."""
 
 
 def _columns(entry: UsageEntry) -> dict[str, Any]:

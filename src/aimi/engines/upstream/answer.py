@@ -59,13 +59,13 @@ class Answer:
 
     async def events(self, response: httpx.Response) -> AsyncIterator[Event]:
         if response.headers.get("content-type", "").startswith("application/json"):
-            await response.aread()  # a server that answered whole although asked to stream
-            for event in self._read(_json(response.text)):
+            # asked for whole (the client does not stream), or a server that does not stream
+            for event in self._read(_json(await response.aread())):
                 yield event
             self.done = True
             return
         async for data in sse_data(response):
-            if data.strip() == "[DONE]":
+            if data.strip() == b"[DONE]":
                 self.done = True
                 break
             if data.strip():
@@ -178,22 +178,37 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _json(data: str) -> Any:
+def _json(data: str | bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError:
         return None
 
 
-async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The `data` of each server-sent event (its `data:` lines joined)."""
-    lines: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if lines:
-                yield "\n".join(lines)
-                lines = []
-        elif line.startswith("data:"):
-            lines.append(line[5:].removeprefix(" "))
+async def sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The `data` of each server-sent event (its `data:` lines joined), as bytes (`json.loads` takes
+    them). Read as the bytes arrive, split here: httpx's text and line layers cost an async generator
+    each per chunk, and a chunk is one token."""
+    encoded = response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+    chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+    lines: list[bytes] = []
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        # Up to the last line ending; a CR at the very end may be the first half of a CRLF.
+        end = max(pending.rfind(b"\n"), pending.rfind(b"\r", 0, len(pending) - 1))
+        if end < 0:
+            continue
+        complete, pending = pending[: end + 1], pending[end + 1 :]
+        for line in complete.splitlines():  # LF, CRLF and CR, as SSE allows
+            if not line:
+                if lines:
+                    yield b"\n".join(lines)
+                    lines = []
+            elif line.startswith(b"data:"):
+                lines.append(line[6:] if line[5:6] == b" " else line[5:])
+    for line in pending.splitlines():
+        if line.startswith(b"data:"):
+            lines.append(line[6:] if line[5:6] == b" " else line[5:])
     if lines:
-        yield "\n".join(lines)
+        yield b"\n".join(lines)

@@ -20,6 +20,9 @@ log = logging.getLogger("aimi.engines")
 
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 """`read` is the longest silence between two chunks (a long prompt evaluates before the first)."""
+WHOLE_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=60.0)
+"""For an answer asked for whole, the silence is the whole generation: no read limit (the client's
+own patience bounds it; a client that goes away ends the request)."""
 PROBE_TIMEOUT = httpx.Timeout(5.0)
 """Short: a failed probe holds up the loading of other deployments that much."""
 _ADAPTABLE = frozenset({"stream_options", "seed"})
@@ -209,7 +212,12 @@ class UpstreamEngine:
         can do without, and is not sent them again."""
         while True:
             body = self._body(request)
-            sent = client.build_request("POST", self.source.url("/v1/chat/completions"), json=body)
+            sent = client.build_request(
+                "POST",
+                self.source.url("/v1/chat/completions"),
+                json=body,
+                timeout=httpx.USE_CLIENT_DEFAULT if request.streamed else WHOLE_TIMEOUT,
+            )
             response = await client.send(sent, stream=True)
             if not response.is_error:
                 return response
@@ -234,12 +242,12 @@ class UpstreamEngine:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": list(conversation.messages),
-            "stream": True,
+            "stream": conversation.streamed,
             "temperature": s.temperature,
             "top_p": s.top_p,
         }
         optional = {
-            "stream_options": {"include_usage": True},
+            "stream_options": {"include_usage": True} if conversation.streamed else None,
             "max_tokens": conversation.max_tokens,
             "presence_penalty": s.presence_penalty or None,
             "frequency_penalty": s.frequency_penalty or None,
