@@ -231,15 +231,22 @@ async def test_a_key_made_by_another_process_works_at_once(
     assert (await keys.principal(issued.key)).deployment_name == "chat"  # type: ignore[union-attr]
 
 
-@pytest.mark.anyio
-async def test_a_key_revoked_by_another_process_stops_working_once_the_ring_is_too_old(
-    database: Database, chat: Created
-) -> None:
+async def revoked_elsewhere(database: Database, chat: Created) -> tuple[KeyStore, Clock, str]:
+    """A key store whose ring holds the primary key, which another process then regenerates; its
+    clock, and the old key."""
     clock = Clock()
     keys = KeyStore(database, monotonic=clock, ring_refresh_s=1.0, ring_max_age_s=2.0)
     old = chat.keys[0].key
     assert await keys.principal(old) is not None
     KeyStore(database).regenerate("chat", "primary")
+    return keys, clock, old
+
+
+@pytest.mark.anyio
+async def test_a_key_revoked_by_another_process_stops_working_once_the_ring_is_too_old(
+    database: Database, chat: Created
+) -> None:
+    keys, clock, old = await revoked_elsewhere(database, chat)
     clock.now += 2.0
     assert await keys.principal(old) is None
 
@@ -248,11 +255,7 @@ async def test_a_key_revoked_by_another_process_stops_working_once_the_ring_is_t
 async def test_a_ring_past_its_refresh_age_is_read_again_in_the_background(
     database: Database, chat: Created
 ) -> None:
-    clock = Clock()
-    keys = KeyStore(database, monotonic=clock, ring_refresh_s=1.0, ring_max_age_s=2.0)
-    old = chat.keys[0].key
-    assert await keys.principal(old) is not None
-    KeyStore(database).regenerate("chat", "primary")
+    keys, clock, old = await revoked_elsewhere(database, chat)
     clock.now += 1.5
     assert await keys.principal(old) is not None  # answered from the ring it had, which is read again
     reading = keys._reading
