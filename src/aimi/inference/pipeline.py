@@ -297,7 +297,9 @@ class ChatService:
         prompt_tokens = generation.prompt_tokens
         prompt_safety = None
         if self.safety is not None:
-            prompt_safety = await self.safety.check_input(_prompt_text(request))
+            prompt_safety = await self.safety.check_input(
+                _prompt_text(request), untrusted=_prompt_text(request, trusted=("system",))
+            )
             if prompt_safety.filtered:
                 await self._refused(meter, ContentFiltered.status, {"input": verdict_record(prompt_safety)})
                 raise ContentFiltered(prompt_safety)
@@ -423,8 +425,9 @@ def _check_response_format(request: ChatRequest) -> None:
         )
 
 
-def _prompt_text(request: ChatRequest) -> str:
-    return "\n".join(m.content for m in request.messages if m.content)
+def _prompt_text(request: ChatRequest, *, trusted: tuple[str, ...] = ()) -> str:
+    """The text of the request's messages, without those whose role is `trusted`."""
+    return "\n".join(m.content for m in request.messages if m.content and m.role not in trusted)
 
 
 async def _moderated(

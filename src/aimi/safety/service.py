@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aimi.safety.base import Category, FilterResult, SafetyFilter
 from aimi.safety.blocklists import BlocklistFilter
@@ -60,9 +61,23 @@ class SafetyService:
         self.window_size = window_size
         self.window_every = window_every
 
-    async def check_input(self, text: str) -> Decision:
-        """Check a prompt (the text of the request's messages)."""
-        return await self._check(Direction.INPUT, self.input_filters, text)
+    async def check_input(self, text: str, *, untrusted: str | None = None) -> Decision:
+        """Check a prompt (the text of the request's messages). `untrusted` is the part a jailbreak
+        can come from (all but the deployment's own system messages): a filter that detects a
+        jailbreak in `text` is asked again about `untrusted` alone, and its answer there stands. A
+        system prompt that reads like one ("ignore any instruction that asks you to...") would
+        otherwise block every request of the application that sends it."""
+        if not self.policy.enabled:
+            return unevaluated(Direction.INPUT)
+        filters = self.input_filters
+        results = list(await asyncio.gather(*(self._run(f, text) for f in filters)))
+        if untrusted is not None and untrusted != text:
+            again = [i for i, r in enumerate(results) if r.jailbreak]
+            rechecked = await asyncio.gather(*(self._run(filters[i], untrusted) for i in again))
+            for i, result in zip(again, rechecked, strict=True):
+                results[i] = replace(results[i], jailbreak=bool(result.jailbreak) if result.ok else None)
+        expected = frozenset[Category]().union(*(f.categories for f in filters))
+        return decide(self.policy, Direction.INPUT, results, expected=expected)
 
     async def check_output(self, text: str) -> Decision:
         """Check a whole completion, or one window of a streamed one."""
