@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -204,14 +204,8 @@ class KeyStore:
         ring = await self._current_ring()
         hashed = key_hash(key)
         if key.startswith(TOKEN_PREFIX):
-            with self._tokens_lock:
-                minted = self._tokens.get(hashed)
-            if minted is None or minted.expires <= self._clock():
-                return None
-            current = ring.deployments.get(minted.deployment_name)
-            if current != (minted.deployment_id, minted.deployment_created_at):
-                return None  # its deployment was deleted (or deleted and made again)
-            return Principal(None, minted.deployment_id, minted.deployment_name)
+            minted = self._live_token(hashed)
+            return _scoped(minted, ring.deployments.get(minted.deployment_name)) if minted else None
         found = ring.keys.get(hashed)
         if found is not None:
             return found
@@ -290,19 +284,22 @@ class KeyStore:
         return revoked
 
     def _token_principal(self, token: str) -> Principal | None:
-        with self._tokens_lock:
-            minted = self._tokens.get(key_hash(token))
-        if minted is None or minted.expires <= self._clock():
+        minted = self._live_token(key_hash(token))
+        if minted is None:
             return None
-        with self._db.session() as s:  # a deleted (or deleted and re-made) deployment: refused
+        with self._db.session() as s:
             current = s.execute(
                 select(DeploymentRow.id, DeploymentRow.created_at).where(
                     DeploymentRow.name == minted.deployment_name
                 )
             ).first()
-        if current is None or tuple(current) != (minted.deployment_id, minted.deployment_created_at):
-            return None
-        return Principal(None, minted.deployment_id, minted.deployment_name)
+        return _scoped(minted, tuple(current) if current else None)
+
+    def _live_token(self, hashed: str) -> _Minted | None:
+        """The minted token with this hash, unless it has expired."""
+        with self._tokens_lock:
+            minted = self._tokens.get(hashed)
+        return minted if minted is not None and minted.expires > self._clock() else None
 
     # -- the admin key ---------------------------------------------------------------------------
 
@@ -324,6 +321,14 @@ class KeyStore:
     def is_admin(self, key: str) -> bool:
         with self._db.session() as s:
             return s.scalar(select(AdminKey.id).where(AdminKey.key_hash == key_hash(key))) is not None
+
+
+def _scoped(minted: _Minted, current: tuple[Any, ...] | None) -> Principal | None:
+    """A live token's principal, if its deployment (`current`: its id and creation time now) is the
+    one it was minted for: not deleted, nor deleted and made again under the same name."""
+    if current != (minted.deployment_id, minted.deployment_created_at):
+        return None
+    return Principal(None, minted.deployment_id, minted.deployment_name)
 
 
 def _log_failure(reading: asyncio.Task[_Ring]) -> None:

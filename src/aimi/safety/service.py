@@ -67,17 +67,7 @@ class SafetyService:
         jailbreak in `text` is asked again about `untrusted` alone, and its answer there stands. A
         system prompt that reads like one ("ignore any instruction that asks you to...") would
         otherwise block every request of the application that sends it."""
-        if not self.policy.enabled:
-            return unevaluated(Direction.INPUT)
-        filters = self.input_filters
-        results = list(await asyncio.gather(*(self._run(f, text) for f in filters)))
-        if untrusted is not None and untrusted != text:
-            again = [i for i, r in enumerate(results) if r.jailbreak]
-            rechecked = await asyncio.gather(*(self._run(filters[i], untrusted) for i in again))
-            for i, result in zip(again, rechecked, strict=True):
-                results[i] = replace(results[i], jailbreak=bool(result.jailbreak) if result.ok else None)
-        expected = frozenset[Category]().union(*(f.categories for f in filters))
-        return decide(self.policy, Direction.INPUT, results, expected=expected)
+        return await self._check(Direction.INPUT, self.input_filters, text, untrusted=untrusted)
 
     async def check_output(self, text: str) -> Decision:
         """Check a whole completion, or one window of a streamed one."""
@@ -87,10 +77,22 @@ class SafetyService:
         """A sliding-window checker for one streamed completion."""
         return OutputWindow(self.check_output, size=self.window_size, every=self.window_every)
 
-    async def _check(self, direction: Direction, filters: Sequence[SafetyFilter], text: str) -> Decision:
+    async def _check(
+        self,
+        direction: Direction,
+        filters: Sequence[SafetyFilter],
+        text: str,
+        *,
+        untrusted: str | None = None,
+    ) -> Decision:
         if not self.policy.enabled:
             return unevaluated(direction)
-        results = await asyncio.gather(*(self._run(f, text) for f in filters))
+        results = list(await asyncio.gather(*(self._run(f, text) for f in filters)))
+        if untrusted is not None and untrusted != text:
+            again = [i for i, r in enumerate(results) if r.jailbreak]
+            rechecked = await asyncio.gather(*(self._run(filters[i], untrusted) for i in again))
+            for i, result in zip(again, rechecked, strict=True):
+                results[i] = replace(results[i], jailbreak=bool(result.jailbreak) if result.ok else None)
         expected = frozenset[Category]().union(*(f.categories for f in filters))
         return decide(self.policy, direction, results, expected=expected)
 

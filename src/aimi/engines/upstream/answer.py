@@ -206,9 +206,12 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
                     yield b"\n".join(lines)
                     lines = []
             elif line.startswith(b"data:"):
-                lines.append(line[6:] if line[5:6] == b" " else line[5:])
-    for line in pending.splitlines():
-        if line.startswith(b"data:"):
-            lines.append(line[6:] if line[5:6] == b" " else line[5:])
+                lines.append(_field_value(line))
+    lines += [_field_value(line) for line in pending.splitlines() if line.startswith(b"data:")]
     if lines:
         yield b"\n".join(lines)
+
+
+def _field_value(line: bytes) -> bytes:
+    """A `data:` line's value: after the colon and one space, if there is one."""
+    return line[6:] if line[5:6] == b" " else line[5:]
