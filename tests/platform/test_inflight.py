@@ -68,6 +68,25 @@ async def test_a_request_begun_and_ended_before_its_row_is_written_is_recorded_o
     assert (record.state, record.completion_tokens, record.status) == ("completed", 5, 200)
 
 
+async def test_rows_keep_the_order_their_requests_arrived_in_however_the_writer_batches_them(
+    ledger: UsageLedger,
+) -> None:
+    """The first request ends before the writer runs (its row is inserted whole, after the rows
+    opened in the same transaction), the second is still running: the ledger lists the first first."""
+    inflight = InFlight(ledger, MemoryQuotaStore())
+    first_at, second_at = datetime.now(UTC) - timedelta(seconds=2), datetime.now(UTC) - timedelta(seconds=1)
+    first = entry(prompt=10, completion=0, status=0, arrived_at=first_at)
+    ticket = inflight.begin(first, admission=None, live=Counting())
+    inflight.end(ticket, entry(prompt=10, completion=3, arrived_at=first_at))
+    second = entry(prompt=10, completion=0, status=0, arrived_at=second_at)
+    inflight.begin(second, admission=None, live=Counting())
+    await inflight.written()
+    rows = ledger.records()
+    assert [(r.completion_tokens, r.state) for r in rows] == [(3, "completed"), (0, "in_progress")]
+    assert [r.created_at for r in rows] == [first_at, second_at]
+    await inflight.stop()
+
+
 async def test_progress_reported_before_the_row_is_written_reaches_the_next_flush(
     ledger: UsageLedger,
 ) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aimi.platform.catalog import Offer
@@ -51,6 +52,7 @@ class DeploymentMeter:
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._started = time.monotonic()
+        self._arrived_at = datetime.now(UTC)
         self.quota: QuotaState | None = None
 
     async def admit(self, tokens: int, *, prompt_tokens: int = 0) -> QuotaState:
@@ -132,4 +134,5 @@ class DeploymentMeter:
             cost=self._offer.cost(prompt_tokens, completion_tokens),
             safety=safety,
             cached_tokens=cached_tokens,
+            arrived_at=self._arrived_at,
         )

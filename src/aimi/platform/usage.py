@@ -34,6 +34,9 @@ class UsageEntry:
     safety: dict[str, Any] | None = None
     cached_tokens: int = 0
     """Of the prompt tokens, those served from a cache instead of evaluated."""
+    arrived_at: datetime | None = None
+    """When the request arrived: the row's time, so that rows keep the order of their requests
+    however the writer batches them (the time of writing when not given)."""
 
 
 @dataclass(frozen=True)
@@ -92,13 +95,13 @@ class UsageLedger:
     def record(self, entry: UsageEntry) -> None:
         """A request that is over: one row, at once (a refusal, or one recorded after the fact)."""
         with self._db.session() as s:
-            s.add(UsageRecord(**_columns(entry), state=COMPLETED))
+            s.add(UsageRecord(**_new_row(entry, datetime.now(UTC)), state=COMPLETED))
 
     def open(self, entry: UsageEntry, *, instance: str, reservation: str | None, reserved_tokens: int) -> int:
         """The row of a request just admitted, `in_progress` until `close`; its id."""
         with self._db.session() as s:
             row = UsageRecord(
-                **_columns(entry),
+                **_new_row(entry, datetime.now(UTC)),
                 state=IN_PROGRESS,
                 instance=instance,
                 updated_at=datetime.now(UTC),
@@ -147,14 +150,15 @@ class UsageLedger:
                 opened = connection.execute(
                     insert(table).returning(table.c.id, sort_by_parameter_order=True),
                     [
-                        {**_columns(o.entry), "state": IN_PROGRESS, "instance": instance, "updated_at": now,
-                         "reservation": o.reservation, "reserved_tokens": o.reserved_tokens}
+                        {**_new_row(o.entry, now), "state": IN_PROGRESS, "instance": instance,
+                         "updated_at": now, "reservation": o.reservation,
+                         "reserved_tokens": o.reserved_tokens}
                         for o in opens
                     ],
                 )  # fmt: skip
                 ids = list(opened.scalars())
             if records:
-                connection.execute(insert(table), [{**_columns(e), "state": COMPLETED} for e in records])
+                connection.execute(insert(table), [{**_new_row(e, now), "state": COMPLETED} for e in records])
             if closes:
                 final = {name: bindparam(f"final_{name}", type_=table.c[name].type) for name in _COLUMNS}
                 connection.execute(
@@ -280,6 +284,11 @@ def _columns(entry: UsageEntry) -> dict[str, Any]:
         "safety": entry.safety,
         "cached_tokens": entry.cached_tokens,
     }
+
+
+def _new_row(entry: UsageEntry, now: datetime) -> dict[str, Any]:
+    """The columns of a new row for `entry`: its figures, and its time (when the request arrived)."""
+    return {**_columns(entry), "created_at": entry.arrived_at or now}
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
