@@ -673,6 +673,15 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process has used so far, all its threads together."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Config:
     model: Path
@@ -818,8 +827,29 @@ async def timed_request(client: httpx.AsyncClient, target: Target, timeout_s: fl
 
 
 async def gateway_run(
-    direct: Target, gateway: Target, plan: Gateway, *, first_prompt: int, requests: Requests
+    direct: Target,
+    gateway: Target,
+    plan: Gateway,
+    *,
+    first_prompt: int,
+    requests: Requests,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """`pids` (of `aimi` and `llama-server`): also the CPU time each used per request and per token
+    on each side, which the machine's load moves much less than wall time."""
+    pids = pids or {}
+
+    def cpu() -> dict[str, float | None]:
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    cpu_used: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
+
+    def charge(side: str, before: dict[str, float | None]) -> None:
+        for name, now in cpu().items():
+            then = before.get(name)
+            if now is not None and then is not None:
+                cpu_used[side][name] = cpu_used[side].get(name, 0.0) + now - then
+
     async with _client(requests.timeout_s) as client:
         for target in (direct, gateway):
             await warm_up(client, target, requests.timeout_s)
@@ -830,7 +860,9 @@ async def gateway_run(
             order = (("direct", direct), ("gateway", gateway))
             pair: dict[str, float] = {}
             for side, target in order if i % 2 == 0 else order[::-1]:
+                before = cpu()
                 outcome = await timed_request(client, target, requests.timeout_s)
+                charge(side, before)
                 if isinstance(outcome, str):
                     errors.append(f"{side}: {outcome}")
                 else:
@@ -839,7 +871,10 @@ async def gateway_run(
                 paired.append(pair["gateway"] - pair["direct"])
         streams = Workload(f"gateway-streams-{GATEWAY_STREAMS}", GATEWAY_STREAMS, plan.requests_per_stream)
         runs: dict[str, list[WorkloadRun]] = {"direct": [], "gateway": []}
+        short_cpu = {side: dict(used) for side, used in cpu_used.items()}
+        cpu_used = {"direct": {}, "gateway": {}}
         for k, side in enumerate(("direct", "gateway", "gateway", "direct")):
+            before = cpu()
             run = await run_workload(
                 client,
                 gateway if side == "gateway" else direct,
@@ -847,14 +882,19 @@ async def gateway_run(
                 first_prompt=first_prompt + k * streams.requests,
                 requests=requests,
             )
+            charge(side, before)
             runs[side].append(run)
             _log(f"{'gateway':>12} {side:<16} {run.summary()['tokens_per_s'] or 0:7.1f} tok/s")
     throughput: dict[str, Any] = {}
     for side, twice in runs.items():
         good = [s for run in twice for s in run.samples if s.error is None]
         wall = sum(run.wall_s for run in twice)
+        tokens = sum(s.completion_tokens for s in good)
         throughput[side] = {
-            "tokens_per_s": round(sum(s.completion_tokens for s in good) / wall, 2) if wall else None,
+            "tokens_per_s": round(tokens / wall, 2) if wall else None,
+            "cpu_ms_per_token": {
+                name: round(1000 * used / tokens, 3) for name, used in cpu_used[side].items() if tokens
+            },
             "errors": sum(len(run.samples) for run in twice) - len(good),
             "runs": [{k: v for k, v in run.summary().items() if k != "samples"} for run in twice],
         }
@@ -871,6 +911,13 @@ async def gateway_run(
             "added_paired_p50_ms": _ms(percentile(paired, 50)),
             "direct_p95_ms": _ms(percentile(took["direct"], 95)),
             "gateway_p95_ms": _ms(percentile(took["gateway"], 95)),
+            "cpu_ms_per_request": {
+                side: {
+                    name: round(1000 * used / max(1, len(took[side])), 2)
+                    for name, used in short_cpu[side].items()
+                }
+                for side in ("direct", "gateway")
+            },
         },
         "throughput": {
             "streams": GATEWAY_STREAMS,
@@ -964,8 +1011,11 @@ def measure_gateway(
                 direct = Target("llama-server", f"{llama}/v1/chat/completions", f"{llama}/metrics", {})
                 auth = {"Authorization": f"Bearer {key}"}
                 gateway = Target("aimi gateway", f"{aimi}/v1/chat/completions", f"{aimi}/metrics", auth)
+                pids = {"aimi": aimi_proc.pid, "llama-server": llama_proc.pid}
                 out |= asyncio.run(
-                    gateway_run(direct, gateway, plan, first_prompt=first_prompt, requests=config.requests)
+                    gateway_run(
+                        direct, gateway, plan, first_prompt=first_prompt, requests=config.requests, pids=pids
+                    )
                 )
                 out["ledger"] = ledger_totals(aimi, admin_key)
                 out["peak_rss_mb"] = {
@@ -990,7 +1040,22 @@ def gateway_lines(g: dict[str, Any]) -> list[str]:
         f"(paired p50 {_num(lat['added_paired_p50_ms'], 2)} ms)",
         f"  tokens/s at {tput['streams']} streams: direct {_num(tput['direct']['tokens_per_s'])}, "
         f"through aimi {_num(tput['gateway']['tokens_per_s'])}, ratio {_num(tput['ratio'], 3)}",
+        *_cpu_lines(lat.get("cpu_ms_per_request", {}), "ms a short request"),
+        *_cpu_lines(
+            {side: tput[side].get("cpu_ms_per_token", {}) for side in ("direct", "gateway")}, "ms a token"
+        ),
     ]
+
+
+def _cpu_lines(by_side: dict[str, dict[str, float]], unit: str) -> list[str]:
+    """CPU time per unit of work, each process on each side: `{side: {process: ms}}`."""
+    if not any(by_side.values()):
+        return []
+    shown = ", ".join(
+        f"{side}: " + " + ".join(f"{name} {ms:.2f}" for name, ms in used.items())
+        for side, used in by_side.items()
+    )
+    return [f"  CPU {unit}: {shown}"]
 
 
 # -- llama-server build and llama-bench ----------------------------------------------------------
