@@ -18,8 +18,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout() -> list[dict[str, object]]:
-    """Round 4's holdout (rounds 1 to 3's have been looked at and joined the corpus)."""
-    lines = (DATA / "safety_holdout_r4.jsonl").read_text(encoding="utf-8").splitlines()
+    """Round 5's holdout (rounds 1 to 4's have been looked at and joined the corpus)."""
+    lines = (DATA / "safety_holdout_r5.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -57,7 +57,12 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
     families = {row.family: row.split for row in load_corpus()}
-    for name in ("safety_holdout.jsonl", "safety_holdout_r2.jsonl", "safety_holdout_r3.jsonl"):
+    for name in (
+        "safety_holdout.jsonl",
+        "safety_holdout_r2.jsonl",
+        "safety_holdout_r3.jsonl",
+        "safety_holdout_r4.jsonl",
+    ):
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
 
