@@ -139,6 +139,9 @@ def int8_products(model: Path, layers: int = MINILM_LAYERS, earlier: int | None 
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if earlier is not None and not 1 <= earlier < layers:
+        raise ValueError(f"layer {earlier} is not before the last of {layers} layers")
+
     graph = onnx.load(str(model))
     constants = {t.name: t for t in graph.graph.initializer}
     producer = {out: node for node in graph.graph.node for out in node.output}
@@ -175,8 +178,6 @@ def int8_products(model: Path, layers: int = MINILM_LAYERS, earlier: int | None 
         )
         if earlier is None:
             return target.read_bytes()
-        if not 1 <= earlier < layers:
-            raise ValueError(f"layer {earlier} is not before the last of {layers} layers")
         quantized = onnx.load(str(target))
         name = layer_output(earlier)
         quantized.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
