@@ -5,15 +5,16 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the holdout
-   (tests/data/safety_holdout_r4.jsonl) is never read here.
+   (tests/data/safety_holdout_r5.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
    sees it (a long harmful message is scored window by window, and a cut-off harmful text may
    have lost what made it harmful).
 3. Encode every text with the sentence encoder (all-MiniLM-L6-v2, all `LAYERS` of it, mean
-   pooling; `--layers` and `--max-pool` train the variants docs/safety.md compares); round the
-   vectors to 1e-4 (so that last-bit differences in the arithmetic do not change the heads).
+   pooling; `--layers`, `--max-pool` and `--earlier`, an earlier layer's mean from the same call,
+   train the variants docs/safety.md compares); round the vectors to 1e-4 (so that last-bit
+   differences in the arithmetic do not change the heads).
 4. Fit the network (one hidden layer of 64 ReLU units, one logistic output per label, balanced
    per label), in float64 with seeded Adam on one BLAS thread.
 5. On dev, score each text as the filter does (the worst of its windows), fit Platt scaling per
@@ -50,6 +51,8 @@ SEED = 13
 HIDDEN = 64
 LAYERS = 6
 MAX_POOL = False
+EARLIER: int | None = None
+"""A layer whose mean joins the last layer's (`--earlier`; round 5 measured 4, docs/safety.md)."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the worst benign sampled answer of dev must stay."""
 REQUESTS = "a4-request-"
@@ -270,10 +273,12 @@ def train(
     return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev), "dev_answers": len(dev_answers)}
 
 
-def load_encoder(name: str, layers: int = LAYERS, max_pool: bool = MAX_POOL) -> SentenceEncoder:
+def load_encoder(
+    name: str, layers: int = LAYERS, max_pool: bool = MAX_POOL, earlier: int | None = EARLIER
+) -> SentenceEncoder:
     if name == "static":
         return StaticEncoder.load()
-    return MiniLMEncoder.load(layers=layers, max_pool=max_pool)
+    return MiniLMEncoder.load(layers=layers, max_pool=max_pool, earlier=earlier)
 
 
 if __name__ == "__main__":
@@ -282,10 +287,12 @@ if __name__ == "__main__":
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--out", type=Path, default=HEADS_FILE)
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
-    args = parser.parse_args()
-    heads, info = train(
-        load_encoder(args.encoder, args.layers, args.max_pool), load_corpus(), answers=load_answers()
+    parser.add_argument(
+        "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
+    args = parser.parse_args()
+    encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None)
+    heads, info = train(encoder, load_corpus(), answers=load_answers())
     heads.save(args.out)
     print(
         f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts,"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import struct
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from aimi.safety.encoders import (
     read_safetensor,
 )
 from aimi.safety.heads import Heads
+from aimi.safety.semantic import SemanticModel
 
 THREAT_A, THREAT_B = "I will kill you tonight", "I am going to murder you"
 TOMATOES = (
@@ -48,13 +50,31 @@ def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
 def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector() -> None:
     encoder = MiniLMEncoder.load(layers=3, max_pool=True)
     assert encoder.dimension == 768 and encoder.name == minilm_name(3, True)
-    assert minilm_config(encoder.name) == (3, True)
+    assert minilm_config(encoder.name) == (3, True, None)
     a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     assert float(a @ b) > float(a @ tomatoes)
     full = MiniLMEncoder.load()
     mean_only = MiniLMEncoder.load(layers=3)
     assert not np.allclose(mean_only.encode([THREAT_A]), full.encode([THREAT_A]), atol=0.05)
+
+
+def test_minilm_can_add_an_earlier_layer_s_mean_from_the_same_call(semantic_model: SemanticModel) -> None:
+    encoder = MiniLMEncoder.load(earlier=4)
+    assert encoder.dimension == 768 and encoder.name == minilm_name(6, False, 4)
+    assert minilm_config(encoder.name) == (6, False, 4)
+    a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
+    assert float(a @ b) > float(a @ tomatoes)
+    assert semantic_model.encoder.name == minilm_name()  # the shipped heads' encoder: the mean alone
+    (last,) = semantic_model.encoder.encode([THREAT_A])
+    assert np.allclose(a[:384] * np.sqrt(2.0), last, atol=1e-5)  # the last layer's mean is unchanged
+    with pytest.raises(ValueError, match="before the last"):
+        MiniLMEncoder.load(layers=3, earlier=3)
+    # Loading a graph leaves cyclic garbage behind (the int8 rewrite's objects); collect it here, not in the
+    # middle of a later test that times the event loop.
+    del encoder
+    gc.collect()
 
 
 def test_the_encoder_of_the_shipped_heads_is_found_by_its_name() -> None:

@@ -18,8 +18,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout() -> list[dict[str, object]]:
-    """Round 4's holdout (rounds 1 to 3's have been looked at and joined the corpus)."""
-    lines = (DATA / "safety_holdout_r4.jsonl").read_text(encoding="utf-8").splitlines()
+    """Round 5's holdout (rounds 1 to 4's have been looked at and joined the corpus)."""
+    lines = (DATA / "safety_holdout_r5.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 

