@@ -99,12 +99,13 @@ class UsageLedger:
 
     def open(self, entry: UsageEntry, *, instance: str, reservation: str | None, reserved_tokens: int) -> int:
         """The row of a request just admitted, `in_progress` until `close`; its id."""
+        now = datetime.now(UTC)
         with self._db.session() as s:
             row = UsageRecord(
-                **_new_row(entry, datetime.now(UTC)),
+                **_new_row(entry, now),
                 state=IN_PROGRESS,
                 instance=instance,
-                updated_at=datetime.now(UTC),
+                updated_at=now,
                 reservation=reservation,
                 reserved_tokens=reserved_tokens,
             )
