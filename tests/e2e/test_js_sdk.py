@@ -82,16 +82,16 @@ class Run:
         return self
 
 
-def start_https_server(tmp: Path, cert: Path, key: Path) -> Server:
-    """`aimi serve` over HTTPS, content safety on, eager tool calls (tests.conftest.start_server polls
-    plain http://, so it cannot wait for this one)."""
+def start_https_server(tmp: Path, cert: Path, key: Path, *, safety: bool) -> Server:
+    """`aimi serve` over HTTPS, eager tool calls (tests.conftest.start_server polls plain http://, so
+    it cannot wait for this one)."""
     port = free_port()
     log_path = tmp / f"serve-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [sys.executable, "-m", "aimi", "serve", "--port", str(port), "--api-key", TEST_KEY,
          "--name", "smollm2", "--data-dir", str(tmp / "data"), "--log-level", "warning",
-         "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--safety",
+         "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--safety" if safety else "--no-safety",
          "--tool-choice-auto", "eager", "--context-size", str(CONTEXT_SIZE)],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,12 +114,12 @@ def start_https_server(tmp: Path, cert: Path, key: Path) -> Server:
 
 
 @pytest.fixture(scope="module")
-def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
-    """One HTTPS `aimi serve` for the module, with the certificate Node.js must trust."""
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway localhost certificate and its key, which Node.js is told to trust."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("the openssl CLI is not on PATH (needed for a throwaway localhost certificate)")
-    tmp = tmp_path_factory.mktemp("js-sdk")
+    tmp = tmp_path_factory.mktemp("js-cert")
     cert, key = tmp / "c.pem", tmp / "k.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
@@ -127,15 +127,43 @@ def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
         check=True,
         capture_output=True,
     )  # fmt: skip
-    server = start_https_server(tmp, cert, key)
-    yield server, cert
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def https_server(
+    tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path]
+) -> Iterator[tuple[Server, Path]]:
+    """The HTTPS server the SDK examples run against, content safety off: they check the wire, and a
+    sampled answer may now and then be withheld by design (docs/safety.md measures the rate)."""
+    server = start_https_server(tmp_path_factory.mktemp("js-sdk"), *certificate, safety=False)
+    yield server, certificate[0]
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def guarded_server(
+    tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path]
+) -> Iterator[tuple[Server, Path]]:
+    """The HTTPS server the content-safety seed examples run against, content safety on."""
+    server = start_https_server(tmp_path_factory.mktemp("js-sdk-guarded"), *certificate, safety=True)
+    yield server, certificate[0]
     stop_server(server)
 
 
 @pytest.fixture(scope="module")
 def node(https_server: tuple[Server, Path]) -> Callable[[str], Run]:
     """Runs `tests/e2e/js/<name>.mjs` once (later calls get the same run) with the seed's variables."""
-    server, cert = https_server
+    return runner(*https_server)
+
+
+@pytest.fixture(scope="module")
+def guarded_node(guarded_server: tuple[Server, Path]) -> Callable[[str], Run]:
+    """`node`, against the server with content safety on."""
+    return runner(*guarded_server)
+
+
+def runner(server: Server, cert: Path) -> Callable[[str], Run]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
     env |= {
         "AZURE_INFERENCE_ENDPOINT": server.endpoint,
@@ -272,14 +300,14 @@ def test_tools_call_get_flight_info_then_answer(node: Callable[[str], Run]) -> N
     assert after("Answer: ", run).strip()
 
 
-def test_content_safety_lets_knife_skills_through(node: Callable[[str], Run]) -> None:
-    run = node("content_safety").ok()
+def test_content_safety_lets_knife_skills_through(guarded_node: Callable[[str], Run]) -> None:
+    run = guarded_node("content_safety").ok()
     assert run.stdout.strip(), f"the seed printed no answer:\n{run.stdout}\n{run.stderr}"
     assert "Your request triggered" not in run.stdout
 
 
-def test_content_safety_blocks_a_threat(node: Callable[[str], Run]) -> None:
-    run = node("content_safety_threat").ok()
+def test_content_safety_blocks_a_threat(guarded_node: Callable[[str], Run]) -> None:
+    run = guarded_node("content_safety_threat").ok()
     # The seed's try/catch prints nothing: the REST client returns the 400 instead of throwing, the
     # TypeError on `response.body.choices[0]` lands in its catch, which has no `status_code` to see.
     assert run.lines[0] == "-- end of the seed's try/catch"
