@@ -57,13 +57,7 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
     families = {row.family: row.split for row in load_corpus()}
-    for name in (
-        "safety_holdout.jsonl",
-        "safety_holdout_r2.jsonl",
-        "safety_holdout_r3.jsonl",
-        "safety_holdout_r4.jsonl",
-        "safety_holdout_r5.jsonl",
-    ):
+    for name in ("safety_holdout.jsonl", "safety_holdout_r2.jsonl", "safety_holdout_r3.jsonl"):
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
 
