@@ -1,13 +1,13 @@
 """How well the offline safety filters classify labelled text they were not trained on, and what
 they cost.
 
-    .venv/bin/python benchmarks/safety_eval.py [--holdout] [--repeat 3] [--out PATH]
+    .venv/bin/python benchmarks/safety_eval.py [--holdout] [--repeat 3] [--heads PATH] [--out PATH]
 
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `safety_holdout_r5.jsonl`, written before round 5's training
-  or tuning, in families of its own, and scored once the heads were final (rounds 1 to 4's
+- `holdout` (only with `--holdout`): `safety_holdout_r6.jsonl`, written before round 6's training
+  or tuning, in families of its own, and scored once the heads were final (rounds 1 to 5's
   holdouts are in the corpus now);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
@@ -23,7 +23,8 @@ recall, precision, and the share of benign look-alikes (`benign_tricky`) and of 
 (`benign`) flagged. "Flagged" means blocked at the default policy (medium and above; jailbreak when
 detected). Then each extra filter's contribution over the semantic classifier alone (what it adds,
 what it costs), the time per request for 100-word prompts, and the cost per streamed token of the
-output window. Prints tables and writes the numbers as JSON.
+output window. Prints tables and writes the numbers as JSON. `--heads` scores other heads than
+the shipped ones (an earlier round's, from `git show`), with the encoder they name.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from aimi.safety import (
 )
 from aimi.safety.base import Category
 from aimi.safety.encoders import MiniLMEncoder
+from aimi.safety.heads import Heads
 from aimi.safety.patterns import DEFAULT_PATTERNS
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 
@@ -83,8 +85,8 @@ def sets(holdout: bool) -> dict[str, list[Example]]:
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        # Rounds 1 to 4's holdouts have been looked at: they are in the corpus now.
-        out["holdout"] = read(DATA / "safety_holdout_r5.jsonl")
+        # Rounds 1 to 5's holdouts have been looked at: they are in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r6.jsonl")
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 
@@ -215,9 +217,13 @@ async def answers(service: SafetyService) -> dict[str, Any]:
     return per_question
 
 
-async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
+async def evaluate(holdout: bool, repeat: int, heads: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    model = SemanticModel.load()
+    if heads is None:
+        model = SemanticModel.load()
+    else:
+        chosen = Heads.load(heads)
+        model = SemanticModel(MiniLMEncoder.named(chosen.encoder), chosen)
     semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
     classifier = ClassifierFilter.load()
@@ -292,7 +298,7 @@ async def evaluate(holdout: bool, repeat: int) -> dict[str, Any]:
     latency["old ensemble"] = percentiles(
         await timed(services["old ensemble"].check_input, prompts, repeat, lambda: None)
     )
-    two = SemanticFilter(SemanticModel(MiniLMEncoder.load(threads=2), model.heads))
+    two = SemanticFilter(SemanticModel(MiniLMEncoder.named(model.heads.encoder, threads=2), model.heads))
     latency["semantic-classifier, 2 threads"] = percentiles(
         await timed(two.check, prompts, repeat, two.model.clear_cache)
     )
@@ -354,9 +360,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--holdout", action="store_true", help="also score the untouched holdouts")
     parser.add_argument("--repeat", type=int, default=3, help="time each prompt this many times")
+    parser.add_argument("--heads", type=Path, help="score these heads instead of the shipped ones")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
-    result = asyncio.run(evaluate(args.holdout, args.repeat))
+    result = asyncio.run(evaluate(args.holdout, args.repeat, args.heads))
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
