@@ -295,6 +295,9 @@ def open_playground(page: Page, deployment: Deployed) -> None:
     page.click("#open-playground")
     expect(page.locator("h1")).to_have_text("Chat playground")
     expect(page.locator("#deployment")).to_have_value(deployment.name)
+    # The heading and the select are in the HTML; the handlers come with the module script, which
+    # runs before DOMContentLoaded. A message typed before it has run is never sent (CI saw one).
+    page.wait_for_load_state("domcontentloaded")
 
 
 def test_chat_in_the_playground_streams_token_by_token(page: Page, deployment: Deployed) -> None:
