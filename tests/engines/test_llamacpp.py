@@ -339,6 +339,41 @@ def test_a_request_waiting_for_a_prefix_takes_what_a_cancelled_source_had_evalua
         model.close()
 
 
+def test_an_unrelated_request_takes_an_empty_slot_and_leaves_a_finished_conversation_s_cache_in_its_own() -> (
+    None
+):
+    model = LlamaModel(embedded_model_path())
+    config = SchedulerConfig(context_size=512, slots=3, threads=2, max_waiting=2)
+    scheduler = Scheduler(model, config)  # its thread is not started: the test runs the steps
+    try:
+
+        def answered(text: str) -> Sequence:
+            prompt = model.tokenize(
+                f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n", add_bos=False, special=True
+            )
+            request = GenerationRequest(prompt=prompt, sampling=Sampling(temperature=0), max_tokens=4)
+            seq = Sequence(request, Sampler(model, request.sampling, max_tokens=4), emit=lambda _: None)
+            assert scheduler.submit(seq)
+            while not seq.done:
+                scheduler._step()
+            scheduler._hand_over()
+            return seq
+
+        conversation = answered("Tell me about the bakery in Lyon.")
+        kept = conversation.slot
+        others = [answered(q) for q in ("What is two plus two?", "Name a colour.")]
+        # Two slots were empty: the unrelated requests took them, not the conversation's.
+        assert {seq.slot for seq in others} == set(range(3)) - {kept}
+        back = answered("Tell me about the bakery in Lyon. And its bread?")
+        assert back.slot == kept and back.cached > 0
+        # Every slot holds a cache now: the least recently used one goes to the next stranger.
+        stranger = answered("Why is the sky blue?")
+        assert stranger.slot == others[0].slot
+    finally:
+        scheduler.close()
+        model.close()
+
+
 def test_the_common_prefix_of_two_token_lists_is_their_longest_shared_start() -> None:
     rng = random.Random(5)
     for _ in range(500):

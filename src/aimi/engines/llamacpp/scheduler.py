@@ -307,17 +307,19 @@ class Scheduler:
 
     def _admit(self, seq: Sequence) -> None:
         """Give `seq` the free slot whose cached tokens share the longest prefix with its prompt; when
-        none shares any, the one whose cache is worth least (empty, else the least recently used), so
+        none shares at least `MIN_SHARED_PREFIX` tokens (every chat prompt starts with the same few
+        template tokens), the one whose cache is worth least (empty, else the least recently used), so
         that a conversation's cache waits in its slot for the conversation to come back. A longer
         prefix in the prompt cache is restored into that slot. What the slot drops goes to the prompt
         cache first."""
         prompt = seq.request.prompt
-        best_slot, best = self._free_slots[0], -1
+        best_slot, best, best_shared = self._free_slots[0], -1, 0
         for slot in self._free_slots:
             shared = _common_prefix(self._cached[slot], prompt) if seq.reuses_prefix else 0
-            if shared > best or (shared == best and self._worth(slot) < self._worth(best_slot)):
-                best_slot, best = slot, shared
-        reuse = min(best, len(prompt) - 1)  # the last prompt token is evaluated for its logits
+            useful = shared if shared >= MIN_SHARED_PREFIX else 0
+            if useful > best or (useful == best and self._worth(slot) < self._worth(best_slot)):
+                best_slot, best, best_shared = slot, useful, shared
+        reuse = min(best_shared, len(prompt) - 1)  # the last prompt token is evaluated for its logits
         self._free_slots.remove(best_slot)
         self._keep_beyond(best_slot, reuse)
         if seq.reuses_prefix and self._prompt_cache is not None:
