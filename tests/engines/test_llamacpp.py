@@ -21,7 +21,7 @@ from aimi.engines.llamacpp.model import LlamaModel
 from aimi.engines.llamacpp.prompt_cache import PromptCache
 from aimi.engines.llamacpp.prompt_cache import common_prefix as _common_prefix
 from aimi.engines.llamacpp.sampler import Sampler
-from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence
+from aimi.engines.llamacpp.scheduler import Scheduler, SchedulerConfig, Sequence, _counts
 from aimi.errors import InvalidRequest, RateLimited
 from tests.engines.generations import cancel, run
 
@@ -372,6 +372,15 @@ def test_an_unrelated_request_takes_an_empty_slot_and_leaves_a_finished_conversa
     finally:
         scheduler.close()
         model.close()
+
+
+def test_a_shared_prefix_chooses_the_slot_if_long_or_all_of_the_prompt_or_all_the_slot_holds() -> None:
+    assert _counts(32, prompt=400, cached=600)
+    assert _counts(19, prompt=20, cached=24)  # the same short prompt again
+    assert _counts(24, prompt=60, cached=25)  # a short conversation coming back
+    assert not _counts(3, prompt=60, cached=300)  # a stranger: the chat template's first tokens
+    assert not _counts(31, prompt=400, cached=600)
+    assert not _counts(0, prompt=1, cached=0)
 
 
 def test_the_common_prefix_of_two_token_lists_is_their_longest_shared_start() -> None:

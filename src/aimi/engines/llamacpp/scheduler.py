@@ -307,7 +307,7 @@ class Scheduler:
 
     def _admit(self, seq: Sequence) -> None:
         """Give `seq` the free slot whose cached tokens share the longest prefix with its prompt; when
-        none shares at least `MIN_SHARED_PREFIX` tokens (every chat prompt starts with the same few
+        none shares a prefix that counts (`_counts`: every chat prompt starts with the same few
         template tokens), the one whose cache is worth least (empty, else the least recently used), so
         that a conversation's cache waits in its slot for the conversation to come back. A longer
         prefix in the prompt cache is restored into that slot. What the slot drops goes to the prompt
@@ -316,7 +316,7 @@ class Scheduler:
         best_slot, best, best_shared = self._free_slots[0], -1, 0
         for slot in self._free_slots:
             shared = _common_prefix(self._cached[slot], prompt) if seq.reuses_prefix else 0
-            useful = shared if shared >= MIN_SHARED_PREFIX else 0
+            useful = shared if _counts(shared, len(prompt), len(self._cached[slot])) else 0
             if useful > best or (useful == best and self._worth(slot) < self._worth(best_slot)):
                 best_slot, best, best_shared = slot, useful, shared
         reuse = min(best_shared, len(prompt) - 1)  # the last prompt token is evaluated for its logits
@@ -631,6 +631,14 @@ class Scheduler:
                 self._counters.generated_tokens += len(seq.tokens)
                 self._cv.notify_all()
         seq.sampler.close()
+
+
+def _counts(shared: int, prompt: int, cached: int) -> bool:
+    """Whether `shared` tokens in common with a slot's `cached` ones make it the slot to choose for
+    a `prompt`: `MIN_SHARED_PREFIX` of them, or all of the prompt but its last token (the same short
+    prompt again), or all the slot holds but its last token (a short conversation coming back).
+    A stranger shares the chat template's first few tokens, which is none of these."""
+    return shared > 0 and shared >= min(MIN_SHARED_PREFIX, prompt - 1, cached - 1)
 
 
 def _slot_of(seq: Sequence) -> int:
