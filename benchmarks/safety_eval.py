@@ -54,7 +54,6 @@ from aimi.safety import (
 )
 from aimi.safety.base import Category
 from aimi.safety.encoders import MiniLMEncoder
-from aimi.safety.heads import Heads
 from aimi.safety.patterns import DEFAULT_PATTERNS
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 
@@ -219,11 +218,7 @@ async def answers(service: SafetyService) -> dict[str, Any]:
 
 async def evaluate(holdout: bool, repeat: int, heads: Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    if heads is None:
-        model = SemanticModel.load()
-    else:
-        chosen = Heads.load(heads)
-        model = SemanticModel(MiniLMEncoder.named(chosen.encoder), chosen)
+    model = SemanticModel.load() if heads is None else SemanticModel.load(heads)
     semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
     classifier = ClassifierFilter.load()

@@ -842,13 +842,15 @@ async def gateway_run(
     def cpu() -> dict[str, float | None]:
         return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
-    cpu_used: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
+    short_cpu: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
+    stream_cpu: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
 
-    def charge(side: str, before: dict[str, float | None]) -> None:
+    def charge(used: dict[str, float], before: dict[str, float | None]) -> None:
+        """Add what each process used since `before` to `used` (one side's `{process: seconds}`)."""
         for name, now in cpu().items():
             then = before.get(name)
             if now is not None and then is not None:
-                cpu_used[side][name] = cpu_used[side].get(name, 0.0) + now - then
+                used[name] = used.get(name, 0.0) + now - then
 
     async with _client(requests.timeout_s) as client:
         for target in (direct, gateway):
@@ -862,7 +864,7 @@ async def gateway_run(
             for side, target in order if i % 2 == 0 else order[::-1]:
                 before = cpu()
                 outcome = await timed_request(client, target, requests.timeout_s)
-                charge(side, before)
+                charge(short_cpu[side], before)
                 if isinstance(outcome, str):
                     errors.append(f"{side}: {outcome}")
                 else:
@@ -871,8 +873,6 @@ async def gateway_run(
                 paired.append(pair["gateway"] - pair["direct"])
         streams = Workload(f"gateway-streams-{GATEWAY_STREAMS}", GATEWAY_STREAMS, plan.requests_per_stream)
         runs: dict[str, list[WorkloadRun]] = {"direct": [], "gateway": []}
-        short_cpu = {side: dict(used) for side, used in cpu_used.items()}
-        cpu_used = {"direct": {}, "gateway": {}}
         for k, side in enumerate(("direct", "gateway", "gateway", "direct")):
             before = cpu()
             run = await run_workload(
@@ -882,7 +882,7 @@ async def gateway_run(
                 first_prompt=first_prompt + k * streams.requests,
                 requests=requests,
             )
-            charge(side, before)
+            charge(stream_cpu[side], before)
             runs[side].append(run)
             _log(f"{'gateway':>12} {side:<16} {run.summary()['tokens_per_s'] or 0:7.1f} tok/s")
     throughput: dict[str, Any] = {}
@@ -893,7 +893,7 @@ async def gateway_run(
         throughput[side] = {
             "tokens_per_s": round(tokens / wall, 2) if wall else None,
             "cpu_ms_per_token": {
-                name: round(1000 * used / tokens, 3) for name, used in cpu_used[side].items() if tokens
+                name: round(1000 * used / tokens, 3) for name, used in stream_cpu[side].items() if tokens
             },
             "errors": sum(len(run.samples) for run in twice) - len(good),
             "runs": [{k: v for k, v in run.summary().items() if k != "samples"} for run in twice],

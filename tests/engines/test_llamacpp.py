@@ -339,9 +339,7 @@ def test_a_request_waiting_for_a_prefix_takes_what_a_cancelled_source_had_evalua
         model.close()
 
 
-def test_an_unrelated_request_takes_an_empty_slot_and_leaves_a_finished_conversation_s_cache_in_its_own() -> (
-    None
-):
+def test_a_stranger_takes_an_empty_slot_and_leaves_a_finished_conversation_s_cache_in_its_own() -> None:
     model = LlamaModel(embedded_model_path())
     config = SchedulerConfig(context_size=512, slots=3, threads=2, max_waiting=2)
     scheduler = Scheduler(model, config)  # its thread is not started: the test runs the steps

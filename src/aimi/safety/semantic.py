@@ -19,6 +19,7 @@ import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +27,7 @@ import numpy.typing as npt
 from aimi.safety.base import Category, FilterResult, Severity, over_limit
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder
-from aimi.safety.heads import Heads
+from aimi.safety.heads import HEADS_FILE, Heads
 from aimi.safety.normalization import normalize
 
 CACHE_WINDOWS = 2048
@@ -46,10 +47,10 @@ class SemanticModel:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls) -> SemanticModel:
-        """all-MiniLM-L6-v2 from its packages, cut to the layers the heads that ship with aimi
-        were trained on, and those heads."""
-        heads = Heads.load()
+    def load(cls, heads_file: Path = HEADS_FILE) -> SemanticModel:
+        """all-MiniLM-L6-v2 from its packages, cut to the layers the heads were trained on, and
+        those heads (by default the ones that ship with aimi)."""
+        heads = Heads.load(heads_file)
         return cls(MiniLMEncoder.named(heads.encoder), heads)
 
     def clear_cache(self) -> None:
