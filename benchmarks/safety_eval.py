@@ -67,12 +67,15 @@ class Example:
     text: str
     labels: frozenset[str]
     kind: str
+    role: str = "user"
+    """`system`: an application's system prompt, judged as a server judges one (a jailbreak found
+    in it does not block; `SafetyService.check_input(text, untrusted=...)`)."""
 
 
 def read(path: Path, split: str | None = None) -> list[Example]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [
-        Example(r["text"], frozenset(r["labels"]), r["kind"])
+        Example(r["text"], frozenset(r["labels"]), r["kind"], r.get("role", "user"))
         for r in rows
         if split is None or r.get("split", "dev") == split
     ]
@@ -98,6 +101,16 @@ def flags_of_result(result: FilterResult) -> set[str]:
 def flags_of_decision(decision: Decision) -> set[str]:
     flagged = {c.value for c, d in decision.categories.items() if d.filtered}
     return flagged | ({"jailbreak"} if decision.jailbreak.filtered else set())
+
+
+def untrusted(example: Example) -> str | None:
+    """What of the example a jailbreak must be found in to block: nothing of a system prompt."""
+    return "" if example.role == "system" else None
+
+
+def as_sent(example: Example, flags: set[str]) -> set[str]:
+    """A filter's flags as they count in a request: never a jailbreak in a system prompt."""
+    return flags - {"jailbreak"} if example.role == "system" else flags
 
 
 def rates(examples: Sequence[Example], flags: Sequence[set[str]], label: str) -> dict[str, Any]:
@@ -248,9 +261,11 @@ async def evaluate(holdout: bool, repeat: int, heads: Path | None = None) -> dic
         texts = [e.text for e in examples]
         flags: dict[str, list[set[str]]] = {}
         for name, safety_filter in filters.items():
-            flags[name] = [flags_of_result(await safety_filter.check(t)) for t in texts]
+            flags[name] = [as_sent(e, flags_of_result(await safety_filter.check(e.text))) for e in examples]
         for name, service in services.items():
-            flags[name] = [flags_of_decision(await service.check_input(t)) for t in texts]
+            flags[name] = [
+                flags_of_decision(await service.check_input(e.text, untrusted=untrusted(e))) for e in examples
+            ]
         # The same texts as completions (the output side: no jailbreak, sentences in context).
         completions = services["new ensemble"].check_output
         flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]

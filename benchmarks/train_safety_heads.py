@@ -49,12 +49,18 @@ CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
 SEED = 13
 HIDDEN = 64
+SEEDS = 1
+"""Networks trained from seeds `SEED`, `SEED + 1`, ... and averaged (`Network.averaged`)."""
 LAYERS = 6
 MAX_POOL = False
 EARLIER: int | None = None
 """A layer whose mean joins the last layer's (`--earlier`; round 5 measured 4, docs/safety.md)."""
 ANSWER_MARGIN = 0.05
-"""How far under the completions' `medium` the worst benign sampled answer of dev must stay."""
+"""How far under the completions' `medium` the benign sampled answers of dev must stay."""
+ANSWER_OUTLIERS = 0.001
+"""The share of benign sampled dev answers (rounded down) that may score above `medium -
+ANSWER_MARGIN`: one odd answer in a thousand does not set the threshold (round 6: one greeting,
+"You're here to learn how to make a campfire!", would have put violence's above a plain threat)."""
 REQUESTS = "a4-request-"
 """The answers' families of requests for harm (a threat): their benign answers (a refusal, a
 friendly note) are trained on, but do not hold up the thresholds for completions."""
@@ -70,11 +76,18 @@ class Row:
     kind: str
     family: str
     split: str
+    role: str = "user"
+    """`system` for an application's system prompt: a jailbreak found in one never blocks (the
+    service asks again about the other messages), so system prompts do not hold up jailbreak's
+    thresholds; the harm categories judge them like any text."""
 
 
 def load_corpus(path: Path = CORPUS) -> list[Row]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Row(r["text"], frozenset(r["labels"]), r["kind"], r["family"], r["split"]) for r in rows]
+    return [
+        Row(r["text"], frozenset(r["labels"]), r["kind"], r["family"], r["split"], r.get("role", "user"))
+        for r in rows
+    ]
 
 
 def load_answers(path: Path = ANSWERS) -> list[Row]:
@@ -90,7 +103,7 @@ def answer_windows(answers: Sequence[Row]) -> list[Row]:
     one is harmful); they stay on dev, where the cut of each is checked."""
     rows = [r for r in answers if r.split == "train" and r.kind != "harmful"]
     pieces = dict.fromkeys((w, r) for r in rows for w in windows(r.text, context=True))
-    return [Row(w, r.labels, r.kind, r.family, r.split) for w, r in pieces]
+    return [Row(w, r.labels, r.kind, r.family, r.split, r.role) for w, r in pieces]
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -124,7 +137,9 @@ def augment(rows: Sequence[Row], seed: int = SEED) -> list[Row]:
             variants.append(" ".join([*before, row.text, *after]))
         if row.kind != "harmful" and len(row.text) > 20:
             variants.append(row.text[: rng.randrange(len(row.text) // 2, len(row.text) - 2)])
-        out.extend(Row(v, row.labels, row.kind, row.family, row.split) for v in variants if v.strip())
+        out.extend(
+            Row(v, row.labels, row.kind, row.family, row.split, row.role) for v in variants if v.strip()
+        )
     return out
 
 
@@ -217,17 +232,23 @@ def choose_output_threshold(
 ) -> float:
     """Per label, for completions: the prompts' `medium`, raised on the 0.05 grid (then 0.97 and
     0.99) until no benign sampled answer of dev to a benign question scores within
-    `ANSWER_MARGIN` of it (an answer that helps someone must not be withheld one time in a few
-    samples; a plain threat, 0.98 and more, is still cut)."""
-    benign = probabilities[benign_answers]
-    worst = float(benign.max()) if benign.size else 0.0
+    `ANSWER_MARGIN` of it, but for the `ANSWER_OUTLIERS` share of them (an answer that helps
+    someone must not be withheld one time in a few samples; a plain threat, 0.98 and more, is
+    still cut)."""
+    benign = np.sort(probabilities[benign_answers])[::-1]
+    allowed = int(benign.size * ANSWER_OUTLIERS)
+    worst = float(benign[allowed]) if benign.size > allowed else 0.0
     grid = [*np.round(np.arange(0.30, 0.951, 0.05), 2), 0.97, 0.99]
     above = [float(t) for t in grid if t >= medium and t >= worst + ANSWER_MARGIN]
     return above[0] if above else 0.99
 
 
 def train(
-    encoder: SentenceEncoder, corpus: Sequence[Row], seed: int = SEED, answers: Sequence[Row] = ()
+    encoder: SentenceEncoder,
+    corpus: Sequence[Row],
+    seed: int = SEED,
+    answers: Sequence[Row] = (),
+    seeds: int = SEEDS,
 ) -> tuple[Heads, dict[str, object]]:
     fit_rows = augment([r for r in corpus if r.split == "train"], seed) + answer_windows(answers)
     dev = [r for r in corpus if r.split == "dev"]
@@ -236,7 +257,8 @@ def train(
     # One BLAS thread: a pool's split of each product changes the order of the sums, so the last
     # bits, from one run to the next.
     with threadpool_limits(limits=1, user_api="blas"):
-        network = fit_network(x, targets(fit_rows), hidden=HIDDEN, seed=seed)
+        y = targets(fit_rows)
+        network = Network.averaged([fit_network(x, y, hidden=HIDDEN, seed=seed + k) for k in range(seeds)])
         dev_y = targets(dev)
         benign = np.array([r.kind != "harmful" for r in dev])
         raw = window_scores(encoder, network, [r.text for r in dev])
@@ -246,6 +268,7 @@ def train(
     thresholds = np.zeros((len(LABELS), 3))
     output_thresholds = np.zeros((len(LABELS), 3))
     tricky = np.array([r.kind == "benign_tricky" for r in dev])
+    trusted = np.array([r.role == "system" for r in dev])
     benign_answers = np.array(
         [
             i >= len(dev) and r.kind != "harmful" and not r.family.startswith(REQUESTS)
@@ -255,7 +278,8 @@ def train(
     for i in range(len(LABELS)):
         calibration[i] = fit_platt(raw[:, i], dev_y[:, i])
         p = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
-        thresholds[i] = choose_thresholds(p, dev_y[:, i], benign, tricky)
+        judged = ~trusted if LABELS[i] == "jailbreak" else np.ones(len(dev), dtype=bool)
+        thresholds[i] = choose_thresholds(p[judged], dev_y[judged, i], benign[judged], tricky[judged])
         p_out = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
         medium = choose_output_threshold(p_out, benign_answers, float(thresholds[i, 1]))
         output_thresholds[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
@@ -287,12 +311,13 @@ if __name__ == "__main__":
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--out", type=Path, default=HEADS_FILE)
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
+    parser.add_argument("--seeds", type=int, default=SEEDS, help="average networks of this many seeds")
     parser.add_argument(
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
     encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None)
-    heads, info = train(encoder, load_corpus(), answers=load_answers())
+    heads, info = train(encoder, load_corpus(), answers=load_answers(), seeds=args.seeds)
     heads.save(args.out)
     print(
         f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts,"

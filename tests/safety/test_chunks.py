@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aimi.safety.chunks import MAX_WORDS, in_context, sentences, windows
+from aimi.safety.chunks import CONTEXT_WORDS, MAX_WORDS, in_context, sentences, windows
 
 FILLER = "I went to the market this morning and bought some bread, cheese and apples for the week."
 
@@ -50,9 +50,22 @@ def test_in_context_an_answer_s_lines_are_read_on() -> None:
     assert windows("I will kill you", context=True) == ["I will kill you"]
 
 
-def test_fragments_join_a_neighbouring_sentence() -> None:
+def test_fragments_join_the_sentence_after_them_and_a_short_tail_the_one_before() -> None:
     text = f"ss, and then. {FILLER} Done. {FILLER} Then kill th"
-    assert windows(text) == [f"ss, and then. {FILLER} Done.", f"{FILLER} Then kill th"]
+    assert windows(text) == [f"ss, and then. {FILLER}", f"Done. {FILLER} Then kill th"]
+    assert windows(f"{FILLER} {FILLER.upper()} Thanks!")[-1] == f"{FILLER.upper()} Thanks!"
+
+
+def test_short_sentences_after_a_whole_one_form_their_own_windows() -> None:
+    """A threat followed by filler is judged without the filler: in one window, six "and that is
+    all." outweighed "kill" (round 5: violence 0.02 to 0.24 with layer 4's mean in the vectors)."""
+    threat = "I will kill you and that is all."
+    text = "Sure, here is my answer. " * 10 + threat + " and that is all." * 20
+    parts = windows(text)
+    assert threat in parts
+    assert all(len(p.split()) <= MAX_WORDS for p in parts)
+    assert all("kill" not in p for p in parts if p != threat)
+    assert max(len(p.split()) for p in windows(text, context=True) if "kill" in p) <= 2 * CONTEXT_WORDS
 
 
 def test_a_sentence_longer_than_the_limit_is_cut_into_overlapping_pieces() -> None:
@@ -68,15 +81,27 @@ def test_many_short_sentences_are_packed_without_passing_the_limit() -> None:
     parts = windows(text)
     assert all(len(p.split()) <= MAX_WORDS for p in parts)
     assert any(p.endswith("I will kill you and that is all.") for p in parts)
-    assert parts[0] == " ".join(["Sure, here is my answer."] * 6)  # repeats are scored once
+    assert parts[0] == " ".join(["Sure, here is my answer."] * 2)  # repeats are scored once
+    assert parts[-1] == "I will kill you and that is all."
 
 
-def test_an_unfinished_last_sentence_joins_the_one_before_it() -> None:
+def test_a_short_unfinished_end_joins_the_sentence_before_it_and_a_longer_one_stands_alone() -> None:
     text = f"{FILLER} Then kill the process, shoot a photo of the dish. Then kill the process, shoot a"
-    assert (
-        windows(text)[-1]
-        == "Then kill the process, shoot a photo of the dish. Then kill the process, shoot a"
+    assert windows(text)[-1] == "Then kill the process, shoot a"
+    text = f"{FILLER} {FILLER} I will kill you and that is all. and that is all. and th"
+    assert windows(text)[-2:] == ["I will kill you and that is all.", "and that is all. and th"]
+    assert windows(f"{FILLER} {FILLER.upper()} Then kill th")[-1] == f"{FILLER.upper()} Then kill th"
+
+
+def test_in_context_a_short_window_after_a_run_of_short_sentences_is_judged_alone() -> None:
+    threat = "I will kill you and that is all."
+    text = "Sure, here is my answer. " * 6 + threat + " and that is all." * 2
+    assert threat in windows(text, context=True)
+    whole = (
+        "If a friend tells you that they are thinking about suicide, take it seriously and listen to them."
     )
+    context = "they are thinking about suicide, take it seriously and listen to them."
+    assert f"{context} {threat}" in windows(f"{whole} {threat} {FILLER}", context=True)
 
 
 def test_in_context_a_window_cut_mid_sentence_is_read_with_the_next_one() -> None:

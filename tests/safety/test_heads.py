@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aimi.safety.base import Severity
-from aimi.safety.heads import HEADS_FILE, LABELS, Heads, fit_network, fit_platt, sigmoid
+from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, fit_platt, sigmoid
 
 
 def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
@@ -78,6 +78,17 @@ def test_the_network_learns_a_separable_toy_problem_and_is_the_same_for_the_same
     second = fit_network(x, y, hidden=16, epochs=60, rate=1e-2, seed=3)
     assert np.array_equal(first.raw(x), second.raw(x))
     assert ((first.raw(x) > 0) == y).mean() > 0.95
+
+
+def test_averaged_networks_give_the_mean_of_their_outputs_in_one_network() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8))
+    y = np.stack([x[:, 0] > 0, x[:, 1] < 0], axis=1)
+    networks = [fit_network(x, y, hidden=8, epochs=5, seed=seed) for seed in (1, 2, 3)]
+    merged = Network.averaged(networks)
+    assert merged.hidden_weights.shape == (24, 8) and merged.weights.shape == (2, 24)
+    assert np.allclose(merged.raw(x), np.mean([n.raw(x) for n in networks], axis=0))
+    assert np.array_equal(Network.averaged(networks[:1]).raw(x), networks[0].raw(x))
 
 
 def test_platt_scaling_turns_scores_into_frequencies() -> None:

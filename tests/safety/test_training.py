@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from benchmarks.train_safety_heads import augment, load_answers, load_corpus, train
+from benchmarks.train_safety_heads import augment, choose_output_threshold, load_answers, load_corpus, train
 
 from aimi.safety.heads import HEADS_FILE, LABELS, Heads
 from aimi.safety.semantic import SemanticModel
@@ -53,6 +53,20 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
     assert len(first) > 3 * len(rows)
     by_family = {r.family: r.labels for r in rows}
     assert all(v.labels == by_family[v.family] for v in first)
+
+
+def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> None:
+    answers = np.linspace(0.0, 0.83, 500)
+    assert choose_output_threshold(answers, np.ones(500, dtype=bool), medium=0.7) == 0.9
+    assert choose_output_threshold(answers, np.ones(500, dtype=bool), medium=0.95) == 0.95
+    assert choose_output_threshold(answers, answers < 0.5, medium=0.3) == 0.55
+
+
+def test_one_odd_benign_answer_in_a_thousand_does_not_set_the_completions_threshold() -> None:
+    answers = np.concatenate([np.linspace(0.0, 0.8, 1999), [0.96]])
+    benign = np.ones(answers.size, dtype=bool)
+    assert choose_output_threshold(answers, benign, medium=0.7) == 0.85
+    assert choose_output_threshold(answers[-999:], benign[-999:], medium=0.7) == 0.99
 
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:

@@ -6,10 +6,14 @@ of at most `max_words` words is one window, itself; so is each line of a text of
 (the messages of a conversation arrive joined by line breaks, and a system prompt must not dilute
 the user's message, nor lend it its words). A longer line is cut into its sentences, each one
 window; a sentence longer than `max_words` is cut into pieces of `max_words` words that overlap
-by half, and a piece shorter than `MIN_WORDS` (a fragment such as the cut-off start or end of a
-streamed window, "Then kill th") joins the sentence before it, or after it, as long as the window
-stays within `max_words`, since a few words alone are judged erratically; so does an unfinished
-last sentence.
+by half. Pieces shorter than `MIN_WORDS` (a fragment such as the cut-off start of a streamed
+window, "ss, and then.", or short sentences, "and that is all.") are gathered until they reach
+`MIN_WORDS` and then form a window of their own, or join the sentence after them, since a few
+words alone are judged erratically; they never join the whole sentence before them, which would
+dilute it: "I will kill you and that is all." followed by six "and that is all." in one window
+scored violence 0.02 to 0.24 with heads that score the sentence alone 0.99 (round 5). Only what
+is left at the end joins the sentence before it (at most `MIN_WORDS - 1` words: "Thanks!", the
+cut end of a streamed window); a longer unfinished last sentence is a window of its own.
 
 Measured on the dev set (docs/safety.md), with the same heads: windows of single sentences found
 as much harm as runs of sentences packed up to 24, 32 or 48 words (recall 0.756 against 0.749 at
@@ -29,7 +33,6 @@ MAX_WORDS = 32
 MIN_WORDS = 6
 CONTEXT_WORDS = 12
 """How much of the window before a completion's window is read with it (`in_context`)."""
-FINISHED = re.compile(r"[.!?;:)\]\"'»]\s*$")
 
 
 def sentences(text: str) -> list[str]:
@@ -72,15 +75,18 @@ def _starts_mid_sentence(window: str) -> bool:
 
 
 def in_context(parts: list[str], words: int = CONTEXT_WORDS) -> list[str]:
-    """Each window shorter than `words` words, after the first, preceded by the last `words` words
-    of the one before it: a short sentence of an answer ("This doesn't mean they need to fix it
-    alone.") is judged with what led to it, not alone. Longer windows carry their own context and
+    """Each window shorter than `words` words that follows a whole sentence of at least `words`
+    words, preceded by the last `words` words of that sentence: a short sentence of an answer
+    ("This doesn't mean they need to fix it alone.") is judged with what led to it, not alone.
+    After a run of short sentences (which carries no more context than the window itself: "Sure,
+    here is my answer." twice) a short window is judged alone, so a short threat after filler is
+    not diluted by it. Longer windows carry their own context and
     are judged alone, so a harmful sentence of `words` words or more is not diluted at all, and a
     shorter one by at most `words` words. The windows repeat from one check of a streamed
     completion to the next, so the classifier's cache finds them."""
     out = parts[:1]
     for before, part in itertools.pairwise(parts):
-        short = len(part.split()) < words
+        short = len(part.split()) < words <= len(before.split())
         out.append(f"{' '.join(before.split()[-words:])} {part}" if short else part)
     return out
 
@@ -89,10 +95,6 @@ def _sentence_windows(text: str, max_words: int) -> list[str]:
     out: list[str] = []
     pending = ""  # short pieces waiting for a sentence to join
     for piece in (p for s in sentences(text) for p in _pieces(s, max_words)):
-        size = len(piece.split())
-        if size < MIN_WORDS and out and not pending and len(out[-1].split()) + size <= max_words:
-            out[-1] = f"{out[-1]} {piece}"
-            continue
         joined = f"{pending} {piece}".strip()
         if len(joined.split()) > max_words:
             out.append(pending)
@@ -102,10 +104,12 @@ def _sentence_windows(text: str, max_words: int) -> list[str]:
         else:
             out.append(joined)
             pending = ""
-    if pending:
+    # What is left at the end is under `MIN_WORDS` words ("Thanks!", or a streamed window cut
+    # mid-sentence, "Then kill th"): alone, a few words are judged erratically, and a cut sentence
+    # is judged whole in the next check. A longer unfinished sentence stays a window of its own
+    # (joined to a harmful sentence before it, it diluted it).
+    if pending and out and len(f"{out[-1]} {pending}".split()) <= max_words:
+        out[-1] = f"{out[-1]} {pending}"
+    elif pending:
         out.append(pending)
-    # An unfinished last sentence (a streamed window cut mid-sentence) joins the one before it:
-    # alone, half a sentence is judged erratically, and it is judged whole in the next check.
-    if len(out) > 1 and not FINISHED.search(out[-1]) and len(f"{out[-2]} {out[-1]}".split()) <= max_words:
-        out[-2:] = [f"{out[-2]} {out[-1]}"]
     return out

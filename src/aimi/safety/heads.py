@@ -130,6 +130,19 @@ class Network:
     def raw(self, x: Floats) -> Floats:
         return np.maximum(x @ self.hidden_weights.T + self.hidden_bias, 0.0) @ self.weights.T + self.bias
 
+    @classmethod
+    def averaged(cls, networks: list[Network]) -> Network:
+        """One network whose output is the mean of `networks`' outputs: their hidden layers side by
+        side, each one's output weights divided by their number (an ensemble of seeds in the
+        format `Heads` already ships)."""
+        k = len(networks)
+        return cls(
+            hidden_weights=np.concatenate([n.hidden_weights for n in networks]),
+            hidden_bias=np.concatenate([n.hidden_bias for n in networks]),
+            weights=np.concatenate([n.weights for n in networks], axis=1) / k,
+            bias=np.mean([n.bias for n in networks], axis=0),
+        )
+
 
 def fit_network(
     x: Floats,
