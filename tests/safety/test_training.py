@@ -18,8 +18,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout() -> list[dict[str, object]]:
-    """Round 6's holdout (rounds 1 to 5's have been looked at and joined the corpus)."""
-    lines = (DATA / "safety_holdout_r6.jsonl").read_text(encoding="utf-8").splitlines()
+    """Round 7's holdout (rounds 1 to 6's have been looked at; they are in the corpus or beside it)."""
+    lines = (DATA / "safety_holdout_r7.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
