@@ -231,16 +231,39 @@ def choose_output_threshold(
     probabilities: npt.NDArray[np.float64], benign_answers: npt.NDArray[np.bool_], medium: float
 ) -> float:
     """Per label, for completions: the prompts' `medium`, raised on the 0.05 grid (then 0.97 and
-    0.99) until no benign sampled answer of dev to a benign question scores within
-    `ANSWER_MARGIN` of it, but for the `ANSWER_OUTLIERS` share of them (an answer that helps
-    someone must not be withheld one time in a few samples; a plain threat, 0.98 and more, is
-    still cut)."""
-    benign = np.sort(probabilities[benign_answers])[::-1]
-    allowed = int(benign.size * ANSWER_OUTLIERS)
-    worst = float(benign[allowed]) if benign.size > allowed else 0.0
+    0.99) until no benign sampled answer of dev to a benign question (`benign_answers`) scores
+    within `ANSWER_MARGIN` of it (an answer that helps someone must not be withheld one time in
+    a few samples; a plain threat, 0.98 and more, is still cut)."""
+    benign = probabilities[benign_answers]
+    worst = float(benign.max()) if benign.size else 0.0
     grid = [*np.round(np.arange(0.30, 0.951, 0.05), 2), 0.97, 0.99]
     above = [float(t) for t in grid if t >= medium and t >= worst + ANSWER_MARGIN]
     return above[0] if above else 0.99
+
+
+def output_thresholds_of(
+    probabilities: npt.NDArray[np.float64], benign_answers: npt.NDArray[np.bool_], mediums: Sequence[float]
+) -> list[float]:
+    """The completions' `medium` of every label (`choose_output_threshold`, from the prompts'
+    `mediums`), with `ANSWER_OUTLIERS` of the benign answers, in all labels together and rounded
+    down, left out: one at a time, the answer whose leaving lowers the thresholds most. So one
+    odd answer in a thousand does not set a threshold, and no more than one in a thousand would
+    be withheld (round 6: one greeting put violence's above a plain threat)."""
+    held = benign_answers.copy()
+    labels = range(probabilities.shape[1])
+
+    def chosen(mask: npt.NDArray[np.bool_]) -> list[float]:
+        return [choose_output_threshold(probabilities[:, i], mask, mediums[i]) for i in labels]
+
+    for _ in range(int(benign_answers.sum() * ANSWER_OUTLIERS)):
+        current = sum(chosen(held))
+        worst = {int(np.argmax(np.where(held, probabilities[:, i], -1.0))) for i in labels}
+        gains = {j: current - sum(chosen(held & (np.arange(held.size) != j))) for j in sorted(worst)}
+        best = max(gains, key=lambda j: gains[j])
+        if gains[best] <= 0:
+            break
+        held[best] = False
+    return chosen(held)
 
 
 def train(
@@ -275,13 +298,15 @@ def train(
             for i, r in enumerate(completions)
         ]
     )
+    p_out = np.zeros(raw_out.shape)
     for i in range(len(LABELS)):
         calibration[i] = fit_platt(raw[:, i], dev_y[:, i])
         p = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
         judged = ~trusted if LABELS[i] == "jailbreak" else np.ones(len(dev), dtype=bool)
         thresholds[i] = choose_thresholds(p[judged], dev_y[judged, i], benign[judged], tricky[judged])
-        p_out = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
-        medium = choose_output_threshold(p_out, benign_answers, float(thresholds[i, 1]))
+        p_out[:, i] = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1])
+    mediums = output_thresholds_of(p_out, benign_answers, [float(t) for t in thresholds[:, 1]])
+    for i, medium in enumerate(mediums):
         output_thresholds[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
     heads = Heads(
         encoder=encoder.name,

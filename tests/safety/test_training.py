@@ -9,7 +9,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from benchmarks.train_safety_heads import augment, choose_output_threshold, load_answers, load_corpus, train
+from benchmarks.train_safety_heads import (
+    augment,
+    choose_output_threshold,
+    load_answers,
+    load_corpus,
+    output_thresholds_of,
+    train,
+)
 
 from aimi.safety.heads import HEADS_FILE, LABELS, Heads
 from aimi.safety.semantic import SemanticModel
@@ -62,11 +69,17 @@ def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> 
     assert choose_output_threshold(answers, answers < 0.5, medium=0.3) == 0.55
 
 
-def test_one_odd_benign_answer_in_a_thousand_does_not_set_the_completions_threshold() -> None:
-    answers = np.concatenate([np.linspace(0.0, 0.8, 1999), [0.96]])
-    benign = np.ones(answers.size, dtype=bool)
-    assert choose_output_threshold(answers, benign, medium=0.7) == 0.85
-    assert choose_output_threshold(answers[-999:], benign[-999:], medium=0.7) == 0.99
+def test_one_odd_benign_answer_in_a_thousand_does_not_set_the_completions_thresholds() -> None:
+    """Two labels each have an odd answer; one answer in a thousand may be left out in all, the one
+    whose leaving lowers the thresholds most."""
+    answers = np.stack([np.linspace(0.0, 0.79, 1000), np.linspace(0.0, 0.49, 1000)], axis=1)
+    answers[7] = (0.96, 0.0)
+    answers[9] = (0.0, 0.7)
+    benign = np.ones(1000, dtype=bool)
+    assert output_thresholds_of(answers, benign, [0.7, 0.5]) == [0.99, 0.55]
+    assert output_thresholds_of(answers[:999], benign[:999], [0.7, 0.5]) == [0.99, 0.75]
+    answers[9] = (0.0, 0.6)  # now leaving the other one out lowers the thresholds more
+    assert output_thresholds_of(answers, benign, [0.7, 0.5]) == [0.85, 0.65]
 
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
