@@ -10,7 +10,8 @@
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
    sees it (a long harmful message is scored window by window, and a cut-off harmful text may
-   have lost what made it harmful).
+   have lost what made it harmful); and short harmful texts of different labels joined in one
+   text with both labels (`mixtures`).
 3. Encode every text with the sentence encoder (all-MiniLM-L6-v2, all `LAYERS` of it, mean
    pooling; `--layers`, `--max-pool` and `--earlier`, an earlier layer's mean from the same call,
    train the variants docs/safety.md compares); round the vectors to 1e-4 (so that last-bit
@@ -32,6 +33,7 @@ import argparse
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +50,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
 SEED = 13
-HIDDEN = 64
-SEEDS = 1
+HIDDEN = 128
+SEEDS = 3
 """Networks trained from seeds `SEED`, `SEED + 1`, ... and averaged (`Network.averaged`)."""
 LAYERS = 6
 MAX_POOL = False
-EARLIER: int | None = None
+EARLIER: int | None = 4
 """A layer whose mean joins the last layer's (`--earlier`; round 5 measured 4, docs/safety.md)."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the benign sampled answers of dev must stay."""
@@ -139,6 +141,36 @@ def augment(rows: Sequence[Row], seed: int = SEED) -> list[Row]:
             variants.append(row.text[: rng.randrange(len(row.text) // 2, len(row.text) - 2)])
         out.extend(
             Row(v, row.labels, row.kind, row.family, row.split, row.role) for v in variants if v.strip()
+        )
+    return out + mixtures(rows, seed)
+
+
+MIXED_WORDS = 16
+MIXED_SHARE = 1.0
+"""The share of short harmful rows that get a mixture (`mixtures`)."""
+JOINERS = (" and ", ", ", ". ", " ")
+
+
+def mixtures(rows: Sequence[Row], seed: int = SEED) -> list[Row]:
+    """Each short harmful row joined with a short harmful row of other labels, in one window and
+    with both rows' labels: an insult and a threat together ("You are a worthless piece of trash
+    and I will kill you.") scored hate 0.24 and violence 0.66 with heads that score each alone
+    0.95 and 0.99, since neither label had been trained on text that carries the other."""
+    rng = random.Random(seed + 1)
+    short = [r for r in rows if r.kind == "harmful" and len(r.text.split()) <= MIXED_WORDS]
+    out = []
+    for row in short:
+        if rng.random() >= MIXED_SHARE:
+            continue
+        others = [r for r in rng.sample(short, min(8, len(short))) if not r.labels & row.labels]
+        if not others:
+            continue
+        other = others[0]
+        joiner = rng.choice(JOINERS)
+        first = row.text.rstrip(".!? ") if joiner != ". " else row.text.rstrip()
+        second = other.text if joiner == ". " else other.text[:1].lower() + other.text[1:]
+        out.append(
+            Row(f"{first}{joiner}{second}", row.labels | other.labels, row.kind, row.family, row.split)
         )
     return out
 
@@ -242,28 +274,34 @@ def choose_output_threshold(
 
 
 def output_thresholds_of(
-    probabilities: npt.NDArray[np.float64], benign_answers: npt.NDArray[np.bool_], mediums: Sequence[float]
+    probabilities: npt.NDArray[np.float64],
+    benign_answers: npt.NDArray[np.bool_],
+    mediums: Sequence[float],
+    questions: Sequence[str],
 ) -> list[float]:
     """The completions' `medium` of every label (`choose_output_threshold`, from the prompts'
-    `mediums`), with `ANSWER_OUTLIERS` of the benign answers, in all labels together and rounded
-    down, left out: one at a time, the answer whose leaving lowers the thresholds most. So one
-    odd answer in a thousand does not set a threshold, and no more than one in a thousand would
-    be withheld (round 6: one greeting put violence's above a plain threat)."""
+    `mediums`), with the `ANSWER_OUTLIERS` share of each question's benign answers (rounded down:
+    none of a question sampled 20 times, one of one sampled 1,282 times), in all labels together,
+    left out: one at a time, the answer whose leaving lowers the thresholds most. So one odd answer
+    in a thousand does not set a threshold (round 6: one greeting put violence's above a plain
+    threat), and no question has more than one answer in a thousand withheld."""
     held = benign_answers.copy()
     labels = range(probabilities.shape[1])
+    allowed = {q: int(n * ANSWER_OUTLIERS) for q, n in Counter(np.array(questions)[benign_answers]).items()}
 
     def chosen(mask: npt.NDArray[np.bool_]) -> list[float]:
         return [choose_output_threshold(probabilities[:, i], mask, mediums[i]) for i in labels]
 
-    for _ in range(int(benign_answers.sum() * ANSWER_OUTLIERS)):
+    while True:
         current = sum(chosen(held))
-        worst = {int(np.argmax(np.where(held, probabilities[:, i], -1.0))) for i in labels}
+        open_ = held & np.array([allowed.get(q, 0) > 0 for q in questions])
+        worst = {int(np.argmax(np.where(open_, probabilities[:, i], -1.0))) for i in labels if open_.any()}
         gains = {j: current - sum(chosen(held & (np.arange(held.size) != j))) for j in sorted(worst)}
-        best = max(gains, key=lambda j: gains[j])
-        if gains[best] <= 0:
-            break
+        best = max(gains, key=lambda j: gains[j], default=None)
+        if best is None or gains[best] <= 0:
+            return chosen(held)
         held[best] = False
-    return chosen(held)
+        allowed[questions[best]] -= 1
 
 
 def train(
@@ -305,7 +343,8 @@ def train(
         judged = ~trusted if LABELS[i] == "jailbreak" else np.ones(len(dev), dtype=bool)
         thresholds[i] = choose_thresholds(p[judged], dev_y[judged, i], benign[judged], tricky[judged])
         p_out[:, i] = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1])
-    mediums = output_thresholds_of(p_out, benign_answers, [float(t) for t in thresholds[:, 1]])
+    questions = [r.family for r in completions]
+    mediums = output_thresholds_of(p_out, benign_answers, [float(t) for t in thresholds[:, 1]], questions)
     for i, medium in enumerate(mediums):
         output_thresholds[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
     heads = Heads(

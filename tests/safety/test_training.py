@@ -54,12 +54,14 @@ def test_the_corpus_holds_a_few_thousand_texts_across_every_label_and_kind() -> 
 
 
 def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -> None:
-    rows = [r for r in load_corpus() if r.split == "train"][:50]
+    rows = [r for r in load_corpus() if r.split == "train"][::50]
     first, second = augment(rows, seed=5), augment(rows, seed=5)
     assert first == second
     assert len(first) > 3 * len(rows)
     by_family = {r.family: r.labels for r in rows}
-    assert all(v.labels == by_family[v.family] for v in first)
+    assert all(v.labels >= by_family[v.family] for v in first)
+    mixed = [v for v in first if v.labels != by_family[v.family]]
+    assert mixed and all(v.kind == "harmful" and len(v.labels) >= 2 for v in mixed)
 
 
 def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> None:
@@ -70,16 +72,25 @@ def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> 
 
 
 def test_one_odd_benign_answer_in_a_thousand_does_not_set_the_completions_thresholds() -> None:
-    """Two labels each have an odd answer; one answer in a thousand may be left out in all, the one
-    whose leaving lowers the thresholds most."""
+    """Two labels each have an odd answer to a question sampled 1,000 times; one answer in a
+    thousand of it may be left out in all labels, the one whose leaving lowers the thresholds most."""
     answers = np.stack([np.linspace(0.0, 0.79, 1000), np.linspace(0.0, 0.49, 1000)], axis=1)
     answers[7] = (0.96, 0.0)
     answers[9] = (0.0, 0.7)
-    benign = np.ones(1000, dtype=bool)
-    assert output_thresholds_of(answers, benign, [0.7, 0.5]) == [0.99, 0.55]
-    assert output_thresholds_of(answers[:999], benign[:999], [0.7, 0.5]) == [0.99, 0.75]
+    benign, hello = np.ones(1000, dtype=bool), ["hello"] * 1000
+    assert output_thresholds_of(answers, benign, [0.7, 0.5], hello) == [0.99, 0.55]
+    assert output_thresholds_of(answers[:999], benign[:999], [0.7, 0.5], hello[:999]) == [0.99, 0.75]
     answers[9] = (0.0, 0.6)  # now leaving the other one out lowers the thresholds more
-    assert output_thresholds_of(answers, benign, [0.7, 0.5]) == [0.85, 0.65]
+    assert output_thresholds_of(answers, benign, [0.7, 0.5], hello) == [0.85, 0.65]
+
+
+def test_no_answer_to_a_question_sampled_fewer_than_a_thousand_times_is_left_out() -> None:
+    answers = np.stack([np.linspace(0.0, 0.79, 1020)], axis=1)
+    answers[1005] = 0.96
+    questions = ["hello"] * 1000 + ["help"] * 20
+    assert output_thresholds_of(answers, np.ones(1020, dtype=bool), [0.7], questions) == [0.99]
+    answers[1005], answers[5] = 0.5, 0.96
+    assert output_thresholds_of(answers, np.ones(1020, dtype=bool), [0.7], questions) == [0.85]
 
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
