@@ -10,8 +10,7 @@
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
    sees it (a long harmful message is scored window by window, and a cut-off harmful text may
-   have lost what made it harmful); and short harmful texts of different labels joined in one
-   text with both labels (`mixtures`).
+   have lost what made it harmful).
 3. Encode every text with the sentence encoder (all-MiniLM-L6-v2, all `LAYERS` of it, mean
    pooling; `--layers`, `--max-pool` and `--earlier`, an earlier layer's mean from the same call,
    train the variants docs/safety.md compares); round the vectors to 1e-4 (so that last-bit
@@ -141,36 +140,6 @@ def augment(rows: Sequence[Row], seed: int = SEED) -> list[Row]:
             variants.append(row.text[: rng.randrange(len(row.text) // 2, len(row.text) - 2)])
         out.extend(
             Row(v, row.labels, row.kind, row.family, row.split, row.role) for v in variants if v.strip()
-        )
-    return out + mixtures(rows, seed)
-
-
-MIXED_WORDS = 16
-MIXED_SHARE = 1.0
-"""The share of short harmful rows that get a mixture (`mixtures`)."""
-JOINERS = (" and ", ", ", ". ", " ")
-
-
-def mixtures(rows: Sequence[Row], seed: int = SEED) -> list[Row]:
-    """Each short harmful row joined with a short harmful row of other labels, in one window and
-    with both rows' labels: an insult and a threat together ("You are a worthless piece of trash
-    and I will kill you.") scored hate 0.24 and violence 0.66 with heads that score each alone
-    0.95 and 0.99, since neither label had been trained on text that carries the other."""
-    rng = random.Random(seed + 1)
-    short = [r for r in rows if r.kind == "harmful" and len(r.text.split()) <= MIXED_WORDS]
-    out = []
-    for row in short:
-        if rng.random() >= MIXED_SHARE:
-            continue
-        others = [r for r in rng.sample(short, min(8, len(short))) if not r.labels & row.labels]
-        if not others:
-            continue
-        other = others[0]
-        joiner = rng.choice(JOINERS)
-        first = row.text.rstrip(".!? ") if joiner != ". " else row.text.rstrip()
-        second = other.text if joiner == ". " else other.text[:1].lower() + other.text[1:]
-        out.append(
-            Row(f"{first}{joiner}{second}", row.labels | other.labels, row.kind, row.family, row.split)
         )
     return out
 

@@ -59,9 +59,7 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
     assert first == second
     assert len(first) > 3 * len(rows)
     by_family = {r.family: r.labels for r in rows}
-    assert all(v.labels >= by_family[v.family] for v in first)
-    mixed = [v for v in first if v.labels != by_family[v.family]]
-    assert mixed and all(v.kind == "harmful" and len(v.labels) >= 2 for v in mixed)
+    assert all(v.labels == by_family[v.family] for v in first)
 
 
 def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> None:
