@@ -56,6 +56,8 @@ LAYERS = 6
 MAX_POOL = False
 EARLIER: int | None = 4
 """A layer whose mean joins the last layer's (`--earlier`; round 5 measured 4, docs/safety.md)."""
+FUSED = True
+"""MiniLM with its attention and GELU fused (`--unfused` for the graph as exported; round 7)."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the benign sampled answers of dev must stay."""
 ANSWER_OUTLIERS = 0.001
@@ -331,11 +333,15 @@ def train(
 
 
 def load_encoder(
-    name: str, layers: int = LAYERS, max_pool: bool = MAX_POOL, earlier: int | None = EARLIER
+    name: str,
+    layers: int = LAYERS,
+    max_pool: bool = MAX_POOL,
+    earlier: int | None = EARLIER,
+    fused: bool = FUSED,
 ) -> SentenceEncoder:
     if name == "static":
         return StaticEncoder.load()
-    return MiniLMEncoder.load(layers=layers, max_pool=max_pool, earlier=earlier)
+    return MiniLMEncoder.load(layers=layers, max_pool=max_pool, earlier=earlier, fused=fused)
 
 
 if __name__ == "__main__":
@@ -344,12 +350,13 @@ if __name__ == "__main__":
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--out", type=Path, default=HEADS_FILE)
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
+    parser.add_argument("--unfused", action="store_true", help="MiniLM as exported (attention not fused)")
     parser.add_argument("--seeds", type=int, default=SEEDS, help="average networks of this many seeds")
     parser.add_argument(
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
-    encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None)
+    encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     heads, info = train(encoder, load_corpus(), answers=load_answers(), seeds=args.seeds)
     heads.save(args.out)
     print(

@@ -34,10 +34,18 @@ def static() -> StaticEncoder:
     return StaticEncoder.load()
 
 
+@pytest.fixture
+def fused(semantic_model: SemanticModel) -> MiniLMEncoder:
+    """The encoder of the shipped heads (round 7): both means, attention fused, two windows at a time."""
+    encoder = semantic_model.encoder
+    assert isinstance(encoder, MiniLMEncoder) and encoder.fused
+    return encoder
+
+
 @pytest.fixture(scope="module")
-def fused() -> MiniLMEncoder:
-    """The fused encoder as the lead's heads will use it: both means, two windows at a time."""
-    return MiniLMEncoder.load(earlier=4, workers=2, fused=True)
+def unfused() -> MiniLMEncoder:
+    """The same encoder as exported (round 6's heads were trained on it)."""
+    return MiniLMEncoder.load(earlier=4, workers=2)
 
 
 def test_minilm_gives_the_similarities_the_spec_measured(semantic_model: object) -> None:
@@ -71,29 +79,30 @@ def test_helper_threads_give_each_text_the_vector_it_has_alone(fusion: bool) -> 
     assert helped.encode([THREAT_A]).shape == (1, 384) and helped.encode([]).shape == (0, 384)
 
 
-def test_the_fused_encoder_is_named_for_its_fusion_and_rebuilt_from_its_name(fused: MiniLMEncoder) -> None:
+def test_the_fused_encoder_is_named_for_its_fusion_and_rebuilt_from_its_name(
+    fused: MiniLMEncoder, unfused: MiniLMEncoder
+) -> None:
     assert fused.name == "all-MiniLM-L6-v2-and-layer4-int8-dynamic-fused" == minilm_name(6, False, 4, True)
     assert minilm_config(fused.name) == (6, False, 4, True)
     rebuilt = MiniLMEncoder.named(fused.name)
     assert rebuilt.name == fused.name and rebuilt.fused and rebuilt.earlier == 4
     assert np.array_equal(rebuilt.encode([THREAT_A, TOMATOES]), fused.encode([THREAT_A, TOMATOES]))
-    heads = Heads.load()  # trained on the unfused vectors: they refuse the fused encoder
+    heads = Heads.load()  # trained on the fused vectors: they refuse the unfused encoder
     with pytest.raises(ValueError, match="trained on"):
-        SemanticModel(fused, heads)
-    assert heads.encoder == minilm_name(6, False, 4)
+        SemanticModel(unfused, heads)
+    assert heads.encoder == minilm_name(6, False, 4, True)
 
 
 def test_the_fused_encoder_gives_the_similarities_the_spec_measured_close_to_the_unfused_ones(
-    fused: MiniLMEncoder, semantic_model: SemanticModel
+    fused: MiniLMEncoder, unfused: MiniLMEncoder
 ) -> None:
     vectors = fused.encode([THREAT_A, THREAT_B, TOMATOES])
-    unfused = semantic_model.encoder.encode([THREAT_A, THREAT_B, TOMATOES])  # the shipped heads' encoder
-    assert semantic_model.encoder.name == minilm_name(6, False, 4)
+    before = unfused.encode([THREAT_A, THREAT_B, TOMATOES])
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0, 1.0], abs=1e-5)
     a, b, tomatoes = (v[:384] / np.linalg.norm(v[:384]) for v in vectors)  # the last layer's mean
     assert float(a @ b) == pytest.approx(0.67, abs=0.03)
     assert float(a @ tomatoes) < 0.3 and float(b @ tomatoes) < 0.3
-    assert ((vectors * unfused).sum(axis=1) > 0.98).all()
+    assert ((vectors * before).sum(axis=1) > 0.98).all()
 
 
 def test_the_fused_encoder_reads_layer_4_from_the_same_call_and_is_deterministic(
@@ -157,8 +166,8 @@ def test_minilm_cut_after_its_first_layers_gives_mean_and_max_in_one_unit_vector
     assert not np.allclose(mean_only.encode([THREAT_A]), full.encode([THREAT_A]), atol=0.05)
 
 
-def test_minilm_can_add_an_earlier_layer_s_mean_from_the_same_call(semantic_model: SemanticModel) -> None:
-    encoder = semantic_model.encoder  # the shipped heads' encoder (round 7): both means
+def test_minilm_can_add_an_earlier_layer_s_mean_from_the_same_call(unfused: MiniLMEncoder) -> None:
+    encoder = unfused
     assert encoder.dimension == 768 and encoder.name == minilm_name(6, False, 4)
     assert minilm_config(encoder.name) == (6, False, 4, False)
     a, b, tomatoes = encoder.encode([THREAT_A, THREAT_B, TOMATOES])

@@ -13,7 +13,7 @@ def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
     heads = Heads.load()
     assert HEADS_FILE.stat().st_size < 1_500_000
     assert heads.labels == LABELS
-    assert heads.encoder == "all-MiniLM-L6-v2-and-layer4-int8-dynamic"
+    assert heads.encoder == "all-MiniLM-L6-v2-and-layer4-int8-dynamic-fused"
     assert heads.hidden_weights is not None and heads.hidden_weights.shape[1] == 768
     assert heads.weights.shape == (len(LABELS), heads.hidden_weights.shape[0])
     low, medium, high = heads.thresholds.T
