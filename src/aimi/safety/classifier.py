@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import ThreadpoolController
 
 from aimi.safety.base import Category, FilterResult, Severity, over_limit
+from aimi.safety.blas import OneBlasThread
 from aimi.safety.normalization import normalize
 from aimi.safety.word_index import Vocabulary, load_vocabulary
 
@@ -63,17 +62,13 @@ class ToxicityModel:
 
     def __init__(self, weights: dict[str, Array], vocabulary: Vocabulary) -> None:
         self.vocabulary = vocabulary
-        # A BLAS thread pool only slows matrices this small, and badly when the cores are busy
-        # (measured: 0.45 ms per window on one thread, 3 to 200 ms with OpenBLAS's pool on a loaded
-        # machine), so the forward pass runs on one BLAS thread, one call at a time: the lock keeps
-        # the limit from being undone by a concurrent call.
-        self._blas = ThreadpoolController()
-        self._lock = threading.Lock()
+        # The forward pass runs on one BLAS thread, one call at a time (`blas.OneBlasThread`).
+        self._one_blas_thread = OneBlasThread()
         # Both directions run as one LSTM over 2×50 units. Each word's input projection (embedding
         # × kernel + bias) is looked up from a table made once (20000×400 floats, 32 MB), and the
         # recurrent weights form one block-diagonal matrix, so a time step is one small matmul.
         embedding = weights["embedding"]
-        with self._blas.limit(limits=1, user_api="blas"):
+        with self._one_blas_thread():
             self.projection = np.concatenate(
                 [
                     embedding @ weights["forward_kernel"] + weights["forward_bias"],
@@ -117,7 +112,7 @@ class ToxicityModel:
 
     def predict(self, windows: npt.NDArray[np.int64]) -> Array:
         """Label probabilities for a batch of id windows of shape (n, 100): shape (n, 6)."""
-        with self._lock, self._blas.limit(limits=1, user_api="blas"):
+        with self._one_blas_thread():
             return self._forward(windows)
 
     def _forward(self, windows: npt.NDArray[np.int64]) -> Array:

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aimi.safety.base import Category, FilterResult, Severity, over_limit
+from aimi.safety.blas import OneBlasThread
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder
 from aimi.safety.heads import HEADS_FILE, Heads
@@ -49,6 +50,7 @@ class SemanticModel:
         self._cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._size = cache
         self._lock = threading.Lock()
+        self._one_blas_thread = OneBlasThread()
 
     @classmethod
     def load(cls, heads_file: Path = HEADS_FILE) -> SemanticModel:
@@ -67,7 +69,10 @@ class SemanticModel:
         with self._lock:
             known = {i: self._cache.get(p) for i, p in enumerate(parts)}
         missing = sorted({p for i, p in enumerate(parts) if known[i] is None})
-        fresh = dict(zip(missing, self.heads.probabilities(self.encoder.encode(missing)), strict=True))
+        vectors = self.encoder.encode(missing)
+        with self._one_blas_thread():  # a BLAS pool left spinning would take the encoder's second core
+            probabilities = self.heads.probabilities(vectors)
+        fresh = dict(zip(missing, probabilities, strict=True))
         with self._lock:
             for i, part in enumerate(parts):
                 cached = known[i]
