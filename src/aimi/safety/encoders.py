@@ -257,7 +257,18 @@ def unpadded(graph: onnx.ModelProto) -> None:
         for i, name in enumerate(node.input):
             node.input[i] = rename.get(name, name)
         kept.append(node)
-    making = {out: node for node in kept for out in node.output}
+    used = _needed(graph, kept)
+    del graph.graph.node[:]
+    graph.graph.node.extend(used)
+    inputs = {name for node in used for name in node.input}
+    initializers = [t for t in graph.graph.initializer if t.name in inputs]
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(initializers)
+
+
+def _needed(graph: onnx.ModelProto, nodes: Sequence[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """The `nodes` the graph's outputs need, in their order (what a rewrite replaced goes dead)."""
+    making = {out: node for node in nodes for out in node.output}
     needed: set[int] = set()
     stack = [o.name for o in graph.graph.output]
     while stack:
@@ -265,13 +276,7 @@ def unpadded(graph: onnx.ModelProto) -> None:
         if maker is not None and id(maker) not in needed:
             needed.add(id(maker))
             stack.extend(name for name in maker.input if name)
-    used = [node for node in kept if id(node) in needed]
-    del graph.graph.node[:]
-    graph.graph.node.extend(used)
-    inputs = {name for node in used for name in node.input}
-    initializers = [t for t in graph.graph.initializer if t.name in inputs]
-    del graph.graph.initializer[:]
-    graph.graph.initializer.extend(initializers)
+    return [node for node in nodes if id(node) in needed]
 
 
 def fused_attention(graph: onnx.ModelProto, heads: int = 12) -> None:
@@ -367,16 +372,8 @@ def fused_attention(graph: onnx.ModelProto, heads: int = 12) -> None:
     # Keep what the outputs need (the replaced nodes' inputs go dead with them), each node after the
     # nodes it reads.
     candidates = [node for node in nodes if not replaced.intersection(node.output)] + fused
-    making = {out: node for node in candidates for out in node.output}
-    needed: set[int] = set()
-    stack = [o.name for o in graph.graph.output]
-    while stack:
-        maker = making.get(stack.pop())
-        if maker is not None and id(maker) not in needed:
-            needed.add(id(maker))
-            stack.extend(name for name in maker.input if name)
     ready = {i.name for i in graph.graph.input} | set(constants) | {""}
-    pending = [node for node in candidates if id(node) in needed]
+    pending = _needed(graph, candidates)
     ordered: list[onnx.NodeProto] = []
     while pending:
         later = []
