@@ -19,13 +19,16 @@ from threadpoolctl import ThreadpoolController
 
 
 class OneBlasThread:
-    """A context in which numpy's BLAS runs on one thread, for one caller at a time."""
+    """A context in which numpy's BLAS runs on one thread, for one caller at a time. The lock is
+    shared by every instance, since the limit is the process's: the toxicity classifier's exit
+    must not lift the limit while the semantic classifier's heads run."""
+
+    _lock = threading.Lock()
 
     def __init__(self) -> None:
         self._controller = ThreadpoolController()
-        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        with self._lock, self._controller.limit(limits=1, user_api="blas"):
+        with OneBlasThread._lock, self._controller.limit(limits=1, user_api="blas"):
             yield
