@@ -5,18 +5,20 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the holdout
-   (tests/data/safety_holdout_r7.jsonl) is never read here.
+   (tests/data/safety_holdout_r8.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
    sees it (a long harmful message is scored window by window, and a cut-off harmful text may
-   have lost what made it harmful).
+   have lost what made it harmful). The benign training texts judged in more than one window
+   also give each window as a row (`benign_windows`): every sentence of a benign text is benign.
 3. Encode every text with the sentence encoder (all-MiniLM-L6-v2, all `LAYERS` of it, mean
    pooling; `--layers`, `--max-pool` and `--earlier`, an earlier layer's mean from the same call,
    train the variants docs/safety.md compares); round the vectors to 1e-4 (so that last-bit
    differences in the arithmetic do not change the heads).
-4. Fit the network (one hidden layer of 64 ReLU units, one logistic output per label, balanced
-   per label), in float64 with seeded Adam on one BLAS thread.
+4. Fit the networks (`SEEDS` of them, each one hidden layer of `HIDDEN` ReLU units and one
+   logistic output per label, balanced per label, `EPOCHS` passes) in float64 with seeded Adam
+   on one BLAS thread, and average them into one.
 5. On dev, score each text as the filter does (the worst of its windows), fit Platt scaling per
    label, and choose the severity thresholds (`choose_thresholds`); then score dev and the dev
    answers as completions (windows in context) and choose the completions' thresholds
@@ -52,6 +54,8 @@ SEED = 13
 HIDDEN = 128
 SEEDS = 3
 """Networks trained from seeds `SEED`, `SEED + 1`, ... and averaged (`Network.averaged`)."""
+EPOCHS = 100
+"""Passes over the training rows (round 8 measured 20 to 150, docs/safety.md)."""
 LAYERS = 6
 MAX_POOL = False
 EARLIER: int | None = 4
@@ -107,6 +111,20 @@ def answer_windows(answers: Sequence[Row]) -> list[Row]:
     rows = [r for r in answers if r.split == "train" and r.kind != "harmful"]
     pieces = dict.fromkeys((w, r) for r in rows for w in windows(r.text, context=True))
     return [Row(w, r.labels, r.kind, r.family, r.split, r.role) for w, r in pieces]
+
+
+def benign_windows(rows: Sequence[Row]) -> list[Row]:
+    """The windows of the benign training texts that are judged in more than one window, each a
+    row of its own: every sentence of a benign text is benign, and the filter judges it alone."""
+    pieces: dict[str, Row] = {}
+    for r in rows:
+        if r.kind == "harmful":
+            continue
+        parts = windows(r.text)
+        if len(parts) > 1:
+            for w in parts:
+                pieces.setdefault(w, r)
+    return [Row(w, r.labels, r.kind, r.family, r.split, r.role) for w, r in pieces.items()]
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -282,7 +300,8 @@ def train(
     answers: Sequence[Row] = (),
     seeds: int = SEEDS,
 ) -> tuple[Heads, dict[str, object]]:
-    fit_rows = augment([r for r in corpus if r.split == "train"], seed) + answer_windows(answers)
+    train_rows = [r for r in corpus if r.split == "train"]
+    fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
     dev = [r for r in corpus if r.split == "dev"]
     dev_answers = [r for r in answers if r.split == "dev"]
     x = encode(encoder, [r.text for r in fit_rows])
@@ -290,7 +309,9 @@ def train(
     # bits, from one run to the next.
     with threadpool_limits(limits=1, user_api="blas"):
         y = targets(fit_rows)
-        network = Network.averaged([fit_network(x, y, hidden=HIDDEN, seed=seed + k) for k in range(seeds)])
+        network = Network.averaged(
+            [fit_network(x, y, hidden=HIDDEN, epochs=EPOCHS, seed=seed + k) for k in range(seeds)]
+        )
         dev_y = targets(dev)
         benign = np.array([r.kind != "harmful" for r in dev])
         raw = window_scores(encoder, network, [r.text for r in dev])

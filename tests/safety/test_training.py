@@ -25,8 +25,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout() -> list[dict[str, object]]:
-    """Round 7's holdout (rounds 1 to 6's have been looked at; they are in the corpus or beside it)."""
-    lines = (DATA / "safety_holdout_r7.jsonl").read_text(encoding="utf-8").splitlines()
+    """Round 8's holdout (rounds 1 to 7's have been looked at; they are in the corpus or beside it)."""
+    lines = (DATA / "safety_holdout_r8.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -93,7 +93,12 @@ def test_no_answer_to_a_question_sampled_fewer_than_a_thousand_times_is_left_out
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
     families = {row.family: row.split for row in load_corpus()}
-    for name in ("safety_holdout.jsonl", "safety_holdout_r2.jsonl", "safety_holdout_r3.jsonl"):
+    for name in (
+        "safety_holdout.jsonl",
+        "safety_holdout_r2.jsonl",
+        "safety_holdout_r3.jsonl",
+        "safety_holdout_r7.jsonl",
+    ):
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
 

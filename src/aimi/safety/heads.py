@@ -6,7 +6,7 @@ The network is one hidden layer of ReLU units shared by the labels, then one log
 label (without the hidden layer it is a plain logistic regression per label, which the format
 also allows). The heads are trained by `benchmarks/train_safety_heads.py` from
 `tests/data/safety_corpus.jsonl` and ship in aimi as `safety/data/semantic_heads.npz` (about
-100 kB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
+1.2 MB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
 `bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b) for the raw output z),
 and `thresholds` (per label the calibrated probability from which it is low, medium and high),
 optionally `output_thresholds` (the same for completions, chosen on sampled answers of the
