@@ -1,5 +1,5 @@
 """benchmarks/train_safety_heads.py: the corpus it reads is split honestly, and it reproduces the
-heads that ship in aimi bit for bit (this runs the whole training: about a minute of CPU)."""
+heads that ship in aimi bit for bit (this runs the whole training: about five minutes of CPU)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from benchmarks.train_safety_heads import (
+    Row,
     augment,
+    benign_windows,
     choose_output_threshold,
     load_answers,
     load_corpus,
@@ -89,6 +91,26 @@ def test_no_answer_to_a_question_sampled_fewer_than_a_thousand_times_is_left_out
     assert output_thresholds_of(answers, np.ones(1020, dtype=bool), [0.7], questions) == [0.99]
     answers[1005], answers[5] = 0.5, 0.96
     assert output_thresholds_of(answers, np.ones(1020, dtype=bool), [0.7], questions) == [0.85]
+
+
+def test_a_benign_text_of_several_windows_gives_each_window_as_a_row_and_a_harmful_one_gives_none() -> None:
+    first = "Thanks again for all the help with the quarterly budget spreadsheet yesterday afternoon."
+    second = "Could you also check the totals in column B against the invoices from March and April?"
+    long_benign = f"{first} {second} Then send it to Priya."
+    rows = [
+        Row(long_benign, frozenset(), "benign", "f-a", "train"),
+        Row("Short and benign.", frozenset(), "benign_tricky", "f-b", "train"),
+        Row(
+            f"{first} {second} I will find you tonight and hurt you.",
+            frozenset({"violence"}),
+            "harmful",
+            "f-c",
+            "train",
+        ),
+    ]
+    pieces = benign_windows(rows)
+    assert [p.text for p in pieces] == [first, f"{second} Then send it to Priya."]
+    assert all(p.kind == "benign" and not p.labels and p.family == "f-a" for p in pieces)
 
 
 def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
