@@ -300,10 +300,16 @@ def test_tools_call_get_flight_info_then_answer(node: Callable[[str], Run]) -> N
     assert after("Answer: ", run).strip()
 
 
-def test_content_safety_lets_knife_skills_through(guarded_node: Callable[[str], Run]) -> None:
-    run = guarded_node("content_safety").ok()
-    assert run.stdout.strip(), f"the seed printed no answer:\n{run.stdout}\n{run.stderr}"
-    assert "Your request triggered" not in run.stdout
+def test_content_safety_lets_knife_skills_through(guarded_server: tuple[Server, Path]) -> None:
+    """The prompt always passes. The model's sampled answer is checked too, as a completion, and
+    is withheld now and then (SmolLM2 rambles: 3 of 40 sampled answers, docs/safety.md), so the
+    seed runs up to three times, each in a fresh runner, and one run must print an answer."""
+    for _ in range(3):
+        run = runner(*guarded_server)("content_safety").ok()
+        assert "Your request triggered" not in run.stdout
+        if run.stdout.strip():
+            break
+    assert run.stdout.strip(), f"the seed printed no answer three times:\n{run.stdout}\n{run.stderr}"
 
 
 def test_content_safety_blocks_a_threat(guarded_node: Callable[[str], Run]) -> None:
