@@ -6,8 +6,8 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `safety_holdout_r8.jsonl`, written before round 8's training
-  or tuning, in families of its own, and scored once the heads were final (rounds 1 to 7's
+- `holdout` (only with `--holdout`): `safety_holdout_r9.jsonl`, written before round 9's training
+  or tuning, in families of its own, and scored once the heads were final (rounds 1 to 8's
   holdouts are in the corpus now);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
@@ -87,8 +87,8 @@ def sets(holdout: bool) -> dict[str, list[Example]]:
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        # Rounds 1 to 7's holdouts have been looked at: they are in the corpus now.
-        out["holdout"] = read(DATA / "safety_holdout_r8.jsonl")
+        # Rounds 1 to 8's holdouts have been looked at: they are in the corpus now.
+        out["holdout"] = read(DATA / "safety_holdout_r9.jsonl")
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 

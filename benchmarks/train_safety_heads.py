@@ -5,7 +5,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the holdout
-   (tests/data/safety_holdout_r8.jsonl) is never read here.
+   (tests/data/safety_holdout_r9.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
