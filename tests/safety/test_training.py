@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     Row,
     augment,
@@ -26,9 +27,9 @@ from aimi.safety.semantic import SemanticModel
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
-def holdout(name: str = "safety_holdout_r9.jsonl") -> list[dict[str, object]]:
-    """Round 9's holdout by default (rounds 1 to 8's have been looked at; they are in the corpus or
-    beside it); round 10's is written for the next round and kept out of the corpus too."""
+def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
+    """The holdout `safety_eval.py` scores by default; round 10's is written for the next round and
+    kept out of the corpus too."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -40,7 +41,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     assert all(len(s) == 1 for s in splits.values())
     words = re.compile(r"[^a-z0-9]+")
     seen = {words.sub(" ", r.text.lower()).strip() for r in load_corpus()}
-    for name in ("safety_holdout_r9.jsonl", "safety_holdout_r10.jsonl"):
+    for name in (HOLDOUT.name, "safety_holdout_r10.jsonl"):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {words.sub(" ", str(r["text"]).lower()).strip() for r in held} & seen, name
