@@ -6,9 +6,9 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r9.jsonl`, written before round
-  9's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 8's holdouts are in the corpus now);
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r10.jsonl`, written before round
+  10's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 9's holdouts are in the corpus now);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -59,8 +59,8 @@ from aimi.safety.semantic import SemanticFilter, SemanticModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r9.jsonl"
-"""The untouched holdout of this round (rounds 1 to 8's have been looked at: they are in the
+HOLDOUT = DATA / "safety_holdout_r10.jsonl"
+"""The untouched holdout of this round (rounds 1 to 9's have been looked at: they are in the
 corpus now); the next round's is written before any of its work and replaces it here."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 

@@ -5,7 +5,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the holdout
-   (tests/data/safety_holdout_r9.jsonl) is never read here.
+   (tests/data/safety_holdout_r10.jsonl) is never read here.
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
@@ -62,6 +62,11 @@ EARLIER: int | None = 4
 """A layer whose mean joins the last layer's (`--earlier`; round 5 measured 4, docs/safety.md)."""
 FUSED = True
 """MiniLM with its attention and GELU fused (`--unfused` for the graph as exported; round 7)."""
+EVERYDAY_OUTLIERS = 1 / 800
+"""The share of dev's everyday texts (rounded down) that may reach a label's `medium`: a quarter of
+the 0.5 % target, so one odd text among dev's 814 does not set the threshold (round 10: "Can you
+pick up Jake from football tonight? ... he'll wait by the back gate of the sports hall", violence
+0.95, would have put violence's `medium` at 0.95 and its dev recall at 0.50 instead of 0.83)."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the benign sampled answers of dev must stay."""
 ANSWER_OUTLIERS = 0.001
@@ -197,10 +202,11 @@ def choose_thresholds(
     """Per label, on dev, from the calibrated probabilities:
 
     - `medium` (the default policy blocks from here): among the probabilities on a 0.05 grid from
-      0.30 to 0.95 at which at most 1 % of the benign look-alikes and no everyday text are flagged
-      (the targets are 2 % and 0.5 %, so this keeps a margin for text nobody tuned on), the
-      highest whose recall is within 0.02 of the best of them: nearly the most recall the budget
-      allows, with the widest margin above the benign texts;
+      0.30 to 0.95 at which at most 1 % of the benign look-alikes and `EVERYDAY_OUTLIERS` of the
+      everyday texts (rounded down: one of 814) are flagged (the targets are 2 % and 0.5 %, so
+      this keeps a margin for text nobody tuned on), the highest whose recall is within 0.02 of
+      the best of them: nearly the most recall the budget allows, with the widest margin above
+      the benign texts;
     - `low`: half of `medium` (reported, blocks only under a policy that asks for it);
     - `high`: the lowest grid value above `medium` at which dev has no benign text at all, and
       at least 0.8.
@@ -210,7 +216,8 @@ def choose_thresholds(
 
     def fits(t: float) -> bool:
         look_alikes = float((probabilities[tricky] >= t).mean()) if tricky.any() else 0.0
-        return look_alikes <= 0.01 and not (probabilities[everyday] >= t).any()
+        flagged = int((probabilities[everyday] >= t).sum())
+        return look_alikes <= 0.01 and flagged <= int(everyday.sum() * EVERYDAY_OUTLIERS)
 
     feasible = [t for t in grid if fits(t)] or [grid[-1]]
     recall = {t: float((probabilities[y] >= t).mean()) if y.any() else 0.0 for t in feasible}

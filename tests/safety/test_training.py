@@ -15,6 +15,7 @@ from benchmarks.train_safety_heads import (
     augment,
     benign_windows,
     choose_output_threshold,
+    choose_thresholds,
     load_answers,
     load_corpus,
     output_thresholds_of,
@@ -28,8 +29,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores by default; round 10's is written for the next round and
-    kept out of the corpus too."""
+    """The holdout `safety_eval.py` scores (`--holdout`), kept out of the corpus."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -41,10 +41,9 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     assert all(len(s) == 1 for s in splits.values())
     words = re.compile(r"[^a-z0-9]+")
     seen = {words.sub(" ", r.text.lower()).strip() for r in load_corpus()}
-    for name in (HOLDOUT.name, "safety_holdout_r10.jsonl"):
-        held = holdout(name)
-        assert not {str(r["family"]) for r in held} & set(splits), name
-        assert not {words.sub(" ", str(r["text"]).lower()).strip() for r in held} & seen, name
+    held = holdout()
+    assert not {str(r["family"]) for r in held} & set(splits)
+    assert not {words.sub(" ", str(r["text"]).lower()).strip() for r in held} & seen
 
 
 def test_the_corpus_holds_a_few_thousand_texts_across_every_label_and_kind() -> None:
@@ -65,6 +64,22 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
     assert len(first) > 3 * len(rows)
     by_family = {r.family: r.labels for r in rows}
     assert all(v.labels == by_family[v.family] for v in first)
+
+
+def test_one_odd_everyday_text_in_eight_hundred_does_not_set_a_prompt_threshold() -> None:
+    """800 everyday texts under 0.3, 100 look-alikes under 0.5, harm spread from 0.4 to 1.0: one
+    everyday text at 0.96 is allowed to be flagged; a second at 0.9 moves `medium` above it."""
+    harmful = np.linspace(0.4, 1.0, 100)
+    everyday = np.linspace(0.0, 0.29, 800)
+    look_alikes = np.linspace(0.0, 0.49, 100)
+    everyday[0] = 0.96
+    p = np.concatenate([harmful, everyday, look_alikes])
+    y = np.arange(p.size) < 100
+    tricky = np.arange(p.size) >= 900
+    assert choose_thresholds(p, y, ~y, tricky)[1] == 0.5
+    everyday[1] = 0.9
+    p = np.concatenate([harmful, everyday, look_alikes])
+    assert choose_thresholds(p, y, ~y, tricky)[1] == 0.95
 
 
 def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> None:
@@ -124,6 +139,7 @@ def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
         "safety_holdout_r3.jsonl",
         "safety_holdout_r7.jsonl",
         "safety_holdout_r8.jsonl",
+        "safety_holdout_r9.jsonl",
     ):
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
