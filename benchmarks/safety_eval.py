@@ -1,14 +1,16 @@
 """How well the offline safety filters classify labelled text they were not trained on, and what
 they cost.
 
-    .venv/bin/python benchmarks/safety_eval.py [--holdout] [--repeat 3] [--heads PATH] [--out PATH]
+    .venv/bin/python benchmarks/safety_eval.py [--holdout [--holdout-file PATH]] [--repeat 3] [--heads PATH]
+        [--out PATH]
 
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
 - `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r10.jsonl`, written before round
   10's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 9's holdouts are in the corpus now);
+  to 9's holdouts are in the corpus now); `--holdout-file` scores another one in its place
+  (round 11's, `safety_holdout_r11.jsonl`, was scored on round 10's heads as a second measure);
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -84,13 +86,13 @@ def read(path: Path, split: str | None = None) -> list[Example]:
     ]
 
 
-def sets(holdout: bool) -> dict[str, list[Example]]:
+def sets(holdout: bool, holdout_file: Path = HOLDOUT) -> dict[str, list[Example]]:
     out = {
         "dev": read(DATA / "safety_corpus.jsonl", "dev"),
         "legacy-dev": read(DATA / "safety_eval.jsonl", "dev"),
     }
     if holdout:
-        out["holdout"] = read(HOLDOUT)
+        out["holdout"] = read(holdout_file)
         out["legacy-holdout"] = read(DATA / "safety_eval.jsonl", "holdout")
     return out
 
@@ -231,7 +233,9 @@ async def answers(service: SafetyService) -> dict[str, Any]:
     return per_question
 
 
-async def evaluate(holdout: bool, repeat: int, heads: Path | None = None) -> dict[str, Any]:
+async def evaluate(
+    holdout: bool, repeat: int, heads: Path | None = None, holdout_file: Path = HOLDOUT
+) -> dict[str, Any]:
     started = time.perf_counter()
     model = SemanticModel.load() if heads is None else SemanticModel.load(heads)
     semantic_load_s = time.perf_counter() - started
@@ -259,7 +263,7 @@ async def evaluate(holdout: bool, repeat: int, heads: Path | None = None) -> dic
         "new_ensemble": [f.name for f in new_inputs],
         "sets": {},
     }
-    for set_name, examples in sets(holdout).items():
+    for set_name, examples in sets(holdout, holdout_file).items():
         texts = [e.text for e in examples]
         flags: dict[str, list[set[str]]] = {}
         for name, safety_filter in filters.items():
@@ -373,9 +377,12 @@ if __name__ == "__main__":
     parser.add_argument("--holdout", action="store_true", help="also score the untouched holdouts")
     parser.add_argument("--repeat", type=int, default=3, help="time each prompt this many times")
     parser.add_argument("--heads", type=Path, help="score these heads instead of the shipped ones")
+    parser.add_argument(
+        "--holdout-file", type=Path, default=HOLDOUT, help="with --holdout: score this holdout instead"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
-    result = asyncio.run(evaluate(args.holdout, args.repeat, args.heads))
+    result = asyncio.run(evaluate(args.holdout, args.repeat, args.heads, args.holdout_file))
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
