@@ -55,6 +55,7 @@ def test_the_corpus_and_the_holdout_are_labelled_by_family() -> None:
         ("safety_holdout_r9.jsonl", {"holdout"}),
         ("safety_holdout_r10.jsonl", {"holdout"}),
         ("safety_holdout_r11.jsonl", {"holdout"}),
+        ("safety_holdout_r12.jsonl", {"holdout"}),
     ):
         lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
         texts = set()
