@@ -62,8 +62,9 @@ from aimi.safety.semantic import SemanticFilter, SemanticModel
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HOLDOUT = DATA / "safety_holdout_r10.jsonl"
-"""The untouched holdout of this round (rounds 1 to 9's have been looked at: they are in the
-corpus now); the next round's is written before any of its work and replaces it here."""
+"""The holdout the round's heads were scored on (round 10's; rounds 1 to 9's are in the corpus
+now, round 11's was scored on the same heads with `--holdout-file`); the next round's replaces it
+here once that round's heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 
 
