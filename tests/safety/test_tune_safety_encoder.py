@@ -9,9 +9,7 @@ import pytest
 from aimi.safety.encoders import MINILM_WIDTH, package_file
 from aimi.safety.semantic import SemanticModel
 
-jax = pytest.importorskip(
-    "jax", reason="jax is not installed: the bench extra (pip install -e '.[bench]') has it"
-)
+jax = pytest.importorskip("jax", reason="jax is not installed: the test and bench extras have it")
 
 from benchmarks.tune_safety_encoder import Tokens, features, float_weights, forward, matrices  # noqa: E402
 
