@@ -9,10 +9,11 @@ better. It needs `jax` (the `bench` and `test` extras have it); aimi never impor
    scales, as its graph computes them) run in a JAX copy of the model (`forward`); its token states
    match onnxruntime's run of the packaged graph to about 1e-6 (a test checks it).
 2. A rank-`--rank` adapter (A·B, B zero at the start) on each of the 36 matrices of the six layers
-   and a head of the shipped shape (768 → 128 ReLU → 5 logistic outputs, balanced per label, as
-   `heads.fit_network`) are trained together with Adam for `--epochs` passes over the training
-   rows (the corpus' `train` split, the benign training answers' windows and the benign training
-   texts' windows, without the spelling variants: one pass takes about 7 minutes on 2 cores).
+   (or of the `--layers` given) and a head of the shipped shape (768 → 128 ReLU → 5 logistic
+   outputs, balanced per label, as `heads.fit_network`) are trained together with Adam for
+   `--epochs` passes over the training rows (the corpus' `train` split, the benign training
+   answers' windows and the benign training texts' windows, without the spelling variants: one
+   pass over all six layers takes about 7 minutes on 2 cores).
 3. The tuned encoder's vectors (float, the shipped pooling: the last layer's mean and layer 4's)
    train heads exactly as `train_safety_heads.train` trains the shipped ones (the adapter's own
    head is dropped), and the script prints their recall and false flags on dev and on the scored
@@ -102,8 +103,9 @@ def float_weights() -> dict[str, npt.NDArray[np.float32]]:
     return weights
 
 
-def matrices() -> list[str]:
-    return [f"inner.encoder.layer.{layer}.{m}" for layer in range(6) for m in MATRICES]
+def matrices(layers: Sequence[int] = range(1, 7)) -> list[str]:
+    """The names of the products of `layers` (1 to 6) that adapters may tune."""
+    return [f"inner.encoder.layer.{layer - 1}.{m}" for layer in layers for m in MATRICES]
 
 
 def forward(weights: Params, ids: Any, mask: Any, lora: Params | None = None) -> tuple[Any, Any]:
@@ -193,7 +195,9 @@ class Tokens:
         return ids, mask
 
 
-def tune(rank: int, epochs: float, rate: float, seed: int = SEED) -> tuple[Params, dict[str, object]]:
+def tune(
+    rank: int, epochs: float, rate: float, layers: Sequence[int] = range(1, 7), seed: int = SEED
+) -> tuple[Params, dict[str, object]]:
     """The adapters, trained with a head on the training rows (module docstring, step 2)."""
     import jax
     import jax.numpy as jnp
@@ -210,7 +214,7 @@ def tune(rank: int, epochs: float, rate: float, seed: int = SEED) -> tuple[Param
 
     key = jax.random.PRNGKey(seed)
     lora: Params = {}
-    for name in matrices():
+    for name in matrices(layers):
         key, sub = jax.random.split(key)
         rows_in, cols_out = weights[name + ".weight"].shape
         lora[name] = (jax.random.normal(sub, (rows_in, rank)) / np.sqrt(rows_in), jnp.zeros((rank, cols_out)))
@@ -323,10 +327,14 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8, help="the adapters' rank (0: no adapters)")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=5e-4)
+    parser.add_argument(
+        "--layers", default="1,2,3,4,5,6", help="the layers whose products get adapters (e.g. 5,6)"
+    )
     parser.add_argument("--out", type=Path, help="write the adapters here (npz, A and B per matrix)")
     parser.add_argument("--holdout", type=Path, action="append", default=[], help="a scored holdout")
     args = parser.parse_args()
-    lora, info = tune(args.rank, args.epochs, args.rate) if args.rank else (None, {})
+    layers = [int(layer) for layer in args.layers.split(",")]
+    lora, info = tune(args.rank, args.epochs, args.rate, layers) if args.rank else (None, {})
     print("tuned", info, flush=True)
     if args.out and lora:
         arrays = {

@@ -114,7 +114,8 @@ def test_the_small_model_s_answers_to_the_help_seeking_question_are_never_withhe
         )
         assert reply.status_code == 200, reply.text
         choice = reply.json()["choices"][0]
-        assert choice["finish_reason"] != "content_filter", choice
+        # the whole reply, so that a failure shows which category withheld the answer, at what severity
+        assert choice["finish_reason"] != "content_filter", json.dumps(reply.json(), indent=1)
 
 
 def test_the_seed_example_prints_the_code_and_message_of_a_blocked_threat(
