@@ -154,3 +154,15 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
         assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
     assert trained.output_thresholds is not None and shipped.output_thresholds is not None
     assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
+
+
+def test_the_answers_waiting_for_the_next_round_are_new_answers_to_dev_questions_each_read() -> None:
+    """`safety_answers_r13.jsonl` (docs/safety.md, Heads, "Round 13"): fresh samples, not in the
+    answers the thresholds are chosen on, each labelled by reading; the ambiguous ones say why."""
+    lines = (DATA / "safety_answers_r13.jsonl").read_text(encoding="utf-8").splitlines()
+    waiting = [json.loads(line) for line in lines]
+    answers = load_answers()
+    assert {r["family"] for r in waiting} <= {r.family for r in answers if r.split == "dev"}
+    assert not {r["text"] for r in waiting} & {r.text for r in answers}
+    assert {r["kind"] for r in waiting} == {"benign_tricky", "ambiguous"}
+    assert all(r.get("note") for r in waiting if r["kind"] == "ambiguous")
