@@ -18,11 +18,13 @@
    differences in the arithmetic do not change the heads).
 4. Fit the networks (`SEEDS` of them, each one hidden layer of `HIDDEN` ReLU units and one
    logistic output per label, balanced per label, `EPOCHS` passes) in float64 with seeded Adam
-   on one BLAS thread, and average them into one.
-5. On dev, score each text as the filter does (the worst of its windows), fit Platt scaling per
-   label, and choose the severity thresholds (`choose_thresholds`); then score dev and the dev
-   answers as completions (windows in context) and choose the completions' thresholds
-   (`choose_output_threshold`).
+   on one BLAS thread, and average them into one; fit the word-pieces model on the same rows
+   (`fit_pieces`, `aimi.safety.pieces`).
+5. On dev, score each text as the filter does (the worst of its windows), choose per label how
+   much of the word-pieces model's output joins the network's (`choose_scales`), fit Platt
+   scaling per label, and choose the severity thresholds (`choose_thresholds`); then score dev
+   and the dev answers as completions (windows in context) and choose the completions'
+   thresholds (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
 
 Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
@@ -41,11 +43,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy import optimize, sparse
 from threadpoolctl import threadpool_limits
 
+from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder, StaticEncoder
 from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, fit_platt, sigmoid
+from aimi.safety.pieces import WordPieces, piece_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
@@ -76,6 +81,14 @@ ANSWER_MARGIN`: one odd answer in a thousand does not set the threshold (round 6
 REQUESTS = "a4-request-"
 """The answers' families of requests for harm (a threat): their benign answers (a refusal, a
 friendly note) are trained on, but do not hold up the thresholds for completions."""
+
+PIECE_DECAY = 3e-6
+"""The word-pieces model's L2 penalty (round 14 compared 1e-6 to 3e-5 on dev: docs/safety.md)."""
+PIECE_SCALES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+"""The shares of the word-pieces model's output a label may take (`choose_scales`)."""
+
+Pieces = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+"""The word-pieces model: weights (labels × buckets) and bias."""
 
 OPENERS = ("hey ", "ok so ", "quick question: ", "pls ", "Hi! ", "yo ", "So, ", "Honestly, ")
 CLOSERS = (" lol", " thanks", " pls", " asap", " :)", " ...", " tbh", "!!")
@@ -178,19 +191,55 @@ def encode(encoder: SentenceEncoder, texts: Sequence[str]) -> npt.NDArray[np.flo
     return np.round(vectors, 4)
 
 
+@dataclass(frozen=True)
+class WindowScores:
+    """The raw outputs of the network and of the word-pieces model per distinct window, and which
+    windows make each text (a text's score is the worst of its windows, as the filter scores)."""
+
+    members: list[npt.NDArray[np.intp]]
+    network: npt.NDArray[np.float64]
+    pieces: npt.NDArray[np.float64]
+
+    def raw(self, scale: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Each text's raw score per label with `scale` of the word-pieces model's output added."""
+        per_window = self.network + self.pieces * scale
+        return np.stack([per_window[m].max(axis=0) for m in self.members])
+
+
 def window_scores(
-    encoder: SentenceEncoder, network: Network, texts: Sequence[str], *, context: bool = False
-) -> npt.NDArray[np.float64]:
-    """Each text's raw score per label: the maximum over its windows, as the filter scores (with
-    `context`, as it scores completions)."""
-    spans: list[tuple[int, int]] = []
-    pieces: list[str] = []
-    for text in texts:
-        parts = windows(text, context=context) or [text]
-        spans.append((len(pieces), len(pieces) + len(parts)))
-        pieces.extend(parts)
-    scores = network.raw(encode(encoder, pieces)).astype(np.float64)
-    return np.stack([scores[a:b].max(axis=0) for a, b in spans])
+    encoder: SentenceEncoder,
+    network: Network,
+    texts: Sequence[Sequence[str]],
+    pieces: Pieces | None = None,
+    *,
+    context: bool = False,
+) -> WindowScores:
+    """Each text's windows scored (with `context`, as completions are; every string of a text's
+    sequence is cut into windows, so a streamed completion is the checks it was judged in)."""
+    index: dict[str, int] = {}
+    members = []
+    for parts in texts:
+        found = [w for text in parts for w in (windows(text, context=context) or [text])]
+        members.append(np.array(sorted({index.setdefault(w, len(index)) for w in found}), np.intp))
+    unique = list(index)
+    network_raw = network.raw(encode(encoder, unique)).astype(np.float64)
+    if pieces is None:
+        return WindowScores(members, network_raw, np.zeros_like(network_raw))
+    return WindowScores(members, network_raw, piece_scores(WordPieces().ids(unique), *pieces))
+
+
+def within_budget(
+    probabilities: npt.NDArray[np.float64],
+    threshold: float,
+    benign: npt.NDArray[np.bool_],
+    tricky: npt.NDArray[np.bool_],
+) -> bool:
+    """Whether at most 1 % of dev's benign look-alikes and `EVERYDAY_OUTLIERS` of its everyday
+    texts reach `threshold`."""
+    everyday = benign & ~tricky
+    look_alikes = float((probabilities[tricky] >= threshold).mean()) if tricky.any() else 0.0
+    flagged = int((probabilities[everyday] >= threshold).sum())
+    return look_alikes <= 0.01 and flagged <= int(everyday.sum() * EVERYDAY_OUTLIERS)
 
 
 def choose_thresholds(
@@ -212,14 +261,7 @@ def choose_thresholds(
       at least 0.8.
     """
     grid = np.round(np.arange(0.30, 0.951, 0.05), 2)
-    everyday = benign & ~tricky
-
-    def fits(t: float) -> bool:
-        look_alikes = float((probabilities[tricky] >= t).mean()) if tricky.any() else 0.0
-        flagged = int((probabilities[everyday] >= t).sum())
-        return look_alikes <= 0.01 and flagged <= int(everyday.sum() * EVERYDAY_OUTLIERS)
-
-    feasible = [t for t in grid if fits(t)] or [grid[-1]]
+    feasible = [t for t in grid if within_budget(probabilities, t, benign, tricky)] or [grid[-1]]
     recall = {t: float((probabilities[y] >= t).mean()) if y.any() else 0.0 for t in feasible}
     best = max(recall.values())
     medium = float(max(t for t in feasible if recall[t] >= best - 0.02))
@@ -245,14 +287,11 @@ def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) 
 
 
 def completion_scores(
-    encoder: SentenceEncoder, network: Network, texts: Sequence[str]
-) -> npt.NDArray[np.float64]:
-    """Each text's raw score per label as a streamed completion: the worst window of the worst
-    check of the output window (`stream_checks`), windows in context."""
-    checks = [stream_checks(text) or [text] for text in texts]
-    unique = list(dict.fromkeys(c for cs in checks for c in cs))
-    scores = dict(zip(unique, window_scores(encoder, network, unique, context=True), strict=True))
-    return np.stack([np.max([scores[c] for c in cs], axis=0) for cs in checks])
+    encoder: SentenceEncoder, network: Network, texts: Sequence[str], pieces: Pieces | None = None
+) -> WindowScores:
+    """Each text scored as a streamed completion: the worst window of the worst check of the
+    output window (`stream_checks`), windows in context."""
+    return window_scores(encoder, network, [stream_checks(t) or [t] for t in texts], pieces, context=True)
 
 
 def choose_output_threshold(
@@ -300,6 +339,74 @@ def output_thresholds_of(
         allowed[questions[best]] -= 1
 
 
+def fit_pieces(ids: Sequence[Sequence[int]], y: npt.NDArray[np.bool_], decay: float = PIECE_DECAY) -> Pieces:
+    """The word-pieces model (`aimi.safety.pieces`): per label a logistic regression over the
+    windows' buckets, balanced (positives and negatives weigh half each), with an L2 penalty,
+    fitted by L-BFGS from zero (deterministic: sparse products in a fixed order). Buckets no
+    training text has keep a weight of exactly 0."""
+    rows = [pieces_module.buckets(window) for window in ids]
+    share = [1.0 / np.sqrt(len(r)) if len(r) else 0.0 for r in rows]
+    matrix = sparse.csr_matrix(
+        (
+            np.concatenate([np.full(len(r), v) for r, v in zip(rows, share, strict=True)]),
+            np.concatenate(rows),
+            np.cumsum([0, *(len(r) for r in rows)]),
+        ),
+        shape=(len(rows), pieces_module.BUCKETS),
+    )
+    weights = np.zeros((y.shape[1], pieces_module.BUCKETS))
+    bias = np.zeros(y.shape[1])
+    for label in range(y.shape[1]):
+        target = y[:, label].astype(np.float64)
+        positive = float(target.mean())
+        weight = np.where(target > 0, 0.5 / positive, 0.5 / (1 - positive)) / len(target)
+
+        def loss(
+            params: npt.NDArray[np.float64],
+            target: npt.NDArray[np.float64] = target,
+            weight: npt.NDArray[np.float64] = weight,
+        ) -> tuple[float, npt.NDArray[np.float64]]:
+            w, b = params[:-1], params[-1]
+            z = matrix @ w + b
+            error = (sigmoid(z) - target) * weight
+            value = float(weight @ (np.logaddexp(0.0, z) - target * z) + decay * (w @ w))
+            return value, np.append(matrix.T @ error + 2 * decay * w, error.sum())
+
+        found = optimize.minimize(
+            loss, np.zeros(pieces_module.BUCKETS + 1), jac=True, method="L-BFGS-B", options={"maxiter": 300}
+        )
+        weights[label], bias[label] = found.x[:-1], found.x[-1]
+    return weights, bias
+
+
+def choose_scales(
+    scores: WindowScores,
+    y: npt.NDArray[np.bool_],
+    benign: npt.NDArray[np.bool_],
+    tricky: npt.NDArray[np.bool_],
+    trusted: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float64]:
+    """Per label, how much of the word-pieces model's output joins the network's: of
+    `PIECE_SCALES`, the one whose `medium` (`choose_thresholds`, within the budget of look-alikes
+    and everyday texts) blocks the most of dev's texts with that label; a larger share only when
+    it blocks at least 0.5 % more, so that a label the words do not help keeps the network alone."""
+    chosen = np.zeros(y.shape[1])
+    for i, label in enumerate(LABELS[: y.shape[1]]):
+        judged = ~trusted if label == "jailbreak" else np.ones(len(y), dtype=bool)
+        best = -1.0
+        for share in PIECE_SCALES:
+            scale = np.zeros(y.shape[1])
+            scale[i] = share
+            raw = scores.raw(scale)[:, i]
+            a, b = fit_platt(raw, y[:, i])
+            p = sigmoid(raw * a + b).astype(np.float64)[judged]
+            _, medium, _ = choose_thresholds(p, y[judged, i], benign[judged], tricky[judged])
+            recall = float((p[y[judged, i]] >= medium).mean())
+            if within_budget(p, medium, benign[judged], tricky[judged]) and recall > best + 0.005:
+                chosen[i], best = share, recall
+    return chosen
+
+
 def train(
     encoder: SentenceEncoder,
     corpus: Sequence[Row],
@@ -319,16 +426,19 @@ def train(
         network = Network.averaged(
             [fit_network(x, y, hidden=HIDDEN, epochs=EPOCHS, seed=seed + k) for k in range(seeds)]
         )
+        pieces = fit_pieces(WordPieces().ids([r.text for r in fit_rows]), y)
         dev_y = targets(dev)
         benign = np.array([r.kind != "harmful" for r in dev])
-        raw = window_scores(encoder, network, [r.text for r in dev])
+        tricky = np.array([r.kind == "benign_tricky" for r in dev])
+        trusted = np.array([r.role == "system" for r in dev])
+        dev_scores = window_scores(encoder, network, [[r.text] for r in dev], pieces)
+        scale = choose_scales(dev_scores, dev_y, benign, tricky, trusted)
+        raw = dev_scores.raw(scale)
         completions = [*dev, *dev_answers]
-        raw_out = completion_scores(encoder, network, [r.text for r in completions])
+        raw_out = completion_scores(encoder, network, [r.text for r in completions], pieces).raw(scale)
     calibration = np.zeros((len(LABELS), 2))
     thresholds = np.zeros((len(LABELS), 3))
     output_thresholds = np.zeros((len(LABELS), 3))
-    tricky = np.array([r.kind == "benign_tricky" for r in dev])
-    trusted = np.array([r.role == "system" for r in dev])
     benign_answers = np.array(
         [
             i >= len(dev) and r.kind != "harmful" and not r.family.startswith(REQUESTS)
@@ -356,6 +466,9 @@ def train(
         hidden_weights=network.hidden_weights.astype(np.float32),
         hidden_bias=network.hidden_bias.astype(np.float32),
         output_thresholds=output_thresholds.astype(np.float32),
+        piece_weights=pieces[0].astype(np.float32),
+        piece_bias=pieces[1].astype(np.float32),
+        piece_scale=scale.astype(np.float32),
     )
     return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev), "dev_answers": len(dev_answers)}
 
@@ -399,4 +512,6 @@ if __name__ == "__main__":
         levels_text = f"low≥{low:.3f} medium≥{medium:.2f} high≥{high:.2f}"
         outputs_text = f"completions medium≥{outputs[1]:.2f}"
         print(f"{label:10} calibration a={a:.3f} b={b:.3f}  {levels_text}  {outputs_text}")
+    if heads.piece_scale is not None:
+        print("word pieces' share:", ", ".join(f"{x:g}" for x in heads.piece_scale))
     print(f"wrote {args.out}")

@@ -40,6 +40,7 @@ from aimi.safety.encoders import MINILM_WIDTH, encodable, minilm_tokenizer, pack
 from aimi.safety.graph import stored_weights
 from aimi.safety.heads import LABELS, Heads
 from aimi.safety.normalization import normalize
+from aimi.safety.pieces import WordPieces
 from benchmarks.train_safety_heads import (
     CORPUS,
     EARLIER,
@@ -292,12 +293,16 @@ class TunedEncoder:
 
 def measure(heads: Heads, encoder: TunedEncoder, rows: Sequence[dict[str, Any]]) -> str:
     """Recall per label, harm blocked, look-alikes and everyday texts flagged, at `medium`."""
-    scores = np.stack(
-        [
-            heads.probabilities(encoder.encode(windows(normalize(r["text"])) or [r["text"]])).max(axis=0)
-            for r in rows
-        ]
-    )
+    reader = WordPieces() if heads.reads_pieces else None
+
+    def score(text: str) -> npt.NDArray[np.float32]:
+        parts = windows(normalize(text)) or [text]
+        found: npt.NDArray[np.float32] = heads.probabilities(
+            encoder.encode(parts), reader.ids(parts) if reader else None
+        ).max(axis=0)
+        return found
+
+    scores = np.stack([score(r["text"]) for r in rows])
     flagged = scores >= heads.thresholds[:, 1]
     y = np.array([[label in r["labels"] for label in LABELS] for r in rows])
     harmful = np.array([r["kind"] == "harmful" for r in rows])

@@ -7,11 +7,12 @@ import pytest
 
 from aimi.safety.base import Severity
 from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, fit_platt, sigmoid
+from aimi.safety.pieces import BUCKETS, buckets
 
 
 def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
     heads = Heads.load()
-    assert HEADS_FILE.stat().st_size < 1_500_000
+    assert HEADS_FILE.stat().st_size < 2_500_000
     assert heads.labels == LABELS
     assert heads.encoder == "all-MiniLM-L6-v2-and-layer4-int8-dynamic-fused"
     assert heads.hidden_weights is not None and heads.hidden_weights.shape[1] == 768
@@ -51,7 +52,10 @@ def test_heads_survive_a_save_and_a_load(tmp_path: Path) -> None:
     assert np.array_equal(again.output_thresholds, heads.output_thresholds)
     assert heads.hidden_weights is not None
     vectors = np.random.default_rng(0).normal(size=(4, heads.hidden_weights.shape[1])).astype(np.float32)
-    assert np.array_equal(heads.probabilities(vectors), again.probabilities(vectors))
+    pieces = [[2023, 2003], [], [7592], [2045, 2045, 999]]
+    assert np.array_equal(heads.probabilities(vectors, pieces), again.probabilities(vectors, pieces))
+    assert heads.piece_scale is not None and again.piece_scale is not None
+    assert np.array_equal(heads.piece_scale, again.piece_scale)
 
 
 def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
@@ -99,3 +103,59 @@ def test_platt_scaling_turns_scores_into_frequencies() -> None:
     a, b = fit_platt(scores, y)
     assert a == pytest.approx(2.0, abs=0.25)
     assert b == pytest.approx(-1.0, abs=0.2)
+
+
+def test_platt_scaling_converges_on_scores_spread_over_tens() -> None:
+    """Scores from -35 to 20 (a network's raw output plus the word pieces'): a full Newton step
+    from a = 1 overshoots to a ≈ 1e13; halved steps find the calibration."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(-20.0, 6.0, 900), rng.normal(8.0, 6.0, 100)])
+    y = rng.random(1000) < sigmoid(0.4 * scores + 1.0)
+    a, b = fit_platt(scores, y)
+    assert a == pytest.approx(0.4, abs=0.15)
+    assert b == pytest.approx(1.0, abs=0.6)
+
+
+def _toy_heads_with_pieces(scale: float) -> Heads:
+    weights = np.zeros((1, BUCKETS), np.float32)
+    weights[0, buckets([42])] = 3.0
+    return Heads(
+        encoder="e",
+        labels=("a",),
+        weights=np.ones((1, 2), np.float32),
+        bias=np.zeros(1, np.float32),
+        calibration=np.array([[1.0, 0.0]], np.float32),
+        thresholds=np.array([[0.2, 0.5, 0.9]], np.float32),
+        piece_weights=weights,
+        piece_bias=np.array([-1.0], np.float32),
+        piece_scale=np.array([scale], np.float32),
+    )
+
+
+def test_heads_that_read_word_pieces_add_each_label_s_share_of_their_output() -> None:
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    raw = _toy_heads_with_pieces(0.5).raw(vectors, [[42], [7]])
+    assert raw[0, 0] == pytest.approx(1.0 + 0.5 * (3.0 - 1.0))  # the token's bucket
+    assert raw[1, 0] == pytest.approx(1.0 + 0.5 * -1.0)  # an unknown token: the bias alone
+    assert np.allclose(_toy_heads_with_pieces(0.0).raw(vectors, [[42], [7]]), 1.0)
+
+
+def test_heads_that_read_word_pieces_need_the_windows_tokens(tmp_path: Path) -> None:
+    heads = _toy_heads_with_pieces(0.5)
+    assert heads.reads_pieces
+    with pytest.raises(ValueError, match="word pieces"):
+        heads.raw(np.ones((1, 2), np.float32))
+    heads.save(tmp_path / "pieces.npz")
+    loaded = Heads.load(tmp_path / "pieces.npz")
+    assert loaded.piece_weights is not None and heads.piece_weights is not None
+    assert np.array_equal(loaded.piece_weights, heads.piece_weights)
+    vectors = np.ones((1, 2), np.float32)
+    assert np.array_equal(loaded.probabilities(vectors, [[42, 7]]), heads.probabilities(vectors, [[42, 7]]))
+
+
+def test_a_heads_file_whose_word_pieces_are_cut_short_is_refused(tmp_path: Path) -> None:
+    heads = _toy_heads_with_pieces(0.5)
+    broken = Heads(**{**heads.__dict__, "piece_weights": np.zeros((1, 10), np.float32)})
+    broken.save(tmp_path / "broken.npz")
+    with pytest.raises(ValueError, match="do not match"):
+        Heads.load(tmp_path / "broken.npz")

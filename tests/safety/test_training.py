@@ -12,10 +12,13 @@ from benchmarks.merge_safety_data import identity, read
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     Row,
+    WindowScores,
     augment,
     benign_windows,
     choose_output_threshold,
+    choose_scales,
     choose_thresholds,
+    fit_pieces,
     load_answers,
     load_corpus,
     output_thresholds_of,
@@ -23,6 +26,7 @@ from benchmarks.train_safety_heads import (
 )
 
 from aimi.safety.heads import HEADS_FILE, LABELS, Heads
+from aimi.safety.pieces import BUCKETS, buckets, piece_scores
 from aimi.safety.semantic import SemanticModel
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -30,7 +34,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
     """The holdout `safety_eval.py` scores (`--holdout`), kept out of the corpus; round 11's
-    (scored as a second measure) and round 12's (written for the next round) are kept out too."""
+    (scored as a second measure), round 12's (scored in round 14) and round 14's (written for the
+    next round) are kept out too."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -41,7 +46,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         splits[row.family].add(row.split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {identity(r.text) for r in load_corpus()}
-    for name in (HOLDOUT.name, "safety_holdout_r11.jsonl", "safety_holdout_r12.jsonl"):
+    for name in (HOLDOUT.name, *(f"safety_holdout_r{n}.jsonl" for n in (11, 12, 14))):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {identity(str(r["text"])) for r in held} & seen, name
@@ -81,6 +86,39 @@ def test_one_odd_everyday_text_in_eight_hundred_does_not_set_a_prompt_threshold(
     everyday[1] = 0.9
     p = np.concatenate([harmful, everyday, look_alikes])
     assert choose_thresholds(p, y, ~y, tricky)[1] == 0.95
+
+
+def test_the_word_pieces_model_learns_a_word_and_leaves_buckets_no_text_has_at_zero() -> None:
+    rng = np.random.default_rng(3)
+    filler = [list(rng.integers(1000, 2000, size=6)) for _ in range(200)]
+    windows = [[*w, 777] if i % 2 else w for i, w in enumerate(filler)]  # token 777 marks the label
+    y = np.array([[i % 2 == 1] for i in range(200)])
+    weights, bias = fit_pieces(windows, y)
+    assert weights.shape == (1, BUCKETS)
+    scores = piece_scores([[1500, 777], [1500, 1501]], weights, bias)[:, 0]
+    assert scores[0] > 0 > scores[1]
+    used = np.unique(np.concatenate([buckets(w) for w in windows]))
+    assert np.count_nonzero(weights) <= len(used)
+    assert np.array_equal(fit_pieces(windows, y)[0], weights)  # the same rows, the same model
+
+
+def test_a_label_takes_a_share_of_the_word_pieces_only_when_it_blocks_more_of_dev() -> None:
+    """Two labels, 100 harmful texts each, 400 everyday texts and 100 look-alikes. For the first
+    the network misses half the harm and the word pieces see it; for the second the word pieces
+    are noise."""
+    rng = np.random.default_rng(5)
+    n = 600
+    y = np.zeros((n, 2), dtype=bool)
+    y[:100, 0] = y[100:200, 1] = True
+    benign = np.logical_not(y.any(axis=1))
+    tricky = np.arange(n) >= 500
+    network = rng.normal(-3.0, 0.5, (n, 2))
+    network[:50, 0] = rng.normal(3.0, 0.5, 50)  # the network sees half of the first label's harm
+    network[100:200, 1] = rng.normal(3.0, 0.5, 100)  # and all of the second's
+    pieces = np.stack([np.where(y[:, 0], 4.0, -4.0), rng.normal(0.0, 3.0, n)], axis=1)
+    scores = WindowScores([np.array([i]) for i in range(n)], network, pieces)
+    scale = choose_scales(scores, y, benign, tricky, np.zeros(n, dtype=bool))
+    assert scale[0] > 0 and scale[1] == 0
 
 
 def test_the_completions_threshold_stays_a_margin_above_the_benign_answers() -> None:
@@ -150,7 +188,8 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
     trained, _ = train(semantic_model.encoder, load_corpus(), answers=load_answers())
     shipped = Heads.load(HEADS_FILE)
     assert trained.encoder == shipped.encoder and trained.labels == shipped.labels
-    for name in ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds"):
+    names = ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds")
+    for name in (*names, "piece_weights", "piece_bias", "piece_scale"):
         assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
     assert trained.output_thresholds is not None and shipped.output_thresholds is not None
     assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)

@@ -6,17 +6,21 @@ The network is one hidden layer of ReLU units shared by the labels, then one log
 label (without the hidden layer it is a plain logistic regression per label, which the format
 also allows). The heads are trained by `benchmarks/train_safety_heads.py` from
 `tests/data/safety_corpus.jsonl` and ship in aimi as `safety/data/semantic_heads.npz` (about
-1.2 MB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
+2.2 MB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
 `bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b) for the raw output z),
 and `thresholds` (per label the calibrated probability from which it is low, medium and high),
 optionally `output_thresholds` (the same for completions, chosen on sampled answers of the
 embedded model: an assistant's answer is judged in context and is held to its own thresholds),
-with the `labels` and the `encoder` they were trained for. Fitting lives here too, in float64,
-seeded, on one BLAS thread, so the same vectors give the same heads bit for bit.
+with the `labels` and the `encoder` they were trained for; optionally the word-pieces model
+(`pieces.py`): `piece_weights` (labels × buckets), `piece_bias` and `piece_scale`, whose output,
+times its label's scale, is added to the network's raw output before calibration. Fitting the
+network lives here too, in float64, seeded, on one BLAS thread, so the same vectors give the same
+heads bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aimi.safety.base import Severity
+from aimi.safety.pieces import BUCKETS, piece_scores
 
 LABELS = ("hate", "sexual", "violence", "self_harm", "jailbreak")
 HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_heads.npz"
@@ -49,16 +54,35 @@ class Heads:
     hidden_bias: npt.NDArray[np.float32] | None = None
     output_thresholds: npt.NDArray[np.float32] | None = None
     """Per label low, medium, high for completions; `thresholds` when None."""
+    piece_weights: npt.NDArray[np.float32] | None = None
+    piece_bias: npt.NDArray[np.float32] | None = None
+    piece_scale: npt.NDArray[np.float32] | None = None
+    """Per label, how much of the word-pieces model's output joins the network's (0: none)."""
 
-    def raw(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
-        """The uncalibrated output per label: shape (n, labels)."""
+    @property
+    def reads_pieces(self) -> bool:
+        """Whether the heads need each window's token ids beside its vector."""
+        return self.piece_weights is not None
+
+    def raw(
+        self, vectors: npt.NDArray[np.floating], pieces: Sequence[Sequence[int]] | None = None
+    ) -> npt.NDArray[np.floating]:
+        """The uncalibrated output per label: shape (n, labels). Heads that read pieces need each
+        window's token ids (`pieces.WordPieces.ids`) in `pieces`."""
         if self.hidden_weights is not None and self.hidden_bias is not None:
             vectors = np.maximum(vectors @ self.hidden_weights.T + self.hidden_bias, 0.0)
-        return vectors @ self.weights.T + self.bias
+        scores = vectors @ self.weights.T + self.bias
+        if self.piece_weights is None or self.piece_bias is None or self.piece_scale is None:
+            return scores
+        if pieces is None or len(pieces) != len(vectors):
+            raise ValueError("these heads read word pieces: pass each window's token ids")
+        return scores + piece_scores(pieces, self.piece_weights, self.piece_bias) * self.piece_scale
 
-    def probabilities(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def probabilities(
+        self, vectors: npt.NDArray[np.float32], pieces: Sequence[Sequence[int]] | None = None
+    ) -> npt.NDArray[np.float32]:
         """Calibrated probability of each label for each vector: shape (n, labels)."""
-        scores = self.raw(vectors)
+        scores = self.raw(vectors, pieces)
         return sigmoid(scores * self.calibration[:, 0] + self.calibration[:, 1]).astype(np.float32)
 
     def severity(self, label: int, probability: float, *, output: bool = False) -> Severity:
@@ -86,8 +110,12 @@ class Heads:
             arrays.update(hidden_weights=self.hidden_weights, hidden_bias=self.hidden_bias)
         if self.output_thresholds is not None:
             arrays.update(output_thresholds=self.output_thresholds)
-        with path.open("wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+        if self.piece_weights is not None and self.piece_bias is not None and self.piece_scale is not None:
+            arrays.update(
+                piece_weights=self.piece_weights, piece_bias=self.piece_bias, piece_scale=self.piece_scale
+            )
+        with path.open("wb") as f:  # compressed: most buckets of the word-pieces model are never used
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path = HEADS_FILE) -> Heads:
@@ -105,6 +133,11 @@ class Heads:
                 output_thresholds=(
                     data["output_thresholds"].astype(np.float32) if "output_thresholds" in data else None
                 ),
+                **{
+                    name: data[name].astype(np.float32)
+                    for name in ("piece_weights", "piece_bias", "piece_scale")
+                    if name in data
+                },
             )
         n = len(heads.labels)
         outputs = heads.output_thresholds
@@ -113,6 +146,11 @@ class Heads:
             or heads.bias.shape != (n,)
             or heads.thresholds.shape != (n, 3)
             or (outputs is not None and outputs.shape != (n, 3))
+            or (heads.piece_weights is not None and heads.piece_weights.shape != (n, BUCKETS))
+            or (heads.piece_bias is not None and heads.piece_bias.shape != (n,))
+            or (heads.piece_scale is not None and heads.piece_scale.shape != (n,))
+            or (heads.piece_weights is None) != (heads.piece_scale is None)
+            or (heads.piece_weights is None) != (heads.piece_bias is None)
         ):
             raise ValueError(f"{path}: the head arrays do not match its {n} labels")
         return heads
@@ -192,17 +230,28 @@ def fit_network(
 
 def fit_platt(scores: Floats, y: npt.NDArray[np.bool_], *, iterations: int = 50) -> tuple[float, float]:
     """Platt scaling: `a, b` so that σ(a·score + b) is a calibrated probability (Newton's method,
-    with Platt's smoothed targets so that a separable set does not blow up)."""
+    with Platt's smoothed targets so that a separable set does not blow up, and each step halved
+    until it lowers the loss: from a = 1, a full step can overshoot on scores spread over tens)."""
     positives, negatives = float(y.sum()), float((~y).sum())
     target = np.where(y, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     design = np.stack([scores, np.ones_like(scores)], axis=1)
+
+    def loss(theta: Floats) -> float:
+        z = design @ theta
+        return float((np.logaddexp(0.0, z) - target * z).sum())
+
     theta = np.array([1.0, 0.0])
     for _ in range(iterations):
         p = sigmoid(design @ theta)
         gradient = design.T @ (p - target)
         hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        theta -= step
+        before = loss(theta)
+        for _ in range(40):
+            if loss(theta - step) <= before:
+                break
+            step = step / 2
+        theta = theta - step
         if np.abs(step).max() < 1e-10:
             break
     return float(theta[0]), float(theta[1])

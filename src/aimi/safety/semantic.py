@@ -1,11 +1,12 @@
 """The semantic classifier: a sentence encoder and small trained heads, as a SafetyFilter.
 
-It judges the meaning of text rather than its words, so it vouches for all four categories and
-for jailbreak attempts. Long text is cut into windows (`chunks.windows`: its sentences, at most
-about 40 tokens each), each window is encoded once and scored by one calibrated logistic head per label
-(`heads.Heads`), and each label keeps its worst window, so one harmful sentence inside a long
-benign message is found. A label's probability becomes a severity at the thresholds shipped with
-the heads (chosen on the dev split; see docs/safety.md).
+It judges the meaning of text rather than only its words, so it vouches for all four categories
+and for jailbreak attempts. Long text is cut into windows (`chunks.windows`: its sentences, at
+most about 40 tokens each), each window is encoded once and scored by one calibrated head per
+label (`heads.Heads`, which read the window's word pieces too, `pieces.py`), and each label keeps
+its worst window, so one harmful sentence inside a long benign message is found. A label's
+probability becomes a severity at the thresholds shipped with the heads (chosen on the dev split;
+see docs/safety.md).
 
 Scores of recent windows are kept (a small LRU), because a streamed completion is checked in
 overlapping windows (`window.OutputWindow`) whose sentences repeat from one check to the next:
@@ -30,6 +31,7 @@ from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder
 from aimi.safety.heads import HEADS_FILE, Heads
 from aimi.safety.normalization import normalize
+from aimi.safety.pieces import WordPieces
 
 CACHE_WINDOWS = 2048
 # A prompt's windows are encoded two at a time (the caller and one helper thread): on an idle 2-core
@@ -51,6 +53,7 @@ class SemanticModel:
         self._size = cache
         self._lock = threading.Lock()
         self._one_blas_thread = OneBlasThread()
+        self._pieces = WordPieces() if heads.reads_pieces else None
 
     @classmethod
     def load(cls, heads_file: Path = HEADS_FILE) -> SemanticModel:
@@ -70,8 +73,9 @@ class SemanticModel:
             known = {i: self._cache.get(p) for i, p in enumerate(parts)}
         missing = sorted({p for i, p in enumerate(parts) if known[i] is None})
         vectors = self.encoder.encode(missing)
+        pieces = self._pieces.ids(missing) if self._pieces is not None else None
         with self._one_blas_thread():  # a BLAS pool left spinning would take the encoder's second core
-            probabilities = self.heads.probabilities(vectors)
+            probabilities = self.heads.probabilities(vectors, pieces)
         fresh = dict(zip(missing, probabilities, strict=True))
         with self._lock:
             for i, part in enumerate(parts):
