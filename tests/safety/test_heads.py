@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from aimi.safety.base import Severity
@@ -58,15 +59,21 @@ def test_heads_survive_a_save_and_a_load(tmp_path: Path) -> None:
     assert np.array_equal(heads.piece_scale, again.piece_scale)
 
 
-def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
-    heads = Heads(
+def _toy_heads(**pieces: npt.NDArray[np.float32]) -> Heads:
+    """One label, a plain logistic head on 2-d vectors (weights 1, 1), identity calibration."""
+    return Heads(
         encoder="e",
         labels=("a",),
         weights=np.ones((1, 2), np.float32),
         bias=np.zeros(1, np.float32),
         calibration=np.array([[1.0, 0.0]], np.float32),
         thresholds=np.array([[0.2, 0.5, 0.9]], np.float32),
+        **pieces,
     )
+
+
+def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
+    heads = _toy_heads()
     heads.save(tmp_path / "plain.npz")
     loaded = Heads.load(tmp_path / "plain.npz")
     assert loaded.hidden_weights is None
@@ -119,17 +126,8 @@ def test_platt_scaling_converges_on_scores_spread_over_tens() -> None:
 def _toy_heads_with_pieces(scale: float) -> Heads:
     weights = np.zeros((1, BUCKETS), np.float32)
     weights[0, buckets([42])] = 3.0
-    return Heads(
-        encoder="e",
-        labels=("a",),
-        weights=np.ones((1, 2), np.float32),
-        bias=np.zeros(1, np.float32),
-        calibration=np.array([[1.0, 0.0]], np.float32),
-        thresholds=np.array([[0.2, 0.5, 0.9]], np.float32),
-        piece_weights=weights,
-        piece_bias=np.array([-1.0], np.float32),
-        piece_scale=np.array([scale], np.float32),
-    )
+    bias, share = np.array([-1.0], np.float32), np.array([scale], np.float32)
+    return _toy_heads(piece_weights=weights, piece_bias=bias, piece_scale=share)
 
 
 def test_heads_that_read_word_pieces_add_each_label_s_share_of_their_output() -> None:
