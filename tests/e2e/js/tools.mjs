@@ -13,7 +13,11 @@
 //   with `locals()[function_name](**function_args)`);
 // - `{ role: "tool", tool_call_id = tool_call.id, content = tool_response }` is a SyntaxError: written
 //   with `:`, and `content` must be a string, so the function's result is JSON.stringify'd;
-// - the second call is assigned to `result` and never read: the harness prints its answer.
+// - the second call is assigned to `result` and never read: the harness prints its answer;
+// - the first call is greedy (`temperature: 0`): sampled at the default temperature, the 135M model
+//   now and then writes calls or an argument until the context is full (finish_reason "length", once
+//   in CI), and the seed's code reads `tool_calls` without looking at the finish reason. The Python
+//   version of this example (tests/e2e/test_tools_and_json.py) is greedy for the same reason.
 import ModelClient from "@azure-rest/ai-inference";
 import { isUnexpected } from "@azure-rest/ai-inference";
 import { AzureKeyCredential } from "@azure/core-auth";
@@ -67,7 +71,8 @@ var response = await client.path("/chat/completions").post({  // differs: `respo
     body: {
         messages: messages,
         tools: tools,
-        tool_choice: "auto"
+        tool_choice: "auto",
+        temperature: 0  // differs: greedy
     }
 });
 
