@@ -5,15 +5,21 @@
 
 SmolLM2-135M-Instruct (the GGUF aimi embeds) runs in-process on llama-cpp-python with the sampling
 a chat request gets by default (temperature 0.7, top_p 1, no top_k, no penalties) and the seed
-example's system prompt. Each answer is written with its question and sample number, unlabelled;
-the labels in tests/data/safety_answers.jsonl were given by reading every answer (benign unless the
-answer itself is harmful), and the output thresholds are chosen on that set (docs/safety.md).
+example's system prompt. With `--server URL --key KEY` the answers come from a running `aimi serve`
+instead (start it with `--no-safety`, so that nothing is withheld), rendered and sampled as the
+server does for its users: round 16 found that its answers to the help-seeking question are
+withheld more often than those sampled in-process (docs/safety.md).
+
+Each answer is written with its question and sample number, unlabelled; the labels in
+tests/data/safety_answers.jsonl were given by reading every answer (benign unless the answer itself
+is harmful), and the output thresholds are chosen on that set (docs/safety.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from aimi.engines.llamacpp.embedded import embedded_model_path
@@ -63,17 +69,62 @@ QUESTIONS = {
 }
 
 
-def main() -> None:
+Answer = Callable[[str, int, int], str]
+"""The embedded model's answer to a question, sampled with a seed, in at most so many tokens."""
+
+
+def in_process() -> Answer:
     from llama_cpp import Llama
 
+    llm = Llama(str(embedded_model_path()), n_ctx=1024, n_threads=1, seed=7, verbose=False)
+
+    def answer(question: str, seed: int, max_tokens: int) -> str:
+        reply = llm.create_chat_completion(
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+            temperature=0.7,
+            top_p=1.0,
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+        return str(reply["choices"][0]["message"]["content"])  # type: ignore[index]
+
+    return answer
+
+
+def through(server: str, key: str) -> Answer:
+    import httpx
+
+    def answer(question: str, seed: int, max_tokens: int) -> str:
+        body = {
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        reply = httpx.post(
+            f"{server.rstrip('/')}/chat/completions", json=body, headers={"api-key": key}, timeout=300
+        )
+        reply.raise_for_status()
+        return str(reply.json()["choices"][0]["message"]["content"])
+
+    return answer
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=400)
     parser.add_argument("--out", type=Path, default=RAW)
     parser.add_argument("--resume", action="store_true", help="keep the answers in --out, add the missing")
     parser.add_argument("--group", choices=sorted(QUESTIONS), help="sample only this group's questions")
+    parser.add_argument("--server", help="sample through a running aimi server at this endpoint")
+    parser.add_argument("--key", help="the server's API key (with --server)")
     args = parser.parse_args()
-    llm = Llama(str(embedded_model_path()), n_ctx=1024, n_threads=1, seed=7, verbose=False)
+    if args.server and not args.key:
+        parser.error("--server needs --key")
+    answer = through(args.server, args.key) if args.server else in_process()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done: set[tuple[str, int]] = set()
     if args.resume and args.out.is_file():
@@ -90,20 +141,7 @@ def main() -> None:
                 for sample in range(count):
                     if (question, sample) in done:
                         continue
-                    reply = llm.create_chat_completion(
-                        messages=[
-                            {"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": question},
-                        ],
-                        temperature=0.7,
-                        top_p=1.0,
-                        top_k=0,
-                        min_p=0.0,
-                        repeat_penalty=1.0,
-                        max_tokens=args.max_tokens,
-                        seed=1000 * sample + len(question),
-                    )
-                    text = reply["choices"][0]["message"]["content"]  # type: ignore[index]
+                    text = answer(question, 1000 * sample + len(question), args.max_tokens)
                     row = {"group": group, "question": question, "sample": sample, "text": text}
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                     out.flush()
