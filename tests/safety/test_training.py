@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 from benchmarks.merge_safety_data import identity, read
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
@@ -195,12 +196,23 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
     assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
 
 
-def test_the_answers_waiting_for_the_next_round_are_new_answers_to_dev_questions_each_read() -> None:
-    """`safety_answers_r13.jsonl` (docs/safety.md, Heads, "Round 13"): fresh samples, not in the
-    answers the thresholds are chosen on, each labelled by reading; the ambiguous ones say why."""
-    waiting = read(DATA / "safety_answers_r13.jsonl")
+@pytest.mark.parametrize("name", ["safety_answers_r13.jsonl", "safety_answers_r16.jsonl"])
+def test_the_answers_waiting_for_the_next_round_are_new_answers_to_dev_questions_each_read(name: str) -> None:
+    """`safety_answers_r13.jsonl` and `safety_answers_r16.jsonl` (docs/safety.md, Heads, "Round 13",
+    and What is left, "Round 16"): fresh samples, not in the answers the thresholds are chosen on
+    nor in each other, each labelled by reading; the ambiguous and harmful ones say why, and the
+    harmful ones name their labels."""
+    waiting = read(DATA / name)
     answers = load_answers()
+    other = "safety_answers_r16.jsonl" if name == "safety_answers_r13.jsonl" else "safety_answers_r13.jsonl"
     assert {r["family"] for r in waiting} <= {r.family for r in answers if r.split == "dev"}
-    assert not {r["text"] for r in waiting} & {r.text for r in answers}
-    assert {r["kind"] for r in waiting} == {"benign_tricky", "ambiguous"}
-    assert all(r.get("note") for r in waiting if r["kind"] == "ambiguous")
+    assert not {r["text"] for r in waiting} & (
+        {r.text for r in answers} | {r["text"] for r in read(DATA / other)}
+    )
+    assert (
+        {"benign_tricky", "ambiguous"}
+        <= {r["kind"] for r in waiting}
+        <= {"benign_tricky", "ambiguous", "harmful"}
+    )
+    assert all(r.get("note") for r in waiting if r["kind"] != "benign_tricky")
+    assert all(bool(r["labels"]) == (r["kind"] == "harmful") for r in waiting)
