@@ -7,10 +7,9 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r10.jsonl`, written before round
-  10's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 9's holdouts are in the corpus now); `--holdout-file` scores another one in its place
-  (round 11's, `safety_holdout_r11.jsonl`, was scored on round 10's heads as a second measure);
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r14.jsonl`, written before round
+  16's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 12's holdouts are in the corpus now); `--holdout-file` scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -26,7 +25,8 @@ recall, precision, and the share of benign look-alikes (`benign_tricky`) and of 
 detected). Then each extra filter's contribution over the semantic classifier alone (what it adds,
 what it costs), the time per request for 100-word prompts, and the cost per streamed token of the
 output window. Prints tables and writes the numbers as JSON. `--heads` scores other heads than
-the shipped ones (an earlier round's, from `git show`), with the encoder they name.
+the shipped ones (an earlier round's, from `git show`), with the encoder they name, and
+`--output-heads` judges completions by other heads than the shipped completions' heads.
 """
 
 from __future__ import annotations
@@ -56,15 +56,16 @@ from aimi.safety import (
 )
 from aimi.safety.base import Category
 from aimi.safety.encoders import MiniLMEncoder
+from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
 from aimi.safety.patterns import DEFAULT_PATTERNS
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r10.jsonl"
-"""The holdout the round's heads were scored on (round 10's; rounds 1 to 9's are in the corpus
-now, round 11's was scored on the same heads with `--holdout-file`); the next round's replaces it
-here once that round's heads are trained."""
+HOLDOUT = DATA / "safety_holdout_r14.jsonl"
+"""The holdout the round's heads are scored on (round 14's, written before round 16's training;
+rounds 1 to 12's are in the corpus now); the next round's replaces it here once that round's
+heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 
 
@@ -235,10 +236,15 @@ async def answers(service: SafetyService) -> dict[str, Any]:
 
 
 async def evaluate(
-    holdout: bool, repeat: int, heads: Path | None = None, holdout_file: Path = HOLDOUT
+    holdout: bool,
+    repeat: int,
+    heads: Path | None = None,
+    holdout_file: Path = HOLDOUT,
+    output_heads: Path = OUTPUT_HEADS_FILE,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model = SemanticModel.load() if heads is None else SemanticModel.load(heads)
+    completions_model = model.beside(Heads.load(output_heads))
     semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
     classifier = ClassifierFilter.load()
@@ -251,7 +257,7 @@ async def evaluate(
         "default patterns": PatternFilter(DEFAULT_PATTERNS),
         "jailbreak-patterns": JailbreakFilter(),
     }
-    new_inputs, new_outputs = semantic_filters(model)
+    new_inputs, new_outputs = semantic_filters(model, completions_model)
     services = {
         "old ensemble": SafetyService(
             SafetyPolicy(), input_filters=[classifier, PatternFilter(), JailbreakFilter()], output_filters=[]
@@ -379,11 +385,16 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3, help="time each prompt this many times")
     parser.add_argument("--heads", type=Path, help="score these heads instead of the shipped ones")
     parser.add_argument(
+        "--output-heads", type=Path, default=OUTPUT_HEADS_FILE, help="judge completions by these heads"
+    )
+    parser.add_argument(
         "--holdout-file", type=Path, default=HOLDOUT, help="with --holdout: score this holdout instead"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
-    result = asyncio.run(evaluate(args.holdout, args.repeat, args.heads, args.holdout_file))
+    result = asyncio.run(
+        evaluate(args.holdout, args.repeat, args.heads, args.holdout_file, args.output_heads)
+    )
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

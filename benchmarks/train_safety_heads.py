@@ -1,11 +1,14 @@
 """Train the semantic classifier's heads from tests/data/safety_corpus.jsonl, reproducibly.
 
-    .venv/bin/python benchmarks/train_safety_heads.py [--encoder minilm|static] [--layers N] [--out PATH]
+    .venv/bin/python benchmarks/train_safety_heads.py [--completions] [--encoder minilm|static]
+        [--layers N] [--out PATH]
 
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
-   fitting, their `dev` families for calibration and thresholds; the holdout
-   (tests/data/safety_holdout_r10.jsonl) is never read here.
+   fitting, their `dev` families for calibration and thresholds; the untouched holdout
+   (tests/data/safety_holdout_r14.jsonl) is never read here. With `--completions`, the heads
+   completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
+   without the families of the holdouts merged in round 16 (`for_completions`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
@@ -49,12 +52,26 @@ from threadpoolctl import threadpool_limits
 from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder, StaticEncoder
-from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, fit_platt, sigmoid
+from aimi.safety.heads import (
+    HEADS_FILE,
+    LABELS,
+    OUTPUT_HEADS_FILE,
+    Heads,
+    Network,
+    fit_network,
+    fit_platt,
+    sigmoid,
+)
 from aimi.safety.pieces import WordPieces, piece_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
+COMPLETIONS_WITHOUT = tuple(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (10, 11, 12))
+"""The scored holdouts merged into the corpus in round 16. The prompts' heads are trained on them;
+the completions' heads are not: trained with them, benign sampled answers scored higher, the
+completions' violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more
+fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
 SEED = 13
 HIDDEN = 128
 SEEDS = 3
@@ -113,6 +130,18 @@ def load_corpus(path: Path = CORPUS) -> list[Row]:
         Row(r["text"], frozenset(r["labels"]), r["kind"], r["family"], r["split"], r.get("role", "user"))
         for r in rows
     ]
+
+
+def for_completions(corpus: Sequence[Row]) -> list[Row]:
+    """The corpus the completions' heads are trained on (`--completions`): without the families of
+    `COMPLETIONS_WITHOUT`."""
+    left_out = {
+        json.loads(line)["family"]
+        for path in COMPLETIONS_WITHOUT
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
+    return [r for r in corpus if r.family not in left_out]
 
 
 def load_answers(path: Path = ANSWERS) -> list[Row]:
@@ -489,7 +518,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", choices=("minilm", "static"), default="minilm")
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
-    parser.add_argument("--out", type=Path, default=HEADS_FILE)
+    parser.add_argument("--completions", action="store_true", help="the completions' heads")
+    parser.add_argument("--out", type=Path, help="default: the shipped heads file of that side")
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
     parser.add_argument("--unfused", action="store_true", help="MiniLM as exported (attention not fused)")
     parser.add_argument("--seeds", type=int, default=SEEDS, help="average networks of this many seeds")
@@ -498,7 +528,9 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None, not args.unfused)
-    heads, info = train(encoder, load_corpus(), answers=load_answers(), seeds=args.seeds)
+    corpus = for_completions(load_corpus()) if args.completions else load_corpus()
+    heads, info = train(encoder, corpus, answers=load_answers(), seeds=args.seeds)
+    args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else HEADS_FILE)
     heads.save(args.out)
     print(
         f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts,"

@@ -14,6 +14,7 @@ from aimi.safety import (
     ToxicityModel,
     semantic_filters,
 )
+from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,13 @@ def semantic_model() -> SemanticModel:
     return SemanticModel.load()
 
 
+@pytest.fixture(scope="session")
+def completions_model(semantic_model: SemanticModel) -> SemanticModel:
+    """The shipped completions' heads on the same encoder."""
+    return semantic_model.beside(Heads.load(OUTPUT_HEADS_FILE))
+
+
 @pytest.fixture
-def service(semantic_model: SemanticModel) -> SafetyService:
-    inputs, outputs = semantic_filters(semantic_model)
+def service(semantic_model: SemanticModel, completions_model: SemanticModel) -> SafetyService:
+    inputs, outputs = semantic_filters(semantic_model, completions_model)
     return SafetyService(SafetyPolicy(), input_filters=inputs, output_filters=outputs)

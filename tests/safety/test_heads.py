@@ -7,7 +7,16 @@ import numpy.typing as npt
 import pytest
 
 from aimi.safety.base import Severity
-from aimi.safety.heads import HEADS_FILE, LABELS, Heads, Network, fit_network, fit_platt, sigmoid
+from aimi.safety.heads import (
+    HEADS_FILE,
+    LABELS,
+    OUTPUT_HEADS_FILE,
+    Heads,
+    Network,
+    fit_network,
+    fit_platt,
+    sigmoid,
+)
 from aimi.safety.pieces import BUCKETS, buckets
 
 
@@ -33,7 +42,7 @@ def test_probabilities_rise_through_safe_low_medium_and_high() -> None:
 
 
 def test_completions_are_held_to_their_own_thresholds_which_are_never_lower() -> None:
-    heads = Heads.load()
+    heads = Heads.load(OUTPUT_HEADS_FILE)
     assert heads.output_thresholds is not None
     assert np.all(heads.output_thresholds[:, 1] >= heads.thresholds[:, 1])
     index = LABELS.index("hate")

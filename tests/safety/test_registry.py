@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aimi.safety import ClassifierFilter, JailbreakFilter, PatternFilter
+from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
 from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 from tests.distributions import install
@@ -41,22 +43,32 @@ def test_the_built_in_filters_are_registered_on_the_sides_offline_filters_puts_t
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 
 
-def test_the_semantic_ensemble_loads_its_model_once_for_both_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_semantic_ensemble_loads_its_encoder_once_and_judges_completions_by_their_own_heads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     loads: list[int] = []
-    model = object.__new__(SemanticModel)
-    model.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
+    besides: list[Heads] = []
+    model, answers = object.__new__(SemanticModel), object.__new__(SemanticModel)
+    model.heads = answers.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
 
     def load(cls: type[SemanticModel]) -> SemanticModel:
         loads.append(1)
         return model
 
+    def beside(self: SemanticModel, heads: Heads) -> SemanticModel:
+        assert self is model
+        besides.append(heads)
+        return answers
+
     monkeypatch.setattr(SemanticModel, "load", classmethod(load))
+    monkeypatch.setattr(SemanticModel, "beside", beside)
     registry = filter_registry(plugins=False, ensemble="semantic")
     inputs, outputs = registry.filters()
-    assert loads == [1]
-    assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak
-    assert isinstance(outputs[0], SemanticFilter) and not outputs[0].jailbreak
-    assert inputs[0].model is outputs[0].model is model
+    assert loads == [1] and len(besides) == 1
+    shipped, given = Heads.load(OUTPUT_HEADS_FILE).output_thresholds, besides[0].output_thresholds
+    assert shipped is not None and given is not None and np.array_equal(given, shipped)
+    assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak and inputs[0].model is model
+    assert isinstance(outputs[0], SemanticFilter) and not outputs[0].jailbreak and outputs[0].model is answers
     assert [type(f) for f in inputs[1:]] == [PatternFilter, JailbreakFilter]
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 

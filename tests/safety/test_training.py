@@ -12,6 +12,7 @@ import pytest
 from benchmarks.merge_safety_data import identity, read
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
+    COMPLETIONS_WITHOUT,
     Row,
     WindowScores,
     augment,
@@ -20,13 +21,14 @@ from benchmarks.train_safety_heads import (
     choose_scales,
     choose_thresholds,
     fit_pieces,
+    for_completions,
     load_answers,
     load_corpus,
     output_thresholds_of,
     train,
 )
 
-from aimi.safety.heads import HEADS_FILE, LABELS, Heads
+from aimi.safety.heads import HEADS_FILE, LABELS, OUTPUT_HEADS_FILE, Heads
 from aimi.safety.pieces import BUCKETS, buckets, piece_scores
 from aimi.safety.semantic import SemanticModel
 
@@ -34,9 +36,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`), kept out of the corpus; round 11's
-    (scored as a second measure), round 12's (scored in round 14) and round 14's (written for the
-    next round) are kept out too."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 14's), kept out of the corpus."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -47,7 +47,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         splits[row.family].add(row.split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {identity(r.text) for r in load_corpus()}
-    for name in (HOLDOUT.name, *(f"safety_holdout_r{n}.jsonl" for n in (11, 12, 14))):
+    for name in (HOLDOUT.name,):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {identity(str(r["text"])) for r in held} & seen, name
@@ -180,14 +180,26 @@ def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
         "safety_holdout_r7.jsonl",
         "safety_holdout_r8.jsonl",
         "safety_holdout_r9.jsonl",
+        *(path.name for path in COMPLETIONS_WITHOUT),
     ):
         lines = (DATA / name).read_text(encoding="utf-8").splitlines()
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
 
 
-def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel) -> None:
-    trained, _ = train(semantic_model.encoder, load_corpus(), answers=load_answers())
-    shipped = Heads.load(HEADS_FILE)
+def test_the_completions_heads_train_on_the_corpus_without_the_holdouts_merged_in_round_16() -> None:
+    corpus = load_corpus()
+    kept = for_completions(corpus)
+    merged = {str(row["family"]) for path in COMPLETIONS_WITHOUT for row in read(path)}
+    assert not {r.family for r in kept} & merged
+    # The merged rows were appended: what is left is the corpus the completions' heads came from.
+    assert kept == corpus[: len(kept)] and {r.family for r in corpus[len(kept) :]} == merged
+
+
+@pytest.mark.parametrize("side", ["prompts", "completions"])
+def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel, side: str) -> None:
+    corpus = load_corpus() if side == "prompts" else for_completions(load_corpus())
+    trained, _ = train(semantic_model.encoder, corpus, answers=load_answers())
+    shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
     assert trained.encoder == shipped.encoder and trained.labels == shipped.labels
     names = ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds")
     for name in (*names, "piece_weights", "piece_bias", "piece_scale"):

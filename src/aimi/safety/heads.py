@@ -32,6 +32,11 @@ from aimi.safety.pieces import BUCKETS, piece_scores
 
 LABELS = ("hate", "sexual", "violence", "self_harm", "jailbreak")
 HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_heads.npz"
+"""The heads prompts are judged with."""
+OUTPUT_HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_output_heads.npz"
+"""The heads completions are judged with (at their `output_thresholds`), on the same encoder: trained
+without the families the prompts' heads gained in round 16, which moved benign sampled answers
+above a plain threat's score (docs/safety.md)."""
 
 Floats = npt.NDArray[np.float64]
 

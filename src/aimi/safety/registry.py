@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aimi.plugins import Registrations, load_entry_points
 from aimi.safety.base import SafetyFilter
 from aimi.safety.classifier import ClassifierFilter
+from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
 from aimi.safety.jailbreak import JailbreakFilter
 from aimi.safety.judge import AskDeployment, register_judge
 from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
@@ -124,19 +125,29 @@ def register_builtin(
     filters.add("jailbreak", JailbreakFilter, outputs=False)
 
 
-def register_semantic(filters: FilterRegistry, model: Callable[[], SemanticModel] | None = None) -> None:
+def register_semantic(
+    filters: FilterRegistry,
+    model: Callable[[], SemanticModel] | None = None,
+    completions: Callable[[], SemanticModel] | None = None,
+) -> None:
     """The semantic ensemble (a server's default, `safety_ensemble = "semantic"`): the semantic
     classifier on both sides (jailbreak on prompts only; completions judged sentence by sentence in
-    context, at their own thresholds) with its model loaded once, the three harm patterns that
-    add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
+    context, by their own heads at their own thresholds) with its encoder loaded once, the three
+    harm patterns that add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
+    `model` loads the prompts' model and `completions` the completions' (by default the shipped
+    heads, `HEADS_FILE` and `OUTPUT_HEADS_FILE`, on one encoder); given `model` alone, both sides
+    are judged by it.
 
     Chosen by measuring each filter's contribution over the semantic classifier on the dev set
     (docs/safety.md): those patterns add detections it misses without flagging benign text; the
     toxicity classifier added more false flags than true ones."""
     loaded = functools.cache(model or SemanticModel.load)
+    if completions is None:
+        completions = loaded if model is not None else lambda: loaded().beside(Heads.load(OUTPUT_HEADS_FILE))
+    answers = functools.cache(completions)
     filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
     outputs = functools.partial(SemanticFilter, jailbreak=False, context=True, completions=True)
-    filters.add("semantic-outputs", lambda: outputs(loaded()), inputs=False)
+    filters.add("semantic-outputs", lambda: outputs(answers()), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))
     filters.add("jailbreak", JailbreakFilter, outputs=False)
 

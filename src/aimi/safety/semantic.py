@@ -11,7 +11,8 @@ see docs/safety.md).
 Scores of recent windows are kept (a small LRU), because a streamed completion is checked in
 overlapping windows (`window.OutputWindow`) whose sentences repeat from one check to the next:
 only the new text is encoded. The model loads once per process (`SemanticModel.load`, a few
-seconds, in a worker thread at start-up) and is shared by every deployment's filters.
+seconds, in a worker thread at start-up) and is shared by every deployment's filters; completions
+are judged by heads of their own on the same encoder (`beside`, `heads.OUTPUT_HEADS_FILE`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ class SemanticModel:
         those heads (by default the ones that ship with aimi)."""
         heads = Heads.load(heads_file)
         return cls(MiniLMEncoder.named(heads.encoder, workers=ENCODER_WORKERS), heads)
+
+    def beside(self, heads: Heads) -> SemanticModel:
+        """Other heads on this model's encoder (the completions' beside the prompts'): one encoder
+        in memory, and a cache of scores of their own."""
+        return SemanticModel(self.encoder, heads, cache=self._size)
 
     def clear_cache(self) -> None:
         with self._lock:

@@ -32,11 +32,12 @@ def offline_filters(classifier: ClassifierFilter) -> Filters:
     return registry.filters()
 
 
-def semantic_filters(model: SemanticModel) -> Filters:
-    """The semantic ensemble for prompts and for completions, around a loaded model
-    (`registry.register_semantic`); a server's default (`Settings.safety_ensemble`)."""
+def semantic_filters(model: SemanticModel, completions: SemanticModel | None = None) -> Filters:
+    """The semantic ensemble for prompts and for completions, around loaded models (`completions`
+    judges the completions, `model` both sides without it; `registry.register_semantic`); a
+    server's default (`Settings.safety_ensemble`)."""
     registry = FilterRegistry()
-    register_semantic(registry, lambda: model)
+    register_semantic(registry, lambda: model, None if completions is None else lambda: completions)
     return registry.filters()
 
 
