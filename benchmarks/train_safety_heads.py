@@ -135,12 +135,7 @@ def load_corpus(path: Path = CORPUS) -> list[Row]:
 def for_completions(corpus: Sequence[Row]) -> list[Row]:
     """The corpus the completions' heads are trained on (`--completions`): without the families of
     `COMPLETIONS_WITHOUT`."""
-    left_out = {
-        json.loads(line)["family"]
-        for path in COMPLETIONS_WITHOUT
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    }
+    left_out = {row.family for path in COMPLETIONS_WITHOUT for row in load_corpus(path)}
     return [r for r in corpus if r.family not in left_out]
 
 
