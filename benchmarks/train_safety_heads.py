@@ -67,11 +67,15 @@ from aimi.safety.pieces import WordPieces, piece_scores
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
-COMPLETIONS_WITHOUT = tuple(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (10, 11, 12))
-"""The scored holdouts merged into the corpus in round 16. The prompts' heads are trained on them;
-the completions' heads are not: trained with them, benign sampled answers scored higher, the
-completions' violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more
-fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
+COMPLETIONS_WITHOUT = (
+    *(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (10, 11, 12)),
+    ROOT / "tests" / "data" / "safety_candidates_c18.jsonl",
+)
+"""The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
+to 12 (round 16) and round 16's training candidates c18 (round 17). The completions' heads are not
+trained on them: trained with the holdouts, benign sampled answers scored higher, the completions'
+violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers
+were withheld (docs/safety.md, Heads, "Round 16")."""
 SEED = 13
 HIDDEN = 128
 SEEDS = 3
@@ -124,8 +128,12 @@ class Row:
     thresholds; the harm categories judge them like any text."""
 
 
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def load_corpus(path: Path = CORPUS) -> list[Row]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in _lines(path)]
     return [
         Row(r["text"], frozenset(r["labels"]), r["kind"], r["family"], r["split"], r.get("role", "user"))
         for r in rows
@@ -135,7 +143,7 @@ def load_corpus(path: Path = CORPUS) -> list[Row]:
 def for_completions(corpus: Sequence[Row]) -> list[Row]:
     """The corpus the completions' heads are trained on (`--completions`): without the families of
     `COMPLETIONS_WITHOUT`."""
-    left_out = {row.family for path in COMPLETIONS_WITHOUT for row in load_corpus(path)}
+    left_out = {str(json.loads(line)["family"]) for path in COMPLETIONS_WITHOUT for line in _lines(path)}
     return [r for r in corpus if r.family not in left_out]
 
 
@@ -515,6 +523,7 @@ if __name__ == "__main__":
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--completions", action="store_true", help="the completions' heads")
     parser.add_argument("--out", type=Path, help="default: the shipped heads file of that side")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="default: the committed corpus")
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
     parser.add_argument("--unfused", action="store_true", help="MiniLM as exported (attention not fused)")
     parser.add_argument("--seeds", type=int, default=SEEDS, help="average networks of this many seeds")
@@ -523,7 +532,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None, not args.unfused)
-    corpus = for_completions(load_corpus()) if args.completions else load_corpus()
+    corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
     heads, info = train(encoder, corpus, answers=load_answers(), seeds=args.seeds)
     args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else HEADS_FILE)
     heads.save(args.out)

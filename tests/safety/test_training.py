@@ -187,7 +187,7 @@ def test_the_earlier_holdouts_are_in_the_corpus_by_family() -> None:
         assert {json.loads(line)["family"] for line in lines} <= set(families), name
 
 
-def test_the_completions_heads_train_on_the_corpus_without_the_holdouts_merged_in_round_16() -> None:
+def test_the_completions_heads_train_on_the_corpus_without_the_files_merged_for_the_prompts_only() -> None:
     corpus = load_corpus()
     kept = for_completions(corpus)
     merged = {str(row["family"]) for path in COMPLETIONS_WITHOUT for row in read(path)}
