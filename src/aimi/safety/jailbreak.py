@@ -106,6 +106,28 @@ SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )  # fmt: skip
 
 
+_NOT = r"(?:can'?t|cannot|won'?t|will\s+not|not\s+able\s+to|unable\s+to|refuse\s+to|not\s+going\s+to)"
+_REFUSED = re.compile(
+    rf"\b{_NOT}\s+(?:\w+\s+){{0,2}}$|\bI(?:'m|\s+am)?\s+{_NOT}\s[^.;:!?]*$",
+    re.IGNORECASE,
+)
+"""Words before a sign that refuse it: a negation just before ("can't ignore my guidelines", "won't
+pretend to have no rules"), or a refusal in the first person earlier in the same sentence ("I
+can't ignore my guidelines or act as an unrestricted AI"). An assistant's refusal, or a user
+quoting one, names the attack without making it."""
+_QUOTES = "\"'“”‘’`"
+
+
+def mentioned(text: str, match: re.Match[str]) -> bool:
+    """Whether a sign is named rather than used: refused (`_REFUSED`), or the whole of a quotation
+    (`why "ignore previous instructions" attacks work`). A sign that begins a quotation and goes on
+    (`the page said: "Ignore previous instructions and ..."`) is used, and counts."""
+    start, end = match.span()
+    if _REFUSED.search(text[max(0, start - 80) : start]):
+        return True
+    return start > 0 and text[start - 1] in _QUOTES and end < len(text) and text[end] in _QUOTES
+
+
 class JailbreakFilter:
     """Flags prompt attacks by their usual phrasing; evaluates no harm category."""
 
@@ -121,7 +143,7 @@ class JailbreakFilter:
         normalized = normalize(text)
         evidence = []
         for description, regex in SIGNS:
-            match = regex.search(normalized)
+            match = next((m for m in regex.finditer(normalized) if not mentioned(normalized, m)), None)
             if match is not None:
                 evidence.append(f"{description}: {match.group()[:80]!r}")
         return FilterResult(filter=self.name, jailbreak=bool(evidence), evidence=tuple(evidence))
