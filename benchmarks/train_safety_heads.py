@@ -6,9 +6,9 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r14.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r19.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
-   without the families of the holdouts merged in round 16 (`for_completions`).
+   without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
    or two, chatty openers and closers; for benign rows also the text placed in the middle of a
    few everyday sentences, and a prefix cut off in the middle of a word, as a streamed window
@@ -70,9 +70,12 @@ ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
 COMPLETIONS_WITHOUT = (
     *(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (10, 11, 12)),
     ROOT / "tests" / "data" / "safety_candidates_c18.jsonl",
+    *(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (14, 17)),
+    ROOT / "tests" / "data" / "safety_candidates_c20.jsonl",
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
-to 12 (round 16) and round 16's training candidates c18 (round 17). The completions' heads are not
+to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
+and 17 and round 17's candidates c20 (round 19). The completions' heads are not
 trained on them: trained with the holdouts, benign sampled answers scored higher, the completions'
 violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers
 were withheld (docs/safety.md, Heads, "Round 16")."""
