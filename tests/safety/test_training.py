@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmarks.merge_safety_data import identity, read
+from benchmarks.merge_safety_data import identity, read, split_of
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     COMPLETIONS_WITHOUT,
@@ -207,6 +207,18 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
         assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
     assert trained.output_thresholds is not None and shipped.output_thresholds is not None
     assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
+
+
+def test_the_answer_sentences_waiting_for_the_output_side_quote_the_answers_they_come_from() -> None:
+    """`safety_completions_c21.jsonl` (docs/safety.md, Heads, "Round 19, the output side"): the
+    sentences quoted from round 16's answers are in the answer they name, self-harm ones say so,
+    and every family is on the side of the split its name gives."""
+    rows = read(DATA / "safety_completions_c21.jsonl")
+    answers = {int(str(r["sample"])): str(r["text"]) for r in read(DATA / "safety_answers_r16.jsonl")}
+    quoted = [r for r in rows if "source_sample" in r]
+    assert quoted and all(str(r["text"]) in answers[int(str(r["source_sample"]))] for r in quoted)
+    assert all(r["labels"] == (["self_harm"] if r["kind"] == "harmful" else []) for r in rows)
+    assert all(r["split"] == split_of(str(r["family"])) for r in rows)
 
 
 @pytest.mark.parametrize("name", ["safety_answers_r13.jsonl", "safety_answers_r16.jsonl"])
