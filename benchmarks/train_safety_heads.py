@@ -65,20 +65,22 @@ from aimi.safety.heads import (
 from aimi.safety.pieces import WordPieces, piece_scores
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
-ANSWERS = ROOT / "tests" / "data" / "safety_answers.jsonl"
-COMPLETIONS_WITHOUT = (
-    *(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (10, 11, 12)),
-    ROOT / "tests" / "data" / "safety_candidates_c18.jsonl",
-    *(ROOT / "tests" / "data" / f"safety_holdout_r{n}.jsonl" for n in (14, 17)),
-    ROOT / "tests" / "data" / "safety_candidates_c20.jsonl",
+DATA = ROOT / "tests" / "data"
+CORPUS = DATA / "safety_corpus.jsonl"
+ANSWERS = DATA / "safety_answers.jsonl"
+COMPLETIONS_WITHOUT = tuple(
+    DATA / f"safety_{name}.jsonl"
+    for name in (
+        *("holdout_r10", "holdout_r11", "holdout_r12", "candidates_c18"),  # round 16, then 17
+        *("holdout_r14", "holdout_r17", "candidates_c20"),  # round 19
+    )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
 to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
-and 17 and round 17's candidates c20 (round 19). The completions' heads are not
-trained on them: trained with the holdouts, benign sampled answers scored higher, the completions'
-violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers
-were withheld (docs/safety.md, Heads, "Round 16")."""
+and 17 and round 17's candidates c20 (round 19). The completions' heads are not trained on them:
+trained with the holdouts, benign sampled answers scored higher, the completions' violence
+threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
+withheld (docs/safety.md, Heads, "Round 16")."""
 SEED = 13
 HIDDEN = 128
 SEEDS = 3
