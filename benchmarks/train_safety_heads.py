@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r19.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r23.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
@@ -21,7 +21,9 @@
    differences in the arithmetic do not change the heads).
 4. Fit the networks (`SEEDS` of them, each one hidden layer of `HIDDEN` ReLU units and one
    logistic output per label, balanced per label, `EPOCHS` passes) in float64 with seeded Adam
-   on one BLAS thread, and average them into one; fit the word-pieces model on the same rows
+   on one BLAS thread, and average them into one; keep the training texts' own vectors (not
+   their variants') as exemplars (`aimi.safety.exemplars`, for the prompts' heads only), whose
+   score joins the network's at `EXEMPLAR_SHARE`; fit the word-pieces model on the same rows
    (`fit_pieces`, `aimi.safety.pieces`).
 5. On dev, score each text as the filter does (the worst of its windows), choose per label how
    much of the word-pieces model's output joins the network's (`choose_scales`), fit Platt
@@ -52,6 +54,7 @@ from threadpoolctl import threadpool_limits
 from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder, StaticEncoder
+from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
     HEADS_FILE,
     LABELS,
@@ -73,11 +76,13 @@ COMPLETIONS_WITHOUT = tuple(
     for name in (
         *("holdout_r10", "holdout_r11", "holdout_r12", "candidates_c18"),  # round 16, then 17
         *("holdout_r14", "holdout_r17", "candidates_c20"),  # round 19
+        *("holdout_r21", "candidates_c22"),  # round 23
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
 to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
-and 17 and round 17's candidates c20 (round 19). The completions' heads are not trained on them:
+and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 and round 21's
+candidates c22 (round 23). The completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
 withheld (docs/safety.md, Heads, "Round 16")."""
@@ -107,6 +112,11 @@ ANSWER_MARGIN`: one odd answer in a thousand does not set the threshold (round 6
 REQUESTS = "a4-request-"
 """The answers' families of requests for harm (a threat): their benign answers (a refusal, a
 friendly note) are trained on, but do not hold up the thresholds for completions."""
+
+EXEMPLAR_SHARE = 60.0
+"""How much of the exemplars' score (`aimi.safety.exemplars`, a difference of mean similarities,
+mostly within ±0.2) joins the network's raw output, for every label of the prompts' heads (round
+23 measured 5 to 160 on dev). The completions' heads have none (`train(exemplars=False)`)."""
 
 PIECE_DECAY = 3e-6
 """The word-pieces model's L2 penalty (round 14 compared 1e-6 to 3e-5 on dev: docs/safety.md)."""
@@ -243,9 +253,22 @@ class WindowScores:
         return np.stack([per_window[m].max(axis=0) for m in self.members])
 
 
+@dataclass(frozen=True)
+class Scorer:
+    """The network, and the exemplars' share added to its raw output as `Heads.raw` adds it."""
+
+    network: Network
+    exemplars: Exemplars | None = None
+    share: float = 0.0
+
+    def raw(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out = self.network.raw(x)
+        return out if self.exemplars is None else out + self.exemplars.scores(x) * self.share
+
+
 def window_scores(
     encoder: SentenceEncoder,
-    network: Network,
+    network: Scorer,
     texts: Sequence[Sequence[str]],
     pieces: Pieces | None = None,
     *,
@@ -324,7 +347,7 @@ def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) 
 
 
 def completion_scores(
-    encoder: SentenceEncoder, network: Network, texts: Sequence[str], pieces: Pieces | None = None
+    encoder: SentenceEncoder, network: Scorer, texts: Sequence[str], pieces: Pieces | None = None
 ) -> WindowScores:
     """Each text scored as a streamed completion: the worst window of the worst check of the
     output window (`stream_checks`), windows in context."""
@@ -450,7 +473,11 @@ def train(
     seed: int = SEED,
     answers: Sequence[Row] = (),
     seeds: int = SEEDS,
+    *,
+    exemplars: bool = True,
 ) -> tuple[Heads, dict[str, object]]:
+    """The heads trained on `corpus` (see the module docstring); with `exemplars`, the training
+    texts (not their variants) ship as exemplars beside the network."""
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
     dev = [r for r in corpus if r.split == "dev"]
@@ -463,16 +490,19 @@ def train(
         network = Network.averaged(
             [fit_network(x, y, hidden=HIDDEN, epochs=EPOCHS, seed=seed + k) for k in range(seeds)]
         )
+        # `augment` keeps the training rows first, in order: their vectors are the exemplars'.
+        memory = Exemplars.fit(x[: len(train_rows)], y[: len(train_rows)]) if exemplars else None
+        scorer = Scorer(network, memory, EXEMPLAR_SHARE if exemplars else 0.0)
         pieces = fit_pieces(WordPieces().ids([r.text for r in fit_rows]), y)
         dev_y = targets(dev)
         benign = np.array([r.kind != "harmful" for r in dev])
         tricky = np.array([r.kind == "benign_tricky" for r in dev])
         trusted = np.array([r.role == "system" for r in dev])
-        dev_scores = window_scores(encoder, network, [[r.text] for r in dev], pieces)
+        dev_scores = window_scores(encoder, scorer, [[r.text] for r in dev], pieces)
         scale = choose_scales(dev_scores, dev_y, benign, tricky, trusted)
         raw = dev_scores.raw(scale)
         completions = [*dev, *dev_answers]
-        raw_out = completion_scores(encoder, network, [r.text for r in completions], pieces).raw(scale)
+        raw_out = completion_scores(encoder, scorer, [r.text for r in completions], pieces).raw(scale)
     calibration = np.zeros((len(LABELS), 2))
     thresholds = np.zeros((len(LABELS), 3))
     output_thresholds = np.zeros((len(LABELS), 3))
@@ -506,6 +536,8 @@ def train(
         piece_weights=pieces[0].astype(np.float32),
         piece_bias=pieces[1].astype(np.float32),
         piece_scale=scale.astype(np.float32),
+        exemplars=memory,
+        exemplar_share=np.full(len(LABELS), EXEMPLAR_SHARE, np.float32) if memory is not None else None,
     )
     return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev), "dev_answers": len(dev_answers)}
 
@@ -538,7 +570,9 @@ if __name__ == "__main__":
     args = parser.parse_args()
     encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
-    heads, info = train(encoder, corpus, answers=load_answers(), seeds=args.seeds)
+    heads, info = train(
+        encoder, corpus, answers=load_answers(), seeds=args.seeds, exemplars=not args.completions
+    )
     args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else HEADS_FILE)
     heads.save(args.out)
     print(

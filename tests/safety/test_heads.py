@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from aimi.safety.base import Severity
+from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
     HEADS_FILE,
     LABELS,
@@ -22,7 +23,9 @@ from aimi.safety.pieces import BUCKETS, buckets
 
 def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
     heads = Heads.load()
-    assert HEADS_FILE.stat().st_size < 2_500_000
+    assert HEADS_FILE.stat().st_size < 3_500_000 and OUTPUT_HEADS_FILE.stat().st_size < 2_500_000
+    assert heads.exemplars is not None and heads.exemplars.vectors.shape[1] == 64
+    assert Heads.load(OUTPUT_HEADS_FILE).exemplars is None  # the completions' heads have none
     assert heads.labels == LABELS
     assert heads.encoder == "all-MiniLM-L6-v2-and-layer4-int8-dynamic-fused"
     assert heads.hidden_weights is not None and heads.hidden_weights.shape[1] == 768
@@ -68,7 +71,7 @@ def test_heads_survive_a_save_and_a_load(tmp_path: Path) -> None:
     assert np.array_equal(heads.piece_scale, again.piece_scale)
 
 
-def _toy_heads(**pieces: npt.NDArray[np.float32]) -> Heads:
+def _toy_heads(**extra: Any) -> Heads:
     """One label, a plain logistic head on 2-d vectors (weights 1, 1), identity calibration."""
     return Heads(
         encoder="e",
@@ -77,7 +80,7 @@ def _toy_heads(**pieces: npt.NDArray[np.float32]) -> Heads:
         bias=np.zeros(1, np.float32),
         calibration=np.array([[1.0, 0.0]], np.float32),
         thresholds=np.array([[0.2, 0.5, 0.9]], np.float32),
-        **pieces,
+        **extra,
     )
 
 
@@ -166,3 +169,23 @@ def test_a_heads_file_whose_word_pieces_are_cut_short_is_refused(tmp_path: Path)
     broken.save(tmp_path / "broken.npz")
     with pytest.raises(ValueError, match="do not match"):
         Heads.load(tmp_path / "broken.npz")
+
+
+def test_heads_with_exemplars_add_each_label_s_share_of_their_score_and_survive_a_save(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(1)
+    vectors = np.concatenate([rng.normal((3.0, 0.0), 0.1, (10, 2)), rng.normal((0.0, 3.0), 0.1, (10, 2))])
+    labels = np.zeros((20, 1), bool)
+    labels[:10] = True
+    memory = Exemplars.fit(vectors, labels, projected=2, nearest=3)
+    heads = Heads(
+        **{**_toy_heads().__dict__, "exemplars": memory, "exemplar_share": np.array([2.0], np.float32)}
+    )
+    window = np.array([[3.0, 0.0]], np.float32)
+    assert heads.raw(window)[0, 0] == pytest.approx(3.0 + 2.0 * memory.scores(window)[0, 0], rel=1e-6)
+    assert memory.scores(window)[0, 0] > 0.5
+    heads.save(tmp_path / "exemplars.npz")
+    loaded = Heads.load(tmp_path / "exemplars.npz")
+    assert loaded.exemplars is not None and np.array_equal(loaded.exemplars.vectors, memory.vectors)
+    assert np.array_equal(loaded.probabilities(window), heads.probabilities(window))

@@ -36,9 +36,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 19's), kept out of the corpus, as
-    round 21's (scored once as a second measure) and rounds 23 and 25's (written for the next
-    rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 23's), kept out of the corpus, as
+    round 19's (spent, not merged) and round 25's (written for the next round) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -49,7 +48,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         splits[row.family].add(row.split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {identity(r.text) for r in load_corpus()}
-    for name in (HOLDOUT.name, *(f"safety_holdout_r{n}.jsonl" for n in (21, 23, 25))):
+    for name in (HOLDOUT.name, "safety_holdout_r19.jsonl", "safety_holdout_r25.jsonl"):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {identity(str(r["text"])) for r in held} & seen, name
@@ -200,12 +199,18 @@ def test_the_completions_heads_train_on_the_corpus_without_the_files_merged_for_
 @pytest.mark.parametrize("side", ["prompts", "completions"])
 def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel, side: str) -> None:
     corpus = load_corpus() if side == "prompts" else for_completions(load_corpus())
-    trained, _ = train(semantic_model.encoder, corpus, answers=load_answers())
+    trained, _ = train(semantic_model.encoder, corpus, answers=load_answers(), exemplars=side == "prompts")
     shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
     assert trained.encoder == shipped.encoder and trained.labels == shipped.labels
     names = ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds")
-    for name in (*names, "piece_weights", "piece_bias", "piece_scale"):
+    for name in (*names, "piece_weights", "piece_bias", "piece_scale", "exemplar_share"):
         assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
+    if side == "prompts":
+        assert trained.exemplars is not None and shipped.exemplars is not None
+        for name in ("mean", "axes", "vectors", "scale", "labels", "nearest"):
+            assert np.array_equal(getattr(trained.exemplars, name), getattr(shipped.exemplars, name)), name
+    else:
+        assert trained.exemplars is None and shipped.exemplars is None
     assert trained.output_thresholds is not None and shipped.output_thresholds is not None
     assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
 

@@ -13,7 +13,10 @@ optionally `output_thresholds` (the same for completions, chosen on sampled answ
 embedded model: an assistant's answer is judged in context and is held to its own thresholds),
 with the `labels` and the `encoder` they were trained for; optionally the word-pieces model
 (`pieces.py`): `piece_weights` (labels × buckets), `piece_bias` and `piece_scale`, whose output,
-times its label's scale, is added to the network's raw output before calibration. Fitting the
+times its label's scale, is added to the network's raw output before calibration; optionally the
+exemplars (`exemplars.py`): `exemplar_mean`, `exemplar_axes`, `exemplar_vectors` (int8),
+`exemplar_scale`, `exemplar_labels`, `exemplar_nearest` and `exemplar_share` (per label), whose
+score, times its label's share, is added the same way. Fitting the
 network lives here too, in float64, seeded, on one BLAS thread, so the same vectors give the same
 heads bit for bit.
 """
@@ -28,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aimi.safety.base import Severity
+from aimi.safety.exemplars import Exemplars
 from aimi.safety.pieces import BUCKETS, piece_scores
 
 LABELS = ("hate", "sexual", "violence", "self_harm", "jailbreak")
@@ -63,6 +67,9 @@ class Heads:
     piece_bias: npt.NDArray[np.float32] | None = None
     piece_scale: npt.NDArray[np.float32] | None = None
     """Per label, how much of the word-pieces model's output joins the network's (0: none)."""
+    exemplars: Exemplars | None = None
+    exemplar_share: npt.NDArray[np.float32] | None = None
+    """Per label, how much of the exemplars' score joins the network's."""
 
     @property
     def reads_pieces(self) -> bool:
@@ -74,9 +81,12 @@ class Heads:
     ) -> npt.NDArray[np.floating]:
         """The uncalibrated output per label: shape (n, labels). Heads that read pieces need each
         window's token ids (`pieces.WordPieces.ids`) in `pieces`."""
+        inputs = vectors
         if self.hidden_weights is not None and self.hidden_bias is not None:
             vectors = np.maximum(vectors @ self.hidden_weights.T + self.hidden_bias, 0.0)
         scores = vectors @ self.weights.T + self.bias
+        if self.exemplars is not None and self.exemplar_share is not None:
+            scores = scores + self.exemplars.scores(inputs) * self.exemplar_share
         if self.piece_weights is None or self.piece_bias is None or self.piece_scale is None:
             return scores
         if pieces is None or len(pieces) != len(vectors):
@@ -119,6 +129,17 @@ class Heads:
             arrays.update(
                 piece_weights=self.piece_weights, piece_bias=self.piece_bias, piece_scale=self.piece_scale
             )
+        if self.exemplars is not None and self.exemplar_share is not None:
+            memory = self.exemplars
+            arrays.update(
+                exemplar_mean=memory.mean,
+                exemplar_axes=memory.axes,
+                exemplar_vectors=memory.vectors,
+                exemplar_scale=np.array(memory.scale),
+                exemplar_labels=memory.labels,
+                exemplar_nearest=np.array(memory.nearest),
+                exemplar_share=self.exemplar_share,
+            )
         with path.open("wb") as f:  # compressed: most buckets of the word-pieces model are never used
             np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
@@ -143,6 +164,21 @@ class Heads:
                     for name in ("piece_weights", "piece_bias", "piece_scale")
                     if name in data
                 },
+                **(
+                    {
+                        "exemplars": Exemplars(
+                            mean=data["exemplar_mean"].astype(np.float32),
+                            axes=data["exemplar_axes"].astype(np.float32),
+                            vectors=data["exemplar_vectors"].astype(np.int8),
+                            scale=float(data["exemplar_scale"]),
+                            labels=data["exemplar_labels"].astype(bool),
+                            nearest=int(data["exemplar_nearest"]),
+                        ),
+                        "exemplar_share": data["exemplar_share"].astype(np.float32),
+                    }
+                    if "exemplar_share" in data
+                    else {}
+                ),
             )
         n = len(heads.labels)
         outputs = heads.output_thresholds
@@ -156,6 +192,8 @@ class Heads:
             or (heads.piece_scale is not None and heads.piece_scale.shape != (n,))
             or (heads.piece_weights is None) != (heads.piece_scale is None)
             or (heads.piece_weights is None) != (heads.piece_bias is None)
+            or (heads.exemplar_share is not None and heads.exemplar_share.shape != (n,))
+            or (heads.exemplars is not None and heads.exemplars.labels.shape[1] != n)
         ):
             raise ValueError(f"{path}: the head arrays do not match its {n} labels")
         return heads

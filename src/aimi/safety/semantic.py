@@ -3,7 +3,8 @@
 It judges the meaning of text rather than only its words, so it vouches for all four categories
 and for jailbreak attempts. Long text is cut into windows (`chunks.windows`: its sentences, at
 most about 40 tokens each), each window is encoded once and scored by one calibrated head per
-label (`heads.Heads`, which read the window's word pieces too, `pieces.py`), and each label keeps
+label (`heads.Heads`, which read the window's word pieces too, `pieces.py`, and for prompts its
+nearest training texts, `exemplars.py`), and each label keeps
 its worst window, so one harmful sentence inside a long benign message is found. A label's
 probability becomes a severity at the thresholds shipped with the heads (chosen on the dev split;
 see docs/safety.md).

@@ -1,0 +1,132 @@
+"""Exemplars: the training texts themselves, a memory beside the trained network.
+
+The network (`heads.Heads`) learns one boundary from all training texts at once; a request phrased
+like a look-alike in most of its words (a rifle question "for the attack") lands on the look-alikes'
+side of it. The exemplars keep each training text's sentence vector with its labels and score a
+window by its nearest neighbours: per label, the mean cosine similarity of its `k` nearest
+training texts with that label minus the mean of its `k` nearest without it. Near texts of one
+idea count, however the rest of the corpus pulls the boundary (round 23 in docs/safety.md).
+
+To stay small and fast, the vectors are centred and projected on their first principal axes
+(`PROJECTED` of them), made unit vectors again, and stored as int8 (one scale for all): 0.75 MB
+for twelve thousand texts; a 100-word prompt costs about 2 ms (the product with that matrix and
+partial sorts). `fit` builds them (in `benchmarks/train_safety_heads.py`), and
+they ship inside the heads file (`Heads.exemplars`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+PROJECTED = 64
+"""Principal axes kept (round 23 measured 64, 128, 256 and all 768 on dev: the same recall; 64
+halves the product with the exemplars, the part of their cost that grows with them)."""
+NEAREST = 5
+"""Neighbours per side (round 23 measured 3 to 20 on dev)."""
+SHORTLIST = 64
+"""Exemplars a window's neighbours are first looked for among (`Exemplars.scores`)."""
+
+
+def _unit(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    norms: npt.NDArray[np.float64] = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors / norms
+
+
+def _mean_of_top(similarity: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float64]:
+    """Each row's `k` highest values, added from the highest down, divided by `k`."""
+    top = np.partition(similarity, similarity.shape[1] - k, axis=1)[:, -k:]
+    ranked = np.sort(top, axis=1)[:, ::-1].astype(np.float64)
+    total = np.zeros(len(ranked), np.float64)
+    for column in ranked.T:
+        total += column
+    return total / k
+
+
+@dataclass(frozen=True, eq=False)
+class Exemplars:
+    """Labelled training vectors, projected and quantized (see the module docstring)."""
+
+    mean: npt.NDArray[np.float32]
+    """The training vectors' mean (dimension,), subtracted before projecting."""
+    axes: npt.NDArray[np.float32]
+    """The principal axes (projected × dimension)."""
+    vectors: npt.NDArray[np.int8]
+    """Each training text's projected unit vector times `scale`, rounded (texts × projected)."""
+    scale: float
+    labels: npt.NDArray[np.bool_]
+    """Which labels each training text has (texts × labels)."""
+    nearest: int = NEAREST
+
+    def __post_init__(self) -> None:
+        stored = self.vectors.astype(np.float32) / np.float32(self.scale)
+        object.__setattr__(self, "_stored", stored)
+        # Per label: the rows with it and the rows without it (both must hold `nearest` texts).
+        sides = [(np.flatnonzero(column), np.flatnonzero(~column)) for column in self.labels.T]
+        if any(min(len(yes), len(no)) < self.nearest for yes, no in sides):
+            raise ValueError(f"every label needs {self.nearest} exemplars with it and without it")
+        object.__setattr__(self, "_sides", sides)
+
+    def project(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        centred = vectors.astype(np.float32) - self.mean
+        return _unit((centred @ self.axes.T).astype(np.float64)).astype(np.float32)
+
+    def scores(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Per window and label: mean similarity of the `nearest` exemplars with the label minus
+        that of the `nearest` without it, shape (len(vectors), labels), in [-2, 2].
+
+        The side with a label is searched among that label's exemplars, for all windows at once.
+        The side without it, most of the exemplars, is first looked for among the `SHORTLIST`
+        most similar exemplars of the window: when `nearest` of them lack the label, they are its
+        nearest (every exemplar left out is less similar), and only otherwise (a window deep
+        among texts with that label) is the rest searched. Means add the similarities from the
+        highest down, so each path gives the same number."""
+        stored: npt.NDArray[np.float32] = self._stored  # type: ignore[attr-defined]
+        sides: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = self._sides  # type: ignore[attr-defined]
+        similarity = self.project(vectors) @ stored.T
+        total, k = similarity.shape[1], self.nearest
+        with_label = np.empty((len(similarity), len(sides)), np.float64)
+        for label, (yes, _) in enumerate(sides):
+            with_label[:, label] = _mean_of_top(similarity[:, yes], k)
+        shortlist = min(SHORTLIST, total)
+        cut = np.partition(similarity, total - shortlist, axis=1)[:, total - shortlist]
+        out = np.empty_like(with_label)
+        for row, similar in enumerate(similarity):
+            near = np.flatnonzero(similar >= cut[row])
+            near = near[np.argsort(-similar[near], kind="stable")]  # most similar first
+            lacks = ~self.labels[near]
+            taken = lacks & (np.cumsum(lacks, axis=0) <= k)
+            without = (similar[near].astype(np.float64)[:, None] * taken).sum(axis=0) / k
+            for label in np.flatnonzero(taken.sum(axis=0) < k):
+                without[label] = _mean_of_top(similar[None, sides[label][1]], k)[0]
+            out[row] = with_label[row] - without
+        return out
+
+    @classmethod
+    def fit(
+        cls,
+        vectors: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.bool_],
+        projected: int = PROJECTED,
+        nearest: int = NEAREST,
+    ) -> Exemplars:
+        """The exemplars of `vectors` (float64, one training text each) and their `labels`:
+        principal axes by SVD (each axis's sign fixed so that its largest entry is positive, so
+        the same vectors give the same bytes), int8 at the scale that maps the largest entry to
+        127."""
+        mean = vectors.mean(axis=0)
+        _, _, axes = np.linalg.svd(vectors - mean, full_matrices=False)
+        axes = axes[:projected]
+        axes = axes * np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
+        unit = _unit((vectors - mean) @ axes.T)
+        scale = float(127.0 / np.abs(unit).max())
+        return cls(
+            mean=mean.astype(np.float32),
+            axes=axes.astype(np.float32),
+            vectors=np.round(unit * scale).astype(np.int8),
+            scale=scale,
+            labels=labels.astype(bool),
+            nearest=nearest,
+        )
