@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r23.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r25.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
@@ -77,12 +77,14 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r10", "holdout_r11", "holdout_r12", "candidates_c18"),  # round 16, then 17
         *("holdout_r14", "holdout_r17", "candidates_c20"),  # round 19
         *("holdout_r21", "candidates_c22"),  # round 23
+        *("holdout_r19", "holdout_r23", "candidates_c24"),  # round 25
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
 to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
 and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 and round 21's
-candidates c22 (round 23). The completions' heads are not trained on them:
+candidates c22 (round 23), the scored holdouts of rounds 19 and 23 and round 23's candidates c24
+(round 25). The completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
 withheld (docs/safety.md, Heads, "Round 16")."""
