@@ -41,3 +41,23 @@ def test_a_label_with_fewer_exemplars_than_neighbours_on_a_side_is_refused() -> 
     labels[:18, 0] = False  # two texts left with the label
     with pytest.raises(ValueError, match="exemplars"):
         Exemplars.fit(vectors, labels, projected=8, nearest=5)
+
+
+def test_no_windows_give_no_scores() -> None:
+    vectors, labels = _clusters()
+    assert Exemplars.fit(vectors, labels, projected=8).scores(np.zeros((0, 16))).shape == (0, 1)
+
+
+def test_the_scores_are_those_of_a_search_of_every_exemplar() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 16))
+    labels = rng.random((300, 3)) < (0.2, 0.1, 0.3)  # texts with none, one, two or three labels
+    memory = Exemplars.fit(vectors, labels, projected=8, nearest=4)
+    windows = rng.normal(size=(7, 16))
+    stored = memory.vectors.astype(np.float32) / np.float32(memory.scale)
+    similarity = memory.project(windows) @ stored.T
+    for label in range(3):
+        column = memory.labels[:, label]
+        with_label = np.sort(similarity[:, column], axis=1)[:, -4:].mean(axis=1)
+        without = np.sort(similarity[:, ~column], axis=1)[:, -4:].mean(axis=1)
+        assert np.allclose(memory.scores(windows)[:, label], with_label - without, atol=1e-6)

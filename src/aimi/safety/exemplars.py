@@ -8,14 +8,15 @@ training texts with that label minus the mean of its `k` nearest without it. Nea
 idea count, however the rest of the corpus pulls the boundary (round 23 in docs/safety.md).
 
 To stay small and fast, the vectors are centred and projected on their first principal axes
-(`PROJECTED` of them), made unit vectors again, and stored as int8 (one scale for all): 0.75 MB
-for twelve thousand texts; a 100-word prompt costs about 2 ms (the product with that matrix and
-partial sorts). `fit` builds them (in `benchmarks/train_safety_heads.py`), and
-they ship inside the heads file (`Heads.exemplars`).
+(`PROJECTED` of them), made unit vectors again, and stored as int8 (one scale for all): 0.8 MB
+for thirteen thousand texts; a 100-word prompt costs about 1.3 ms (the product with that matrix
+and a partial sort per group of texts that share their labels). `fit` builds them (in
+`benchmarks/train_safety_heads.py`), and they ship inside the heads file (`Heads.exemplars`).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,8 +27,6 @@ PROJECTED = 64
 halves the product with the exemplars, the part of their cost that grows with them)."""
 NEAREST = 5
 """Neighbours per side (round 23 measured 3 to 20 on dev)."""
-SHORTLIST = 64
-"""Exemplars a window's neighbours are first looked for among (`Exemplars.scores`)."""
 
 
 def _unit(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -61,13 +60,19 @@ class Exemplars:
     nearest: int = NEAREST
 
     def __post_init__(self) -> None:
-        stored = self.vectors.astype(np.float32) / np.float32(self.scale)
-        object.__setattr__(self, "_stored", stored)
-        # Per label: the rows with it and the rows without it (both must hold `nearest` texts).
-        sides = [(np.flatnonzero(column), np.flatnonzero(~column)) for column in self.labels.T]
-        if any(min(len(yes), len(no)) < self.nearest for yes, no in sides):
+        # The exemplars grouped by their set of labels (a few dozen sets): a label's nearest texts
+        # with it, or without it, are the nearest among the nearest of each group on that side.
+        label_sets, group = np.unique(self.labels, axis=0, return_inverse=True)
+        order = np.argsort(group.ravel(), kind="stable")
+        bounds = np.searchsorted(group.ravel()[order], np.arange(len(label_sets) + 1))
+        stored = self.vectors[order].astype(np.float32) / np.float32(self.scale)
+        object.__setattr__(self, "_stored", stored)  # by group: each group a slice of the rows
+        object.__setattr__(self, "_bounds", bounds)
+        object.__setattr__(self, "_label_sets", label_sets)
+        sizes = np.diff(bounds)
+        with_label = sizes @ label_sets
+        if (np.minimum(with_label, len(self.labels) - with_label) < self.nearest).any():
             raise ValueError(f"every label needs {self.nearest} exemplars with it and without it")
-        object.__setattr__(self, "_sides", sides)
 
     def project(self, vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         centred = vectors.astype(np.float32) - self.mean
@@ -77,31 +82,25 @@ class Exemplars:
         """Per window and label: mean similarity of the `nearest` exemplars with the label minus
         that of the `nearest` without it, shape (len(vectors), labels), in [-2, 2].
 
-        The side with a label is searched among that label's exemplars, for all windows at once.
-        The side without it, most of the exemplars, is first looked for among the `SHORTLIST`
-        most similar exemplars of the window: when `nearest` of them lack the label, they are its
-        nearest (every exemplar left out is less similar), and only otherwise (a window deep
-        among texts with that label) is the rest searched. Means add the similarities from the
-        highest down, so each path gives the same number."""
+        Each group of exemplars that share a set of labels gives its `nearest` most similar (one
+        partial sort per group, every window at once); a label's side is then the most similar
+        of the groups' on that side. Means add the similarities from the highest down."""
         stored: npt.NDArray[np.float32] = self._stored  # type: ignore[attr-defined]
-        sides: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = self._sides  # type: ignore[attr-defined]
+        bounds: npt.NDArray[np.intp] = self._bounds  # type: ignore[attr-defined]
+        label_sets: npt.NDArray[np.bool_] = self._label_sets  # type: ignore[attr-defined]
         similarity = self.project(vectors) @ stored.T
-        total, k = similarity.shape[1], self.nearest
-        with_label = np.empty((len(similarity), len(sides)), np.float64)
-        for label, (yes, _) in enumerate(sides):
-            with_label[:, label] = _mean_of_top(similarity[:, yes], k)
-        shortlist = min(SHORTLIST, total)
-        cut = np.partition(similarity, total - shortlist, axis=1)[:, total - shortlist]
-        out = np.empty_like(with_label)
-        for row, similar in enumerate(similarity):
-            near = np.flatnonzero(similar >= cut[row])
-            near = near[np.argsort(-similar[near], kind="stable")]  # most similar first
-            lacks = ~self.labels[near]
-            taken = lacks & (np.cumsum(lacks, axis=0) <= k)
-            without = (similar[near].astype(np.float64)[:, None] * taken).sum(axis=0) / k
-            for label in np.flatnonzero(taken.sum(axis=0) < k):
-                without[label] = _mean_of_top(similar[None, sides[label][1]], k)[0]
-            out[row] = with_label[row] - without
+        k = self.nearest
+        nearest = np.full((len(similarity), len(label_sets), k), -np.inf, np.float32)
+        for g, (start, end) in enumerate(itertools.pairwise(bounds)):
+            part = similarity[:, start:end]
+            if end - start > k:
+                part = np.partition(part, end - start - k, axis=1)[:, -k:]
+            nearest[:, g, : part.shape[1]] = part
+        out = np.empty((len(similarity), label_sets.shape[1]), np.float64)
+        for label, has in enumerate(label_sets.T):
+            with_label = nearest[:, has].reshape(len(similarity), int(has.sum()) * k)
+            without = nearest[:, ~has].reshape(len(similarity), int((~has).sum()) * k)
+            out[:, label] = _mean_of_top(with_label, k) - _mean_of_top(without, k)
         return out
 
     @classmethod
