@@ -41,7 +41,9 @@ def test_a_text_in_a_family_the_corpus_already_holds_is_refused() -> None:
         merged(corpus, [{"text": "Hi!", "labels": [], "kind": "benign", "family": "old"}])
 
 
-@pytest.mark.parametrize("name", ["safety_candidates_c11.jsonl", "safety_candidates_c15.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["safety_candidates_c11.jsonl", "safety_candidates_c15.jsonl", "safety_candidates_c26.jsonl"]
+)
 def test_the_candidates_waiting_for_a_round_share_nothing_with_the_unscored_holdouts(name: str) -> None:
     waiting = read(CORPUS.parent / name)
     held = [r for n in (25, 27) for r in read(CORPUS.parent / f"safety_holdout_r{n}.jsonl")]
