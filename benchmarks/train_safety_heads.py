@@ -270,7 +270,7 @@ class Scorer:
 
 def window_scores(
     encoder: SentenceEncoder,
-    network: Scorer,
+    scorer: Scorer,
     texts: Sequence[Sequence[str]],
     pieces: Pieces | None = None,
     *,
@@ -284,7 +284,7 @@ def window_scores(
         found = [w for text in parts for w in (windows(text, context=context) or [text])]
         members.append(np.array(sorted({index.setdefault(w, len(index)) for w in found}), np.intp))
     unique = list(index)
-    network_raw = network.raw(encode(encoder, unique)).astype(np.float64)
+    network_raw = scorer.raw(encode(encoder, unique)).astype(np.float64)
     if pieces is None:
         return WindowScores(members, network_raw, np.zeros_like(network_raw))
     return WindowScores(members, network_raw, piece_scores(WordPieces().ids(unique), *pieces))
@@ -349,11 +349,11 @@ def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) 
 
 
 def completion_scores(
-    encoder: SentenceEncoder, network: Scorer, texts: Sequence[str], pieces: Pieces | None = None
+    encoder: SentenceEncoder, scorer: Scorer, texts: Sequence[str], pieces: Pieces | None = None
 ) -> WindowScores:
     """Each text scored as a streamed completion: the worst window of the worst check of the
     output window (`stream_checks`), windows in context."""
-    return window_scores(encoder, network, [stream_checks(t) or [t] for t in texts], pieces, context=True)
+    return window_scores(encoder, scorer, [stream_checks(t) or [t] for t in texts], pieces, context=True)
 
 
 def choose_output_threshold(
