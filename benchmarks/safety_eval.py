@@ -63,8 +63,8 @@ from aimi.safety.semantic import SemanticFilter, SemanticModel
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HOLDOUT = DATA / "safety_holdout_r25.jsonl"
-"""The holdout the round's heads are scored on (round 19's, written before round 19's training;
-rounds 1 to 17's are in the corpus now); the next round's replaces it here once that round's heads
+"""The holdout the round's heads are scored on (round 25's, written before round 25's training;
+rounds 1 to 23's are in the corpus now); the next round's replaces it here once that round's heads
 are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 
