@@ -17,7 +17,8 @@ and a partial sort per group of texts that share their labels). `fit` builds the
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -58,19 +59,23 @@ class Exemplars:
     labels: npt.NDArray[np.bool_]
     """Which labels each training text has (texts × labels)."""
     nearest: int = NEAREST
+    _stored: npt.NDArray[np.float32] = field(init=False, repr=False)
+    """The vectors as floats, ordered by group: each group (texts sharing one set of labels) a
+    slice of rows, from `_bounds[g]` to `_bounds[g + 1]`."""
+    _bounds: npt.NDArray[np.intp] = field(init=False, repr=False)
+    _label_sets: npt.NDArray[np.bool_] = field(init=False, repr=False)
+    """Each group's set of labels (groups × labels)."""
 
     def __post_init__(self) -> None:
-        # The exemplars grouped by their set of labels (a few dozen sets): a label's nearest texts
-        # with it, or without it, are the nearest among the nearest of each group on that side.
+        # A label's nearest texts with it, or without it, are the nearest among the nearest of
+        # each group on that side.
         label_sets, group = np.unique(self.labels, axis=0, return_inverse=True)
         order = np.argsort(group.ravel(), kind="stable")
         bounds = np.searchsorted(group.ravel()[order], np.arange(len(label_sets) + 1))
-        stored = self.vectors[order].astype(np.float32) / np.float32(self.scale)
-        object.__setattr__(self, "_stored", stored)  # by group: each group a slice of the rows
+        object.__setattr__(self, "_stored", self.vectors[order].astype(np.float32) / np.float32(self.scale))
         object.__setattr__(self, "_bounds", bounds)
         object.__setattr__(self, "_label_sets", label_sets)
-        sizes = np.diff(bounds)
-        with_label = sizes @ label_sets
+        with_label = np.diff(bounds) @ label_sets
         if (np.minimum(with_label, len(self.labels) - with_label) < self.nearest).any():
             raise ValueError(f"every label needs {self.nearest} exemplars with it and without it")
 
@@ -85,13 +90,11 @@ class Exemplars:
         Each group of exemplars that share a set of labels gives its `nearest` most similar (one
         partial sort per group, every window at once); a label's side is then the most similar
         of the groups' on that side. Means add the similarities from the highest down."""
-        stored: npt.NDArray[np.float32] = self._stored  # type: ignore[attr-defined]
-        bounds: npt.NDArray[np.intp] = self._bounds  # type: ignore[attr-defined]
-        label_sets: npt.NDArray[np.bool_] = self._label_sets  # type: ignore[attr-defined]
-        similarity = self.project(vectors) @ stored.T
+        label_sets = self._label_sets
+        similarity = self.project(vectors) @ self._stored.T
         k = self.nearest
         nearest = np.full((len(similarity), len(label_sets), k), -np.inf, np.float32)
-        for g, (start, end) in enumerate(itertools.pairwise(bounds)):
+        for g, (start, end) in enumerate(itertools.pairwise(self._bounds)):
             part = similarity[:, start:end]
             if end - start > k:
                 part = np.partition(part, end - start - k, axis=1)[:, -k:]
@@ -102,6 +105,29 @@ class Exemplars:
             without = nearest[:, ~has].reshape(len(similarity), int((~has).sum()) * k)
             out[:, label] = _mean_of_top(with_label, k) - _mean_of_top(without, k)
         return out
+
+    def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The arrays a heads file stores them as (`heads.Heads.save`), named `exemplar_*`."""
+        return {
+            "exemplar_mean": self.mean,
+            "exemplar_axes": self.axes,
+            "exemplar_vectors": self.vectors,
+            "exemplar_scale": np.array(self.scale),
+            "exemplar_labels": self.labels,
+            "exemplar_nearest": np.array(self.nearest),
+        }
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, npt.NDArray[np.generic]]) -> Exemplars:
+        """The exemplars `arrays` stored."""
+        return cls(
+            mean=data["exemplar_mean"].astype(np.float32),
+            axes=data["exemplar_axes"].astype(np.float32),
+            vectors=data["exemplar_vectors"].astype(np.int8),
+            scale=float(data["exemplar_scale"]),
+            labels=data["exemplar_labels"].astype(bool),
+            nearest=int(data["exemplar_nearest"]),
+        )
 
     @classmethod
     def fit(

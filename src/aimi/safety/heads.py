@@ -130,16 +130,7 @@ class Heads:
                 piece_weights=self.piece_weights, piece_bias=self.piece_bias, piece_scale=self.piece_scale
             )
         if self.exemplars is not None and self.exemplar_share is not None:
-            memory = self.exemplars
-            arrays.update(
-                exemplar_mean=memory.mean,
-                exemplar_axes=memory.axes,
-                exemplar_vectors=memory.vectors,
-                exemplar_scale=np.array(memory.scale),
-                exemplar_labels=memory.labels,
-                exemplar_nearest=np.array(memory.nearest),
-                exemplar_share=self.exemplar_share,
-            )
+            arrays.update(self.exemplars.arrays(), exemplar_share=self.exemplar_share)
         with path.open("wb") as f:  # compressed: most buckets of the word-pieces model are never used
             np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
@@ -166,14 +157,7 @@ class Heads:
                 },
                 **(
                     {
-                        "exemplars": Exemplars(
-                            mean=data["exemplar_mean"].astype(np.float32),
-                            axes=data["exemplar_axes"].astype(np.float32),
-                            vectors=data["exemplar_vectors"].astype(np.int8),
-                            scale=float(data["exemplar_scale"]),
-                            labels=data["exemplar_labels"].astype(bool),
-                            nearest=int(data["exemplar_nearest"]),
-                        ),
+                        "exemplars": Exemplars.from_arrays(data),
                         "exemplar_share": data["exemplar_share"].astype(np.float32),
                     }
                     if "exemplar_share" in data
