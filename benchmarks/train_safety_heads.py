@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r25.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r27.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
@@ -78,6 +78,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r14", "holdout_r17", "candidates_c20"),  # round 19
         *("holdout_r21", "candidates_c22"),  # round 23
         *("holdout_r19", "holdout_r23", "candidates_c24"),  # round 25
+        *("holdout_r25",),  # round 27
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
