@@ -4,7 +4,9 @@
 
 Each row keeps its text, labels, kind, family and role; its split comes from its family, by the rule
 every round has used (`split_of`): `dev` when the family name's sha256 is divisible by 4, else
-`train`, so a family is on one side only and the same family always lands on the same side. A text
+`train`, so a family is on one side only and the same family always lands on the same side. A
+translation's family is named `<source family>@<language>` and joins the side its source family
+is on in the corpus, so an idea and its translations never straddle the split. A text
 the corpus (or an earlier file of the same call) already holds, compared without case or
 punctuation, is skipped; a family the corpus already holds is refused, since it would join a split
 it was not drawn for. Prints what it added per file, split and kind.
@@ -28,8 +30,10 @@ _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
 def split_of(family: str) -> str:
-    """`dev` for a quarter of the families (sha256 of the name divisible by 4), `train` for the rest."""
-    return "dev" if int(hashlib.sha256(family.encode()).hexdigest(), 16) % 4 == 0 else "train"
+    """`dev` for a quarter of the families (sha256 of the name divisible by 4), `train` for the rest;
+    a translation's family (`<source>@<language>`) by its source's name."""
+    source = family.partition("@")[0]
+    return "dev" if int(hashlib.sha256(source.encode()).hexdigest(), 16) % 4 == 0 else "train"
 
 
 def identity(text: str) -> str:
@@ -39,9 +43,13 @@ def identity(text: str) -> str:
 
 def merged(corpus: list[dict[str, Any]], new: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """The corpus with the new rows appended (split by family, known texts skipped), and how many
-    were skipped. Raises ValueError for a row whose family the corpus already holds."""
+    were skipped. A translation (family `<source>@<language>`) takes the side its source family has
+    in the corpus (the older set's families are all `train`, whatever their hash). Raises
+    ValueError for a row whose family the corpus already holds, or a translation whose source it
+    does not."""
     seen = {identity(row["text"]) for row in corpus}
-    old_families = {row["family"] for row in corpus}
+    sides = {row["family"]: row["split"] for row in corpus}
+    old_families = set(sides)
     out, skipped = list(corpus), 0
     for row in new:
         if row["family"] in old_families:
@@ -51,7 +59,12 @@ def merged(corpus: list[dict[str, Any]], new: Iterable[dict[str, Any]]) -> tuple
             skipped += 1
             continue
         seen.add(key)
-        added = {k: row[k] for k in KEYS} | {"split": split_of(row["family"])}
+        source, translated, _ = row["family"].partition("@")
+        if translated and source not in sides:
+            raise ValueError(f"the corpus holds no family {source!r} for the translation {row['family']!r}")
+        added = {k: row[k] for k in KEYS} | {
+            "split": sides[source] if translated else split_of(row["family"])
+        }
         if row.get("role"):
             added["role"] = row["role"]
         out.append(added)

@@ -35,6 +35,45 @@ def test_a_new_family_joins_one_side_and_a_known_text_is_skipped() -> None:
     assert out[2]["split"] == split_of("new-b") and "role" not in out[2]
 
 
+def test_a_translation_joins_the_side_its_source_family_is_on_even_against_the_hash() -> None:
+    source = next(f"legacy-{n}" for n in range(100) if split_of(f"legacy-{n}") == "dev")
+    corpus = [
+        {"text": "Where is the station?", "labels": [], "kind": "benign", "family": source, "split": "train"}
+    ]
+    new = [{"text": "¿Dónde está la estación?", "labels": [], "kind": "benign", "family": f"{source}@es"}]
+    out, _ = merged(corpus, new)
+    assert out[1]["split"] == "train" and out[1]["family"] == f"{source}@es"
+    with pytest.raises(ValueError, match="no family 'gone'"):
+        merged(corpus, [{"text": "Wo ist der Bahnhof?", "labels": [], "kind": "benign", "family": "gone@de"}])
+
+
+def test_the_translations_waiting_each_name_a_family_of_the_corpus_and_would_join_its_side() -> None:
+    """`safety_candidates_c28.jsonl`: texts of the corpus translated into eight languages."""
+    corpus = read(CORPUS)
+    sides = {r["family"]: r["split"] for r in corpus}
+    waiting = read(CORPUS.parent / "safety_candidates_c28.jsonl")
+    assert {r["family"].partition("@")[2] for r in waiting} == {
+        "es",
+        "fr",
+        "de",
+        "it",
+        "pt",
+        "nl",
+        "pl",
+        "tr",
+    }
+    assert all(r["family"].partition("@")[2] == r["lang"] for r in waiting)
+    out, _ = merged(corpus, waiting)
+    assert all(r["split"] == sides[r["family"].partition("@")[0]] for r in out[len(corpus) :])
+
+
+def test_every_translation_in_the_corpus_is_on_the_side_of_its_source_family() -> None:
+    rows = read(CORPUS)
+    sides = {r["family"]: r["split"] for r in rows}
+    translated = {r["family"]: r["split"] for r in rows if "@" in r["family"]}
+    assert all(sides[family.partition("@")[0]] == split for family, split in translated.items())
+
+
 def test_a_text_in_a_family_the_corpus_already_holds_is_refused() -> None:
     corpus = [{"text": "Hello there!", "labels": [], "kind": "benign", "family": "old", "split": "train"}]
     with pytest.raises(ValueError, match="old"):
@@ -42,7 +81,13 @@ def test_a_text_in_a_family_the_corpus_already_holds_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["safety_candidates_c11.jsonl", "safety_candidates_c15.jsonl", "safety_candidates_c26.jsonl"]
+    "name",
+    [
+        "safety_candidates_c11.jsonl",
+        "safety_candidates_c15.jsonl",
+        "safety_candidates_c26.jsonl",
+        "safety_candidates_c28.jsonl",
+    ],
 )
 def test_the_candidates_waiting_for_a_round_share_nothing_with_the_unscored_holdouts(name: str) -> None:
     waiting = read(CORPUS.parent / name)
