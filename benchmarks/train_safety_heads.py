@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 
 from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import windows
-from aimi.safety.encoders import MiniLMEncoder, SentenceEncoder, StaticEncoder
+from aimi.safety.encoders import MiniLMEncoder, MultilingualEncoder, SentenceEncoder, StaticEncoder
 from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
     HEADS_FILE,
@@ -79,6 +79,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r21", "candidates_c22"),  # round 23
         *("holdout_r19", "holdout_r23", "candidates_c24"),  # round 25
         *("holdout_r25",),  # round 27
+        *("candidates_c28",),  # round 29
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -554,12 +555,14 @@ def load_encoder(
 ) -> SentenceEncoder:
     if name == "static":
         return StaticEncoder.load()
+    if name == "multilingual":
+        return MultilingualEncoder.load()
     return MiniLMEncoder.load(layers=layers, max_pool=max_pool, earlier=earlier, fused=fused)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", choices=("minilm", "static"), default="minilm")
+    parser.add_argument("--encoder", choices=("minilm", "static", "multilingual"), default="minilm")
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--completions", action="store_true", help="the completions' heads")
     parser.add_argument("--out", type=Path, help="default: the shipped heads file of that side")

