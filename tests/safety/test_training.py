@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
     """The holdout `safety_eval.py` scores (`--holdout`, round 27's), kept out of the corpus, as
-    rounds 29 and 31's (written for the next rounds) are."""
+    rounds 29, 31 and 33's (written for the next rounds) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -48,7 +48,12 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         splits[row.family].add(row.split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {identity(r.text) for r in load_corpus()}
-    for name in (HOLDOUT.name, "safety_holdout_r29.jsonl", "safety_holdout_r31.jsonl"):
+    for name in (
+        HOLDOUT.name,
+        "safety_holdout_r29.jsonl",
+        "safety_holdout_r31.jsonl",
+        "safety_holdout_r33.jsonl",
+    ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {identity(str(r["text"])) for r in held} & seen, name
