@@ -36,8 +36,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 27's), kept out of the corpus, as
-    rounds 29, 31 and 33's (written for the next rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 29's), kept out of the corpus, as
+    round 27's (scored, not yet merged) and rounds 31 and 33's (written for the next rounds) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
