@@ -144,14 +144,26 @@ def _is_quote(text: str, i: int) -> bool:
     )
 
 
+_NEAR = 300
+"""How far (characters) around a sign its quotation and the words about it are looked for, so that
+each sign costs the same however long the text (a 100,000-character text of quoted signs would
+otherwise cost seconds)."""
+
+
 def _quotation_around(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The quotation a span lies in, opened earlier in its sentence: (opening, closing) indices, the
-    closing one the text's end when it never closes; None when the span is not quoted."""
-    sentence = max(text.rfind(c, 0, start) for c in ".!?\n") + 1
+    closing one `_NEAR` characters on when it does not close sooner; None when the span is not
+    quoted, or its sentence began more than `_NEAR` characters before it (quotes are then not
+    counted from the sentence's start, so the span counts as not quoted)."""
+    near = max(0, start - _NEAR)
+    sentence = max(text.rfind(c, near, start) for c in ".!?\n") + 1
+    if sentence == 0 and near > 0:
+        return None
     opened = [i for i in range(sentence, start) if _is_quote(text, i)]
     if len(opened) % 2 == 0:
         return None
-    closing = next((i for i in range(end, len(text)) if _is_quote(text, i)), len(text))
+    last = min(len(text), end + _NEAR)
+    closing = next((i for i in range(end, last) if _is_quote(text, i)), last)
     return opened[-1], closing
 
 
@@ -182,7 +194,8 @@ def mentioned(text: str, match: re.Match[str]) -> bool:
     if quotation is None:
         return False
     opening, closing = quotation
-    return _ABOUT.search(text[:opening] + " " + text[closing + 1 :]) is not None
+    around = text[max(0, opening - _NEAR) : opening] + " " + text[closing + 1 : closing + 1 + _NEAR]
+    return _ABOUT.search(around) is not None
 
 
 class JailbreakFilter:
