@@ -86,7 +86,8 @@ COMPLETIONS_WITHOUT = tuple(
 to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
 and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 and round 21's
 candidates c22 (round 23), the scored holdouts of rounds 19 and 23 and round 23's candidates c24
-(round 25). The completions' heads are not trained on them:
+(round 25), the scored holdout of round 25 (round 27) and c28's translations (round 29). The
+completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
 withheld (docs/safety.md, Heads, "Round 16")."""

@@ -351,6 +351,8 @@ class MultilingualEncoder:
         return cls(model)
 
     def count_tokens(self, text: str) -> int:
+        # The package's own tokenizer (loaded with the model; it has no public accessor), with the
+        # start and end tokens the model sees.
         return len(self._model._tokenizer.encode(encodable([text])[0], out_type=int))
 
     def encode(self, texts: Sequence[str]) -> Vectors:
