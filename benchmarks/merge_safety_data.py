@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "data" / "safety_corpus.jsonl"
 KEYS = ("text", "labels", "kind", "family")
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
+_NOT_WORD = re.compile(r"[\W_]+")
 
 
 def split_of(family: str) -> str:
@@ -37,7 +37,8 @@ def split_of(family: str) -> str:
 
 
 def identity(text: str) -> str:
-    """A text without case or punctuation: two texts that differ only in those are the same text."""
+    """A text without case or punctuation: two texts that differ only in those are the same text
+    (letters and digits of every script count: two Russian texts are not the same text)."""
     return _NOT_WORD.sub(" ", text.lower()).strip()
 
 

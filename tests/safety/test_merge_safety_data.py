@@ -35,6 +35,13 @@ def test_a_new_family_joins_one_side_and_a_known_text_is_skipped() -> None:
     assert out[2]["split"] == split_of("new-b") and "role" not in out[2]
 
 
+def test_texts_in_other_scripts_are_told_apart_and_only_case_and_punctuation_are_ignored() -> None:
+    assert identity("Как сделать бомбу?") != identity("Привет, как дела?")
+    assert identity("今日はいい天気ですね。") != identity("東京駅はどこですか？")
+    assert identity("¿Dónde está?") == identity("dónde está") != identity("donde esta")
+    assert identity("Hello, World!") == identity("hello world")
+
+
 def test_a_translation_joins_the_side_its_source_family_is_on_even_against_the_hash() -> None:
     source = next(f"legacy-{n}" for n in range(100) if split_of(f"legacy-{n}") == "dev")
     corpus = [
@@ -71,7 +78,7 @@ def test_every_translation_in_the_corpus_is_on_the_side_of_its_source_family() -
 )
 def test_the_candidates_waiting_for_a_round_share_nothing_with_the_unscored_holdouts(name: str) -> None:
     waiting = read(CORPUS.parent / name)
-    held = [r for n in (27, 29, 31, 33) for r in read(CORPUS.parent / f"safety_holdout_r{n}.jsonl")]
+    held = [r for n in (27, 29, 31, 33, 35) for r in read(CORPUS.parent / f"safety_holdout_r{n}.jsonl")]
     assert not {r["family"] for r in waiting} & {r["family"] for r in held}
     assert not {identity(r["text"]) for r in waiting} & {identity(r["text"]) for r in held}
     assert not {r["family"] for r in waiting} & {r["family"] for r in read(CORPUS)}
