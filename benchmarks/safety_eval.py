@@ -18,16 +18,20 @@ Sets (tests/data/):
   pieces as a server checks a completion: how many benign answers are withheld, per question, and
   how many harmful ones are cut.
 
-For each filter alone (`patterns` with all its patterns, `default patterns` with the three the
-default ensemble keeps), the old default ensemble (toxicity classifier + patterns + jailbreak
-patterns) and the semantic one (`semantic_filters`; on prompts, and as completions), per label:
-recall, precision, and the share of benign look-alikes (`benign_tricky`) and of everyday texts
-(`benign`) flagged. "Flagged" means blocked at the default policy (medium and above; jailbreak when
-detected). Then each extra filter's contribution over the semantic classifier alone (what it adds,
-what it costs), the time per request for 100-word prompts, and the cost per streamed token of the
-output window. Prints tables and writes the numbers as JSON. `--heads` scores other heads than
-the shipped ones (an earlier round's, from `git show`), with the encoder they name, and
-`--output-heads` judges completions by other heads than the shipped completions' heads.
+For each filter alone (`semantic-classifier` on the windows in English, `semantic-multilingual`
+the multilingual member on the others, `patterns` with all its patterns, `default patterns` with
+the three the default ensemble keeps), the old default ensemble (toxicity classifier + patterns +
+jailbreak patterns) and the semantic one (`semantic_filters`; on prompts, and as completions), per
+label: recall, precision, and the share of benign look-alikes (`benign_tricky`) and of everyday
+texts (`benign`) flagged. "Flagged" means blocked at the default policy (medium and above;
+jailbreak when detected). Then each extra filter's contribution over the semantic classifier alone
+(what it adds, what it costs), both ensembles on the texts in English and on those with a window
+in another language, the time per request for 100-word prompts (and for 100-word prompts in other
+languages), and the cost per streamed token of the output window. Prints tables and writes the
+numbers as JSON. `--heads` scores other heads than the shipped ones (an earlier round's, from
+`git show`), with the encoder they name, `--output-heads` judges completions by other heads than
+the shipped completions' heads, and `--multilingual-heads` judges the windows not in English by
+other heads than the member's.
 """
 
 from __future__ import annotations
@@ -56,10 +60,12 @@ from aimi.safety import (
     semantic_filters,
 )
 from aimi.safety.base import Category
+from aimi.safety.chunks import windows
 from aimi.safety.encoders import MiniLMEncoder
-from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.language import LanguageGate
 from aimi.safety.patterns import DEFAULT_PATTERNS
-from aimi.safety.semantic import SemanticFilter, SemanticModel
+from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -236,29 +242,40 @@ async def answers(service: SafetyService) -> dict[str, Any]:
     return per_question
 
 
+def not_in_english(gate: LanguageGate, example: Example) -> bool:
+    """Whether the multilingual member judges any window of the example."""
+    return any(gate.foreign(w) for w in windows(example.text) or [example.text])
+
+
 async def evaluate(
     holdout: bool,
     repeat: int,
     heads: Path | None = None,
     holdout_file: Path = HOLDOUT,
     output_heads: Path = OUTPUT_HEADS_FILE,
+    multilingual_heads: Path = MULTILINGUAL_HEADS_FILE,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model = SemanticModel.load() if heads is None else SemanticModel.load(heads)
     completions_model = model.beside(Heads.load(output_heads))
     semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
+    member = MultilingualMember.load(multilingual_heads)
+    gate, multilingual = member.gate, member.filter()
+    multilingual_load_s = time.perf_counter() - started
+    started = time.perf_counter()
     classifier = ClassifierFilter.load()
     classifier_load_s = time.perf_counter() - started
-    semantic = SemanticFilter(model)
+    semantic = SemanticFilter(model, select=member.english)
     filters: dict[str, SafetyFilter] = {
         "semantic-classifier": semantic,
+        "semantic-multilingual": multilingual,
         "toxicity-classifier": classifier,
         "patterns": PatternFilter(),
         "default patterns": PatternFilter(DEFAULT_PATTERNS),
         "jailbreak-patterns": JailbreakFilter(),
     }
-    new_inputs, new_outputs = semantic_filters(model, completions_model)
+    new_inputs, new_outputs = semantic_filters(model, completions_model, member)
     services = {
         "old ensemble": SafetyService(
             SafetyPolicy(), input_filters=[classifier, PatternFilter(), JailbreakFilter()], output_filters=[]
@@ -267,6 +284,7 @@ async def evaluate(
     }
     report: dict[str, Any] = {
         "semantic_load_s": round(semantic_load_s, 2),
+        "multilingual_load_s": round(multilingual_load_s, 2),
         "classifier_load_s": round(classifier_load_s, 2),
         "new_ensemble": [f.name for f in new_inputs],
         "sets": {},
@@ -283,7 +301,16 @@ async def evaluate(
         # The same texts as completions (the output side: no jailbreak, sentences in context).
         completions = services["new ensemble"].check_output
         flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]
-        entry: dict[str, Any] = {"filters": {}, "contribution": {}}
+        entry: dict[str, Any] = {"filters": {}, "contribution": {}, "languages": {}}
+        foreign = [not_in_english(gate, e) for e in examples]
+        for name in ("old ensemble", "new ensemble"):
+            for language, wanted in (("English", False), ("not English", True)):
+                picked = [
+                    (e, f) for e, f, x in zip(examples, flags[name], foreign, strict=True) if x == wanted
+                ]
+                entry["languages"][f"{name}, {language}"] = overall(
+                    [e for e, _ in picked], [f for _, f in picked]
+                )
         entry["benign_flagged"] = [
             {"text": e.text, "kind": e.kind, "flags": sorted(f)}
             for e, f in zip(examples, flags["new ensemble"], strict=True)
@@ -295,7 +322,8 @@ async def evaluate(
                 "overall": overall(examples, found),
             }
         base = flags["semantic-classifier"]
-        for name in ("toxicity-classifier", "patterns", "default patterns", "jailbreak-patterns"):
+        contributors = ("semantic-multilingual", "toxicity-classifier", "patterns", "default patterns")
+        for name in (*contributors, "jailbreak-patterns"):
             added = [
                 (label in f and label not in b, e.kind == "harmful" and label in e.labels)
                 for e, f, b in zip(examples, flags[name], base, strict=True)
@@ -319,6 +347,16 @@ async def evaluate(
     latency["new ensemble"] = percentiles(
         await timed(services["new ensemble"].check_input, prompts, repeat, clear)
     )
+    others = hundred_word_prompts([e for e in dev if e.kind != "harmful" and not_in_english(gate, e)], 30)
+    latency["prompts_not_in_english"] = len(others)
+
+    def clear_both() -> None:
+        clear()
+        multilingual.model.clear_cache()
+
+    latency["new ensemble, not in English"] = percentiles(
+        await timed(services["new ensemble"].check_input, others, repeat, clear_both)
+    )
     latency["old ensemble"] = percentiles(
         await timed(services["old ensemble"].check_input, prompts, repeat, lambda: None)
     )
@@ -337,6 +375,7 @@ async def evaluate(
 def print_report(report: dict[str, Any]) -> None:
     print(
         f"semantic model loaded in {report['semantic_load_s']:.2f} s,"
+        f" multilingual member in {report['multilingual_load_s']:.2f} s,"
         f" toxicity classifier in {report['classifier_load_s']:.2f} s;"
         f" new ensemble: {', '.join(report['new_ensemble'])}"
     )
@@ -357,6 +396,11 @@ def print_report(report: dict[str, Any]) -> None:
             print(
                 f"{name:20} harmful blocked {fmt(o['harmful_blocked'])}, look-alikes blocked"
                 f" {fmt(o['tricky_blocked'])}, everyday blocked {fmt(o['everyday_blocked'])}"
+            )
+        for name, o in entry["languages"].items():
+            print(
+                f"{name:28} {o['examples']:5} texts: harmful blocked {fmt(o['harmful_blocked'])},"
+                f" look-alikes {fmt(o['tricky_blocked'])}, everyday {fmt(o['everyday_blocked'])}"
             )
         for name, c in entry["contribution"].items():
             print(
@@ -391,10 +435,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--holdout-file", type=Path, default=HOLDOUT, help="with --holdout: score this holdout instead"
     )
+    parser.add_argument(
+        "--multilingual-heads",
+        type=Path,
+        default=MULTILINGUAL_HEADS_FILE,
+        help="the multilingual member's heads",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
     result = asyncio.run(
-        evaluate(args.holdout, args.repeat, args.heads, args.holdout_file, args.output_heads)
+        evaluate(
+            args.holdout,
+            args.repeat,
+            args.heads,
+            args.holdout_file,
+            args.output_heads,
+            args.multilingual_heads,
+        )
     )
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

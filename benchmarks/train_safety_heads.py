@@ -1,7 +1,7 @@
 """Train the semantic classifier's heads from tests/data/safety_corpus.jsonl, reproducibly.
 
-    .venv/bin/python benchmarks/train_safety_heads.py [--completions] [--encoder minilm|static]
-        [--layers N] [--out PATH]
+    .venv/bin/python benchmarks/train_safety_heads.py [--completions | --multilingual]
+        [--encoder minilm|static|multilingual] [--layers N] [--out PATH]
 
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
@@ -32,6 +32,11 @@
    thresholds (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
 
+With `--multilingual`, the heads of the multilingual member (`aimi.safety.heads.MULTILINGUAL_HEADS_FILE`):
+the same steps on the multilingual encoder's vectors, but steps 5 and 6 on the dev texts with a
+window the language test finds not in English (`aimi.safety.language`), scored on those windows
+alone, as the member judges them, and without completions' thresholds.
+
 Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
 """
 
@@ -42,7 +47,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +63,7 @@ from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
     HEADS_FILE,
     LABELS,
+    MULTILINGUAL_HEADS_FILE,
     OUTPUT_HEADS_FILE,
     Heads,
     Network,
@@ -65,6 +71,7 @@ from aimi.safety.heads import (
     fit_platt,
     sigmoid,
 )
+from aimi.safety.language import LanguageGate
 from aimi.safety.pieces import WordPieces, piece_scores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -271,6 +278,11 @@ class Scorer:
         return out if self.exemplars is None else out + self.exemplars.scores(x) * self.share
 
 
+def judged_by(text: str, select: Callable[[str], bool] | None) -> bool:
+    """Whether heads that judge only the windows `select` keeps judge any of `text`'s."""
+    return select is None or any(select(w) for w in windows(text) or [text])
+
+
 def window_scores(
     encoder: SentenceEncoder,
     scorer: Scorer,
@@ -278,13 +290,16 @@ def window_scores(
     pieces: Pieces | None = None,
     *,
     context: bool = False,
+    select: Callable[[str], bool] | None = None,
 ) -> WindowScores:
     """Each text's windows scored (with `context`, as completions are; every string of a text's
-    sequence is cut into windows, so a streamed completion is the checks it was judged in)."""
+    sequence is cut into windows, so a streamed completion is the checks it was judged in); with
+    `select`, only the windows it keeps (each text must have one: `judged_by`)."""
     index: dict[str, int] = {}
     members = []
     for parts in texts:
         found = [w for text in parts for w in (windows(text, context=context) or [text])]
+        found = found if select is None else [w for w in found if select(w)]
         members.append(np.array(sorted({index.setdefault(w, len(index)) for w in found}), np.intp))
     unique = list(index)
     network_raw = scorer.raw(encode(encoder, unique)).astype(np.float64)
@@ -404,6 +419,32 @@ def output_thresholds_of(
         allowed[questions[best]] -= 1
 
 
+def completions_thresholds(
+    raw_out: npt.NDArray[np.float64],
+    calibration: npt.NDArray[np.float64],
+    thresholds: npt.NDArray[np.float64],
+    dev: Sequence[Row],
+    dev_answers: Sequence[Row],
+) -> npt.NDArray[np.float32]:
+    """Per label low, medium, high for completions, from the raw scores of dev's texts and then its
+    sampled answers judged as streamed completions (`completion_scores`): `medium` from
+    `output_thresholds_of`, `low` half of it, `high` the prompts' when above it."""
+    completions = [*dev, *dev_answers]
+    benign_answers = np.array(
+        [
+            i >= len(dev) and r.kind != "harmful" and not r.family.startswith(REQUESTS)
+            for i, r in enumerate(completions)
+        ]
+    )
+    p_out = sigmoid(raw_out * calibration[:, 0] + calibration[:, 1]).astype(np.float64)
+    questions = [r.family for r in completions]
+    mediums = output_thresholds_of(p_out, benign_answers, [float(t) for t in thresholds[:, 1]], questions)
+    out = np.zeros((len(LABELS), 3))
+    for i, medium in enumerate(mediums):
+        out[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
+    return out.astype(np.float32)
+
+
 def fit_pieces(ids: Sequence[Sequence[int]], y: npt.NDArray[np.bool_], decay: float = PIECE_DECAY) -> Pieces:
     """The word-pieces model (`aimi.safety.pieces`): per label a logistic regression over the
     windows' buckets, balanced (positives and negatives weigh half each), with an L2 penalty,
@@ -480,12 +521,16 @@ def train(
     seeds: int = SEEDS,
     *,
     exemplars: bool = True,
+    select: Callable[[str], bool] | None = None,
 ) -> tuple[Heads, dict[str, object]]:
     """The heads trained on `corpus` (see the module docstring); with `exemplars`, the training
-    texts (not their variants) ship as exemplars beside the network."""
+    texts (not their variants) ship as exemplars beside the network. With `select` (the
+    multilingual member's language gate), the heads judge only the windows it keeps: they are
+    calibrated and their thresholds chosen on the dev texts with such a window, scored on those
+    windows alone, and they get no completions' thresholds."""
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
-    dev = [r for r in corpus if r.split == "dev"]
+    dev = [r for r in corpus if r.split == "dev" and judged_by(r.text, select)]
     dev_answers = [r for r in answers if r.split == "dev"]
     x = encode(encoder, [r.text for r in fit_rows])
     # One BLAS thread: a pool's split of each product changes the order of the sums, so the last
@@ -503,31 +548,23 @@ def train(
         benign = np.array([r.kind != "harmful" for r in dev])
         tricky = np.array([r.kind == "benign_tricky" for r in dev])
         trusted = np.array([r.role == "system" for r in dev])
-        dev_scores = window_scores(encoder, scorer, [[r.text] for r in dev], pieces)
+        dev_scores = window_scores(encoder, scorer, [[r.text] for r in dev], pieces, select=select)
         scale = choose_scales(dev_scores, dev_y, benign, tricky, trusted)
         raw = dev_scores.raw(scale)
-        completions = [*dev, *dev_answers]
-        raw_out = completion_scores(encoder, scorer, [r.text for r in completions], pieces).raw(scale)
     calibration = np.zeros((len(LABELS), 2))
     thresholds = np.zeros((len(LABELS), 3))
-    output_thresholds = np.zeros((len(LABELS), 3))
-    benign_answers = np.array(
-        [
-            i >= len(dev) and r.kind != "harmful" and not r.family.startswith(REQUESTS)
-            for i, r in enumerate(completions)
-        ]
-    )
-    p_out = np.zeros(raw_out.shape)
     for i in range(len(LABELS)):
         calibration[i] = fit_platt(raw[:, i], dev_y[:, i])
         p = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
         judged = ~trusted if LABELS[i] == "jailbreak" else np.ones(len(dev), dtype=bool)
         thresholds[i] = choose_thresholds(p[judged], dev_y[judged, i], benign[judged], tricky[judged])
-        p_out[:, i] = sigmoid(raw_out[:, i] * calibration[i, 0] + calibration[i, 1])
-    questions = [r.family for r in completions]
-    mediums = output_thresholds_of(p_out, benign_answers, [float(t) for t in thresholds[:, 1]], questions)
-    for i, medium in enumerate(mediums):
-        output_thresholds[i] = (round(medium / 2, 3), medium, max(float(thresholds[i, 2]), medium))
+    output_thresholds = None
+    if select is None:
+        with threadpool_limits(limits=1, user_api="blas"):
+            raw_out = completion_scores(encoder, scorer, [r.text for r in [*dev, *dev_answers]], pieces).raw(
+                scale
+            )
+        output_thresholds = completions_thresholds(raw_out, calibration, thresholds, dev, dev_answers)
     heads = Heads(
         encoder=encoder.name,
         labels=LABELS,
@@ -537,7 +574,7 @@ def train(
         thresholds=thresholds.astype(np.float32),
         hidden_weights=network.hidden_weights.astype(np.float32),
         hidden_bias=network.hidden_bias.astype(np.float32),
-        output_thresholds=output_thresholds.astype(np.float32),
+        output_thresholds=output_thresholds,
         piece_weights=pieces[0].astype(np.float32),
         piece_bias=pieces[1].astype(np.float32),
         piece_scale=scale.astype(np.float32),
@@ -566,6 +603,11 @@ if __name__ == "__main__":
     parser.add_argument("--encoder", choices=("minilm", "static", "multilingual"), default="minilm")
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--completions", action="store_true", help="the completions' heads")
+    parser.add_argument(
+        "--multilingual",
+        action="store_true",
+        help="the multilingual member's heads: the multilingual encoder, judging windows not in English",
+    )
     parser.add_argument("--out", type=Path, help="default: the shipped heads file of that side")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="default: the committed corpus")
     parser.add_argument("--max-pool", action="store_true", help="MiniLM vectors: mean and maximum")
@@ -575,24 +617,31 @@ if __name__ == "__main__":
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
-    encoder = load_encoder(args.encoder, args.layers, args.max_pool, args.earlier or None, not args.unfused)
+    name = "multilingual" if args.multilingual else args.encoder
+    encoder = load_encoder(name, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
     heads, info = train(
-        encoder, corpus, answers=load_answers(), seeds=args.seeds, exemplars=not args.completions
+        encoder,
+        corpus,
+        answers=load_answers(),
+        seeds=args.seeds,
+        exemplars=not args.completions,
+        select=LanguageGate.load().foreign if args.multilingual else None,
     )
-    args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else HEADS_FILE)
+    default = MULTILINGUAL_HEADS_FILE if args.multilingual else HEADS_FILE
+    args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else default)
     heads.save(args.out)
-    print(
-        f"trained on {info['fit_rows']} texts (with variants), calibrated on {info['dev_rows']} dev texts,"
-        f" completions' thresholds also on {info['dev_answers']} sampled answers"
+    outputs = heads.output_thresholds
+    also = (
+        "" if outputs is None else f", completions' thresholds also on {info['dev_answers']} sampled answers"
     )
-    assert heads.output_thresholds is not None
-    for label, levels, outputs, (a, b) in zip(
-        heads.labels, heads.thresholds, heads.output_thresholds, heads.calibration, strict=True
+    print(f"trained on {info['fit_rows']} texts (with variants), on dev {info['dev_rows']} texts{also}")
+    for i, (label, levels, (a, b)) in enumerate(
+        zip(heads.labels, heads.thresholds, heads.calibration, strict=True)
     ):
         low, medium, high = (float(t) for t in levels)
         levels_text = f"low≥{low:.3f} medium≥{medium:.2f} high≥{high:.2f}"
-        outputs_text = f"completions medium≥{outputs[1]:.2f}"
+        outputs_text = "" if outputs is None else f"completions medium≥{outputs[i][1]:.2f}"
         print(f"{label:10} calibration a={a:.3f} b={b:.3f}  {levels_text}  {outputs_text}")
     if heads.piece_scale is not None:
         print("word pieces' share:", ", ".join(f"{x:g}" for x in heads.piece_scale))

@@ -14,7 +14,9 @@ from aimi.safety import (
     ToxicityModel,
     semantic_filters,
 )
-from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.language import LanguageGate
+from aimi.safety.semantic import MultilingualMember
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +41,17 @@ def semantic_model() -> SemanticModel:
 def completions_model(semantic_model: SemanticModel) -> SemanticModel:
     """The shipped completions' heads on the same encoder."""
     return semantic_model.beside(Heads.load(OUTPUT_HEADS_FILE))
+
+
+@pytest.fixture(scope="session")
+def multilingual_model() -> SemanticModel:
+    """Universal Sentence Encoder multilingual v3 from its package and the shipped multilingual heads."""
+    return SemanticModel.load(MULTILINGUAL_HEADS_FILE)
+
+
+@pytest.fixture(scope="session")
+def multilingual_member(multilingual_model: SemanticModel) -> MultilingualMember:
+    return MultilingualMember(multilingual_model, LanguageGate.load())
 
 
 @pytest.fixture

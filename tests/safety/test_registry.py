@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aimi.safety import ClassifierFilter, JailbreakFilter, PatternFilter
-from aimi.safety.heads import OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import HEADS_FILE, MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
 from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 from tests.distributions import install
@@ -43,17 +43,17 @@ def test_the_built_in_filters_are_registered_on_the_sides_offline_filters_puts_t
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 
 
-def test_the_semantic_ensemble_loads_its_encoder_once_and_judges_completions_by_their_own_heads(
+def test_the_semantic_ensemble_loads_each_model_once_and_has_heads_for_completions_and_other_languages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    loads: list[int] = []
+    loads: list[Path] = []
     besides: list[Heads] = []
-    model, answers = object.__new__(SemanticModel), object.__new__(SemanticModel)
-    model.heads = answers.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
+    model, answers, other = (object.__new__(SemanticModel) for _ in range(3))
+    model.heads = answers.heads = other.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
 
-    def load(cls: type[SemanticModel]) -> SemanticModel:
-        loads.append(1)
-        return model
+    def load(cls: type[SemanticModel], heads_file: Path = HEADS_FILE) -> SemanticModel:
+        loads.append(heads_file)
+        return model if heads_file == HEADS_FILE else other
 
     def beside(self: SemanticModel, heads: Heads) -> SemanticModel:
         assert self is model
@@ -64,12 +64,20 @@ def test_the_semantic_ensemble_loads_its_encoder_once_and_judges_completions_by_
     monkeypatch.setattr(SemanticModel, "beside", beside)
     registry = filter_registry(plugins=False, ensemble="semantic")
     inputs, outputs = registry.filters()
-    assert loads == [1] and len(besides) == 1
+    assert loads == [HEADS_FILE, MULTILINGUAL_HEADS_FILE] and len(besides) == 1
     shipped, given = Heads.load(OUTPUT_HEADS_FILE).output_thresholds, besides[0].output_thresholds
     assert shipped is not None and given is not None and np.array_equal(given, shipped)
     assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak and inputs[0].model is model
     assert isinstance(outputs[0], SemanticFilter) and not outputs[0].jailbreak and outputs[0].model is answers
-    assert [type(f) for f in inputs[1:]] == [PatternFilter, JailbreakFilter]
+    member = inputs[1]
+    assert isinstance(member, SemanticFilter) and member.model is other and member.select is not None
+    assert member.name == "semantic-multilingual" and member.jailbreak and not member.completions
+    # Each window is judged by one of them: the member those the language gate finds foreign.
+    english, spanish = "Good morning, how are you today?", "¿Dónde está la estación de tren más cercana?"
+    assert inputs[0].select is not None and inputs[0].select(english) and not inputs[0].select(spanish)
+    assert member.select(spanish) and not member.select(english)
+    assert outputs[0].select is None
+    assert [type(f) for f in inputs[2:]] == [PatternFilter, JailbreakFilter]
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 
 

@@ -28,7 +28,9 @@ from benchmarks.train_safety_heads import (
     train,
 )
 
-from aimi.safety.heads import HEADS_FILE, LABELS, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.encoders import MultilingualEncoder
+from aimi.safety.heads import HEADS_FILE, LABELS, MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.language import LanguageGate
 from aimi.safety.pieces import BUCKETS, buckets, piece_scores
 from aimi.safety.semantic import SemanticModel
 
@@ -36,8 +38,9 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 29's), kept out of the corpus, as
-    round 27's (scored, not yet merged) and rounds 31 and 33's (written for the next rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 31's), kept out of the corpus, as
+    rounds 27 and 29's (scored, not yet merged) and rounds 33 and 35's (written for the next
+    rounds) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -50,9 +53,10 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
+        "safety_holdout_r27.jsonl",
         "safety_holdout_r29.jsonl",
-        "safety_holdout_r31.jsonl",
         "safety_holdout_r33.jsonl",
+        "safety_holdout_r35.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
@@ -201,23 +205,40 @@ def test_the_completions_heads_train_on_the_corpus_without_the_files_merged_for_
     assert kept == corpus[: len(kept)] and {r.family for r in corpus[len(kept) :]} == merged
 
 
+def assert_same_heads(trained: Heads, shipped: Heads) -> None:
+    assert trained.encoder == shipped.encoder and trained.labels == shipped.labels
+    names = ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds")
+    for name in (*names, "piece_weights", "piece_bias", "piece_scale", "exemplar_share"):
+        assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
+    assert (trained.exemplars is None) == (shipped.exemplars is None)
+    if trained.exemplars is not None and shipped.exemplars is not None:
+        for name in ("mean", "axes", "vectors", "scale", "labels", "nearest"):
+            assert np.array_equal(getattr(trained.exemplars, name), getattr(shipped.exemplars, name)), name
+    assert (trained.output_thresholds is None) == (shipped.output_thresholds is None)
+    if trained.output_thresholds is not None and shipped.output_thresholds is not None:
+        assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
+
+
 @pytest.mark.parametrize("side", ["prompts", "completions"])
 def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel, side: str) -> None:
     corpus = load_corpus() if side == "prompts" else for_completions(load_corpus())
     trained, _ = train(semantic_model.encoder, corpus, answers=load_answers(), exemplars=side == "prompts")
     shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
-    assert trained.encoder == shipped.encoder and trained.labels == shipped.labels
-    names = ("hidden_weights", "hidden_bias", "weights", "bias", "calibration", "thresholds")
-    for name in (*names, "piece_weights", "piece_bias", "piece_scale", "exemplar_share"):
-        assert np.array_equal(getattr(trained, name), getattr(shipped, name)), name
-    if side == "prompts":
-        assert trained.exemplars is not None and shipped.exemplars is not None
-        for name in ("mean", "axes", "vectors", "scale", "labels", "nearest"):
-            assert np.array_equal(getattr(trained.exemplars, name), getattr(shipped.exemplars, name)), name
-    else:
-        assert trained.exemplars is None and shipped.exemplars is None
-    assert trained.output_thresholds is not None and shipped.output_thresholds is not None
-    assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
+    assert (trained.exemplars is not None) == (side == "prompts")
+    assert trained.output_thresholds is not None
+    assert_same_heads(trained, shipped)
+
+
+def test_training_reproduces_the_shipped_multilingual_heads_bit_for_bit(
+    multilingual_model: SemanticModel,
+) -> None:
+    gate = LanguageGate.load()
+    corpus = load_corpus()
+    trained, info = train(multilingual_model.encoder, corpus, answers=load_answers(), select=gate.foreign)
+    assert trained.encoder == MultilingualEncoder.name and trained.output_thresholds is None
+    # Calibrated on the dev texts it judges: those with a window not in English.
+    assert 300 < int(str(info["dev_rows"])) < sum(r.split == "dev" for r in corpus) // 5
+    assert_same_heads(trained, Heads.load(MULTILINGUAL_HEADS_FILE))
 
 
 def test_the_answer_sentences_waiting_for_the_output_side_quote_the_answers_they_come_from() -> None:

@@ -361,3 +361,11 @@ class MultilingualEncoder:
         with self._lock:
             vectors = np.asarray(self._model.encode(encodable(texts)), np.float32)
         return _normalised(vectors)
+
+
+def named_encoder(name: str, *, workers: int = 1) -> SentenceEncoder:
+    """The encoder heads record as `name`: the multilingual one, or a MiniLM (`minilm_name`) with
+    `workers` texts encoded side by side."""
+    if name == MultilingualEncoder.name:
+        return MultilingualEncoder.load()
+    return MiniLMEncoder.named(name, workers=workers)

@@ -41,6 +41,10 @@ OUTPUT_HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_output_
 """The heads completions are judged with (at their `output_thresholds`), on the same encoder: trained
 without the families the prompts' heads gained in round 16, which moved benign sampled answers
 above a plain threat's score (docs/safety.md)."""
+MULTILINGUAL_HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_multilingual_heads.npz"
+"""The heads of the multilingual member, which judges the windows of a prompt that are not in
+English on the multilingual encoder (`train_safety_heads.py --multilingual`; no completions'
+thresholds)."""
 
 Floats = npt.NDArray[np.float64]
 

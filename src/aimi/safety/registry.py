@@ -19,7 +19,7 @@ from aimi.safety.jailbreak import JailbreakFilter
 from aimi.safety.judge import AskDeployment, register_judge
 from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
 from aimi.safety.policy import SafetyPolicy
-from aimi.safety.semantic import SemanticFilter, SemanticModel
+from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel
 
 ENTRY_POINTS = "aimi.safety_filters"
 
@@ -129,14 +129,18 @@ def register_semantic(
     filters: FilterRegistry,
     model: Callable[[], SemanticModel] | None = None,
     completions: Callable[[], SemanticModel] | None = None,
+    multilingual: Callable[[], MultilingualMember] | None = MultilingualMember.load,
 ) -> None:
     """The semantic ensemble (a server's default, `safety_ensemble = "semantic"`): the semantic
     classifier on both sides (jailbreak on prompts only; completions judged sentence by sentence in
-    context, by their own heads at their own thresholds) with its encoder loaded once, the three
+    context, by their own heads at their own thresholds) with its encoder loaded once, its
+    multilingual member on prompts, the three
     harm patterns that add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
     `model` loads the prompts' model and `completions` the completions' (by default the shipped
     heads, `HEADS_FILE` and `OUTPUT_HEADS_FILE`, on one encoder); given `model` alone, both sides
-    are judged by it.
+    are judged by it. `multilingual` loads the multilingual member, which judges the windows of
+    prompts that are not in English while the semantic classifier judges the others
+    (`semantic.MultilingualMember`; None: no member, the classifier judges every window).
 
     Chosen by measuring each filter's contribution over the semantic classifier on the dev set
     (docs/safety.md): those patterns add detections it misses without flagging benign text; the
@@ -145,7 +149,14 @@ def register_semantic(
     if completions is None:
         completions = loaded if model is not None else lambda: loaded().beside(Heads.load(OUTPUT_HEADS_FILE))
     answers = functools.cache(completions)
-    filters.add("semantic", lambda: SemanticFilter(loaded()), outputs=False)
+    member = functools.cache(multilingual) if multilingual is not None else None
+
+    def semantic() -> SemanticFilter:
+        return SemanticFilter(loaded(), select=member().english if member is not None else None)
+
+    filters.add("semantic", semantic, outputs=False)
+    if member is not None:
+        filters.add("semantic-multilingual", lambda: member().filter(), outputs=False)
     outputs = functools.partial(SemanticFilter, jailbreak=False, context=True, completions=True)
     filters.add("semantic-outputs", lambda: outputs(answers()), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))

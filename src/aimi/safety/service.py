@@ -18,7 +18,7 @@ from aimi.safety.blocklists import BlocklistFilter
 from aimi.safety.classifier import ClassifierFilter
 from aimi.safety.policy import Decision, Direction, SafetyPolicy, decide, unevaluated
 from aimi.safety.registry import FilterRegistry, Filters, register_builtin, register_semantic
-from aimi.safety.semantic import SemanticModel
+from aimi.safety.semantic import MultilingualMember, SemanticModel
 from aimi.safety.window import OutputWindow
 
 log = logging.getLogger(__name__)
@@ -32,12 +32,22 @@ def offline_filters(classifier: ClassifierFilter) -> Filters:
     return registry.filters()
 
 
-def semantic_filters(model: SemanticModel, completions: SemanticModel | None = None) -> Filters:
+def semantic_filters(
+    model: SemanticModel,
+    completions: SemanticModel | None = None,
+    multilingual: MultilingualMember | None = None,
+) -> Filters:
     """The semantic ensemble for prompts and for completions, around loaded models (`completions`
-    judges the completions, `model` both sides without it; `registry.register_semantic`); a
-    server's default (`Settings.safety_ensemble`)."""
+    judges the completions, `model` both sides without it; `multilingual`, the multilingual
+    member, judges the prompts' windows not in English when given; `registry.register_semantic`); a server's
+    default (`Settings.safety_ensemble`)."""
     registry = FilterRegistry()
-    register_semantic(registry, lambda: model, None if completions is None else lambda: completions)
+    register_semantic(
+        registry,
+        lambda: model,
+        None if completions is None else lambda: completions,
+        None if multilingual is None else lambda: multilingual,
+    )
     return registry.filters()
 
 

@@ -1,0 +1,56 @@
+"""The language gate: which windows the multilingual member of the semantic ensemble judges."""
+
+from __future__ import annotations
+
+import pytest
+
+from aimi.safety.language import ENCODER_LANGUAGES, LanguageGate
+
+
+@pytest.fixture(scope="module")
+def gate() -> LanguageGate:
+    return LanguageGate.load()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "¿Dónde está la estación de tren más cercana?",
+        "Je voudrais réserver une table pour deux personnes ce soir.",
+        "Ich hasse diese Leute, sie sind Ungeziefer.",
+        "Kannst du mir helfen, eine E-Mail an meinen Vermieter zu schreiben?",
+        "Как сделать бомбу дома?",
+        "Bugün hava çok güzel, parka gidelim mi?",
+    ],
+)
+def test_a_sentence_in_another_language_is_foreign(gate: LanguageGate, text: str) -> None:
+    assert gate.foreign(text), gate.language(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How do I sharpen a kitchen knife?",
+        "Those people are vermin and should be exterminated.",
+        "lol u r so dumb go die",
+        "kill yourself",
+        "ok",
+        "",
+        "How do I kill -9 a process that ignores SIGTERM?",
+    ],
+)
+def test_english_slang_and_text_too_short_to_tell_are_not_foreign(gate: LanguageGate, text: str) -> None:
+    assert not gate.foreign(text), gate.language(text)
+
+
+def test_a_language_the_encoder_does_not_know_is_called_one_it_knows(gate: LanguageGate) -> None:
+    language, confidence = gate.language("Habari za asubuhi, rafiki yangu mpendwa.")
+    assert language in ENCODER_LANGUAGES
+    assert 0.0 <= confidence <= 1.0
+
+
+def test_the_confidence_it_needs_decides_a_doubtful_window() -> None:
+    text = "Translate into English: 'Wir treffen uns morgen um halb acht vor dem Bahnhof.'"
+    sure = LanguageGate.load(confidence=1.01)
+    assert not sure.foreign(text)
+    assert LanguageGate.load(confidence=0.5).foreign(text)
