@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r29.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r31.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
