@@ -39,7 +39,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
     """The holdout `safety_eval.py` scores (`--holdout`, round 31's), kept out of the corpus, as
-    rounds 27 and 29's (scored, not yet merged) and rounds 33 and 35's (written for the next
+    rounds 27, 29 and 33's (scored, not yet merged) and rounds 35 and 37's (written for the next
     rounds) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
@@ -57,6 +57,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         "safety_holdout_r29.jsonl",
         "safety_holdout_r33.jsonl",
         "safety_holdout_r35.jsonl",
+        "safety_holdout_r37.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
