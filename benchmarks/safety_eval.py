@@ -60,7 +60,7 @@ from aimi.safety import (
     semantic_filters,
 )
 from aimi.safety.base import Category
-from aimi.safety.chunks import windows
+from aimi.safety.chunks import any_window
 from aimi.safety.encoders import MiniLMEncoder
 from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
 from aimi.safety.language import LanguageGate
@@ -244,7 +244,7 @@ async def answers(service: SafetyService) -> dict[str, Any]:
 
 def not_in_english(gate: LanguageGate, example: Example) -> bool:
     """Whether the multilingual member judges any window of the example."""
-    return any(gate.foreign(w) for w in windows(example.text) or [example.text])
+    return any_window(example.text, gate.foreign)
 
 
 async def evaluate(

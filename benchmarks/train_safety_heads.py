@@ -57,7 +57,7 @@ from scipy import optimize, sparse
 from threadpoolctl import threadpool_limits
 
 from aimi.safety import pieces as pieces_module
-from aimi.safety.chunks import windows
+from aimi.safety.chunks import any_window, windows
 from aimi.safety.encoders import MiniLMEncoder, MultilingualEncoder, SentenceEncoder, StaticEncoder
 from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
@@ -278,11 +278,6 @@ class Scorer:
         return out if self.exemplars is None else out + self.exemplars.scores(x) * self.share
 
 
-def judged_by(text: str, select: Callable[[str], bool] | None) -> bool:
-    """Whether heads that judge only the windows `select` keeps judge any of `text`'s."""
-    return select is None or any(select(w) for w in windows(text) or [text])
-
-
 def window_scores(
     encoder: SentenceEncoder,
     scorer: Scorer,
@@ -294,7 +289,7 @@ def window_scores(
 ) -> WindowScores:
     """Each text's windows scored (with `context`, as completions are; every string of a text's
     sequence is cut into windows, so a streamed completion is the checks it was judged in); with
-    `select`, only the windows it keeps (each text must have one: `judged_by`)."""
+    `select`, only the windows it keeps (each text must have one: `chunks.any_window`)."""
     index: dict[str, int] = {}
     members = []
     for parts in texts:
@@ -530,7 +525,7 @@ def train(
     windows alone, and they get no completions' thresholds."""
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
-    dev = [r for r in corpus if r.split == "dev" and judged_by(r.text, select)]
+    dev = [r for r in corpus if r.split == "dev" and (select is None or any_window(r.text, select))]
     dev_answers = [r for r in answers if r.split == "dev"]
     x = encode(encoder, [r.text for r in fit_rows])
     # One BLAS thread: a pool's split of each product changes the order of the sums, so the last

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 MAX_WORDS = 32
@@ -62,6 +63,12 @@ def windows(text: str, max_words: int = MAX_WORDS, *, context: bool = False) -> 
     if context and len(out) > 1 and _starts_mid_sentence(out[0]):
         out[:2] = [f"{out[0]} {out[1]}"]
     return list(dict.fromkeys(in_context(out) if context else out))
+
+
+def any_window(text: str, keep: Callable[[str], bool]) -> bool:
+    """Whether `keep` keeps any window of `text` (the text itself when it has none): whether a
+    filter that judges only those windows judges `text` at all."""
+    return any(keep(w) for w in windows(text) or [text])
 
 
 def _starts_mid_sentence(window: str) -> bool:

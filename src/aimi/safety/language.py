@@ -7,17 +7,22 @@ restricted to the languages the multilingual encoder was trained on (`ENCODER_LA
 a window in another language is still called one of those, and slang such as "lol u r so dumb"
 is called English rather than Nigerian Pidgin. A window is foreign when the identifier's
 normalised confidence that it is in a language other than English reaches
-`FOREIGN_CONFIDENCE`. About 0.1 ms a sentence; loading reads the model once (about a second).
+`FOREIGN_CONFIDENCE`. About 0.1 ms a sentence, asked once per window (the verdicts of recent
+windows are kept: the semantic classifier and the multilingual member both ask about each window
+of a prompt); loading reads the model once (about a second).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 ENCODER_LANGUAGES = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh")
 """The languages of Universal Sentence Encoder multilingual v3 (`encoders.MultilingualEncoder`;
 its sixteenth, traditional Chinese, is `zh` here too)."""
+CACHE_WINDOWS = 2048
+"""How many windows' verdicts are kept (as many as the semantic classifier keeps scores for)."""
 FOREIGN_CONFIDENCE = 0.7
 """Chosen on the training corpus (docs/safety.md, "Round 31"): of its 17,800 English texts, 108
 have a window called foreign at 0.7 (nearly all quote another language: "Translate this German
@@ -30,6 +35,7 @@ class LanguageGate:
     def __init__(self, identifier: Any, confidence: float = FOREIGN_CONFIDENCE) -> None:
         self._identifier = identifier
         self.confidence = confidence
+        self._foreign = functools.lru_cache(maxsize=CACHE_WINDOWS)(self._decide)
 
     @classmethod
     def load(cls, confidence: float = FOREIGN_CONFIDENCE) -> LanguageGate:
@@ -46,5 +52,8 @@ class LanguageGate:
 
     def foreign(self, text: str) -> bool:
         """Whether `text` is, confidently, in a language other than English."""
+        return self._foreign(text)
+
+    def _decide(self, text: str) -> bool:
         language, confidence = self.language(text)
         return language != "en" and confidence >= self.confidence
