@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r31.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r37.jsonl) is never read here. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
@@ -27,7 +27,8 @@
    (`fit_pieces`, `aimi.safety.pieces`).
 5. On dev, score each text as the filter does (the worst of its windows), choose per label how
    much of the word-pieces model's output joins the network's (`choose_scales`), fit Platt
-   scaling per label, and choose the severity thresholds (`choose_thresholds`); then score dev
+   scaling per label, and choose the severity thresholds (`choose_thresholds`), raised where
+   the labels together flag too many look-alikes (`joint_thresholds`); then score dev
    and the dev answers as completions (windows in context) and choose the completions'
    thresholds (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
@@ -87,13 +88,15 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r19", "holdout_r23", "candidates_c24"),  # round 25
         *("holdout_r25",),  # round 27
         *("candidates_c28",),  # round 29
+        *("holdout_r27", "holdout_r29", "holdout_r31", "holdout_r33", "candidates_c39"),  # round 39
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
 to 12 (round 16), round 16's training candidates c18 (round 17), the scored holdouts of rounds 14
 and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 and round 21's
 candidates c22 (round 23), the scored holdouts of rounds 19 and 23 and round 23's candidates c24
-(round 25), the scored holdout of round 25 (round 27) and c28's translations (round 29). The
+(round 25), the scored holdout of round 25 (round 27), c28's translations (round 29), and the
+scored holdouts of rounds 27 to 33 and round 39's candidates c39 (round 39). The
 completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
@@ -115,6 +118,11 @@ EVERYDAY_OUTLIERS = 1 / 800
 the 0.5 % target, so one odd text among dev's 814 does not set the threshold (round 10: "Can you
 pick up Jake from football tonight? ... he'll wait by the back gate of the sports hall", violence
 0.95, would have put violence's `medium` at 0.95 and its dev recall at 0.50 instead of 0.83)."""
+LOOK_ALIKES_ANY = 0.02
+"""The share of dev's benign look-alikes that may reach some label's `medium` (`joint_thresholds`):
+the target, 2 % flagged in any category, for all labels together; each label's own 1 % let five
+labels flag 2.4 % together (round 37). Round 39 measured 1.5 %: it cost more harm than it saved
+look-alikes (docs/safety.md)."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the benign sampled answers of dev must stay."""
 ANSWER_OUTLIERS = 0.001
@@ -309,12 +317,15 @@ def within_budget(
     benign: npt.NDArray[np.bool_],
     tricky: npt.NDArray[np.bool_],
 ) -> bool:
-    """Whether at most 1 % of dev's benign look-alikes and `EVERYDAY_OUTLIERS` of its everyday
-    texts reach `threshold`."""
+    """Whether at most 1 % of dev's benign look-alikes (rounded down, but one text at least: the
+    multilingual member's dev has 98, and one Italian kiss scene would otherwise have set its sexual
+    `medium` at 0.85, round 39) and `EVERYDAY_OUTLIERS` of its everyday texts reach `threshold`."""
     everyday = benign & ~tricky
-    look_alikes = float((probabilities[tricky] >= threshold).mean()) if tricky.any() else 0.0
+    look_alikes = int((probabilities[tricky] >= threshold).sum())
     flagged = int((probabilities[everyday] >= threshold).sum())
-    return look_alikes <= 0.01 and flagged <= int(everyday.sum() * EVERYDAY_OUTLIERS)
+    return look_alikes <= max(int(tricky.sum() * 0.01), 1) and flagged <= int(
+        everyday.sum() * EVERYDAY_OUTLIERS
+    )
 
 
 def choose_thresholds(
@@ -343,6 +354,57 @@ def choose_thresholds(
     clean = [t for t in grid if t > medium and not (probabilities[benign] >= t).any()]
     high = max(0.8, float(clean[0]) if clean else 0.95)
     return round(medium / 2, 3), medium, max(high, medium)
+
+
+def look_alikes_flagged(
+    probabilities: npt.NDArray[np.float64],
+    judged: npt.NDArray[np.bool_],
+    tricky: npt.NDArray[np.bool_],
+    mediums: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Which of dev's benign look-alikes some label flags (`probabilities` and `judged` are texts ×
+    labels; a label does not judge a text where `judged` is false)."""
+    return np.asarray(((probabilities >= mediums) & judged)[tricky].any(axis=1), dtype=bool)
+
+
+def joint_thresholds(
+    probabilities: npt.NDArray[np.float64],
+    y: npt.NDArray[np.bool_],
+    judged: npt.NDArray[np.bool_],
+    tricky: npt.NDArray[np.bool_],
+    thresholds: npt.NDArray[np.float64],
+    budget: float = LOOK_ALIKES_ANY,
+) -> npt.NDArray[np.float64]:
+    """The labels' thresholds (`choose_thresholds`, one row per label) raised until at most
+    `budget` of dev's benign look-alikes reach some label's `medium`: each label keeps its own 1 %
+    budget, but five labels that each flag different look-alikes flag up to 5 % together. Each step
+    raises one label's `medium` to the next value of the grid that unflags a look-alike, the label
+    whose step costs the least recall (share of its dev texts no longer blocked) per look-alike
+    unflagged; `low` stays half of `medium`, and `high` at least `medium`."""
+    out = thresholds.copy()
+    grid = np.round(np.arange(0.30, 0.951, 0.05), 2)
+    while True:
+        flagged = int(look_alikes_flagged(probabilities, judged, tricky, out[:, 1]).sum())
+        if flagged <= budget * int(tricky.sum()):
+            return out
+        best: tuple[float, int, float] | None = None
+        for i in range(out.shape[0]):
+            positives = y[:, i] & judged[:, i]
+            for t in grid[grid > out[i, 1] + 1e-9]:
+                mediums = out[:, 1].copy()
+                mediums[i] = t
+                gained = flagged - int(look_alikes_flagged(probabilities, judged, tricky, mediums).sum())
+                if gained:
+                    lost = float(
+                        ((probabilities[positives, i] >= out[i, 1]) & (probabilities[positives, i] < t)).sum()
+                    ) / max(int(positives.sum()), 1)
+                    if best is None or lost / gained < best[0]:
+                        best = (lost / gained, i, float(t))
+                    break
+        if best is None:
+            return out
+        _, i, t = best
+        out[i] = (round(t / 2, 3), t, max(out[i, 2], t))
 
 
 def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) -> list[str]:
@@ -517,12 +579,17 @@ def train(
     *,
     exemplars: bool = True,
     select: Callable[[str], bool] | None = None,
+    look_alikes_any: float | None = LOOK_ALIKES_ANY,
 ) -> tuple[Heads, dict[str, object]]:
     """The heads trained on `corpus` (see the module docstring); with `exemplars`, the training
     texts (not their variants) ship as exemplars beside the network. With `select` (the
     multilingual member's language gate), the heads judge only the windows it keeps: they are
     calibrated and their thresholds chosen on the dev texts with such a window, scored on those
-    windows alone, and they get no completions' thresholds."""
+    windows alone, and they get no completions' thresholds. `look_alikes_any`: the budget of dev's
+    look-alikes all labels together may flag (`joint_thresholds`); `None` for the completions'
+    heads, whose prompt thresholds judge no prompt (they only floor the completions' ones), and
+    for the multilingual member's, whose dev has too few look-alikes to share out (98 in round 39:
+    one text is 1 %, so two labels with a false flag each would already exceed 2 %)."""
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
     dev = [r for r in corpus if r.split == "dev" and (select is None or any_window(r.text, select))]
@@ -548,11 +615,17 @@ def train(
         raw = dev_scores.raw(scale)
     calibration = np.zeros((len(LABELS), 2))
     thresholds = np.zeros((len(LABELS), 3))
+    probabilities = np.zeros((len(dev), len(LABELS)))
+    judged = np.ones((len(dev), len(LABELS)), dtype=bool)
     for i in range(len(LABELS)):
         calibration[i] = fit_platt(raw[:, i], dev_y[:, i])
-        p = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1]).astype(np.float64)
-        judged = ~trusted if LABELS[i] == "jailbreak" else np.ones(len(dev), dtype=bool)
-        thresholds[i] = choose_thresholds(p[judged], dev_y[judged, i], benign[judged], tricky[judged])
+        probabilities[:, i] = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1])
+        if LABELS[i] == "jailbreak":
+            judged[:, i] = ~trusted
+        mine, p = judged[:, i], probabilities[:, i]
+        thresholds[i] = choose_thresholds(p[mine], dev_y[mine, i], benign[mine], tricky[mine])
+    if look_alikes_any is not None:
+        thresholds = joint_thresholds(probabilities, dev_y, judged, tricky, thresholds, look_alikes_any)
     output_thresholds = None
     if select is None:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -621,6 +694,7 @@ if __name__ == "__main__":
         answers=load_answers(),
         seeds=args.seeds,
         exemplars=not args.completions,
+        look_alikes_any=None if args.completions or args.multilingual else LOOK_ALIKES_ANY,
         select=LanguageGate.load().foreign if args.multilingual else None,
     )
     default = MULTILINGUAL_HEADS_FILE if args.multilingual else HEADS_FILE

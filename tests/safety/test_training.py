@@ -13,6 +13,7 @@ from benchmarks.merge_safety_data import identity, read, split_of
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     COMPLETIONS_WITHOUT,
+    LOOK_ALIKES_ANY,
     Row,
     WindowScores,
     augment,
@@ -22,6 +23,7 @@ from benchmarks.train_safety_heads import (
     choose_thresholds,
     fit_pieces,
     for_completions,
+    joint_thresholds,
     load_answers,
     load_corpus,
     output_thresholds_of,
@@ -38,9 +40,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 31's), kept out of the corpus, as
-    rounds 27, 29 and 33's (scored, not yet merged) and rounds 35 and 37's (written for the next
-    rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 37's), kept out of the corpus, as
+    rounds 35 and 39's (scored, not merged) and round 41's (written for the next round) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -53,11 +54,9 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
-        "safety_holdout_r27.jsonl",
-        "safety_holdout_r29.jsonl",
-        "safety_holdout_r33.jsonl",
         "safety_holdout_r35.jsonl",
-        "safety_holdout_r37.jsonl",
+        "safety_holdout_r39.jsonl",
+        "safety_holdout_r41.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
@@ -98,6 +97,33 @@ def test_one_odd_everyday_text_in_eight_hundred_does_not_set_a_prompt_threshold(
     everyday[1] = 0.9
     p = np.concatenate([harmful, everyday, look_alikes])
     assert choose_thresholds(p, y, ~y, tricky)[1] == 0.95
+
+
+def test_labels_that_each_keep_their_own_budget_are_raised_until_together_they_keep_one() -> None:
+    """200 look-alikes: each of three labels flags 2 different ones at `medium` 0.5 (1 % each, 3 %
+    together). Raising the first to 0.6 loses a tenth of its harm; the second's and third's
+    look-alikes fall under 0.55 and 0.7 at no cost. Under a budget of 1.5 % (3 of 200), the two
+    free steps are taken and the costly one is not."""
+    n_harm, n_tricky = 30, 200
+    p = np.zeros((3 * n_harm + n_tricky, 3))
+    y = np.zeros(p.shape, dtype=bool)
+    for i in range(3):
+        y[i * n_harm : (i + 1) * n_harm, i] = True
+        p[i * n_harm : (i + 1) * n_harm, i] = 0.9
+    p[0:3, 0] = 0.52  # a tenth of the first label's harm sits just above its `medium`
+    tricky = np.arange(len(p)) >= 3 * n_harm
+    start = 3 * n_harm
+    p[start : start + 2, 0] = 0.58
+    p[start + 2 : start + 4, 1] = 0.52
+    p[start + 4 : start + 6, 2] = 0.66
+    judged = np.ones(p.shape, dtype=bool)
+    thresholds = np.array([[0.25, 0.5, 0.8]] * 3)
+    raised = joint_thresholds(p, y, judged, tricky, thresholds, budget=0.015)
+    assert raised[:, 1].tolist() == [0.5, 0.55, 0.7]
+    assert raised[:, 0].tolist() == [0.25, 0.275, 0.35]
+    assert joint_thresholds(p, y, judged, tricky, thresholds, budget=0.03)[:, 1].tolist() == [0.5] * 3
+    judged[start + 4 : start + 6, 2] = False  # the third label does not judge its look-alikes
+    assert joint_thresholds(p, y, judged, tricky, thresholds, budget=0.015)[:, 1].tolist() == [0.5, 0.55, 0.5]
 
 
 def test_the_word_pieces_model_learns_a_word_and_leaves_buckets_no_text_has_at_zero() -> None:
@@ -220,22 +246,37 @@ def assert_same_heads(trained: Heads, shipped: Heads) -> None:
         assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
 
 
+WHOLE_TRAINING = pytest.mark.timeout(1800)
+"""A whole training takes minutes (the prompts' side 11 on 2 cores, round 39's corpus): more
+than the suite's 600 s per test allows when the machine is shared."""
+
+
+@WHOLE_TRAINING
 @pytest.mark.parametrize("side", ["prompts", "completions"])
 def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: SemanticModel, side: str) -> None:
     corpus = load_corpus() if side == "prompts" else for_completions(load_corpus())
-    trained, _ = train(semantic_model.encoder, corpus, answers=load_answers(), exemplars=side == "prompts")
+    trained, _ = train(
+        semantic_model.encoder,
+        corpus,
+        answers=load_answers(),
+        exemplars=side == "prompts",
+        look_alikes_any=LOOK_ALIKES_ANY if side == "prompts" else None,
+    )
     shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
     assert (trained.exemplars is not None) == (side == "prompts")
     assert trained.output_thresholds is not None
     assert_same_heads(trained, shipped)
 
 
+@WHOLE_TRAINING
 def test_training_reproduces_the_shipped_multilingual_heads_bit_for_bit(
     multilingual_model: SemanticModel,
 ) -> None:
     gate = LanguageGate.load()
     corpus = load_corpus()
-    trained, info = train(multilingual_model.encoder, corpus, answers=load_answers(), select=gate.foreign)
+    trained, info = train(
+        multilingual_model.encoder, corpus, answers=load_answers(), select=gate.foreign, look_alikes_any=None
+    )
     assert trained.encoder == MultilingualEncoder.name and trained.output_thresholds is None
     # Calibrated on the dev texts it judges: those with a window not in English.
     assert 300 < int(str(info["dev_rows"])) < sum(r.split == "dev" for r in corpus) // 5
