@@ -118,6 +118,8 @@ EVERYDAY_OUTLIERS = 1 / 800
 the 0.5 % target, so one odd text among dev's 814 does not set the threshold (round 10: "Can you
 pick up Jake from football tonight? ... he'll wait by the back gate of the sports hall", violence
 0.95, would have put violence's `medium` at 0.95 and its dev recall at 0.50 instead of 0.83)."""
+GRID = np.round(np.arange(0.30, 0.951, 0.05), 2)
+"""The values a severity threshold is chosen among (the completions' `medium` also 0.97 and 0.99)."""
 LOOK_ALIKES_ANY = 0.02
 """The share of dev's benign look-alikes that may reach some label's `medium` (`joint_thresholds`):
 the target, 2 % flagged in any category, for all labels together; each label's own 1 % let five
@@ -323,9 +325,8 @@ def within_budget(
     everyday = benign & ~tricky
     look_alikes = int((probabilities[tricky] >= threshold).sum())
     flagged = int((probabilities[everyday] >= threshold).sum())
-    return look_alikes <= max(int(tricky.sum() * 0.01), 1) and flagged <= int(
-        everyday.sum() * EVERYDAY_OUTLIERS
-    )
+    allowed = max(int(tricky.sum() * 0.01), 1), int(everyday.sum() * EVERYDAY_OUTLIERS)
+    return look_alikes <= allowed[0] and flagged <= allowed[1]
 
 
 def choose_thresholds(
@@ -346,12 +347,11 @@ def choose_thresholds(
     - `high`: the lowest grid value above `medium` at which dev has no benign text at all, and
       at least 0.8.
     """
-    grid = np.round(np.arange(0.30, 0.951, 0.05), 2)
-    feasible = [t for t in grid if within_budget(probabilities, t, benign, tricky)] or [grid[-1]]
+    feasible = [t for t in GRID if within_budget(probabilities, t, benign, tricky)] or [GRID[-1]]
     recall = {t: float((probabilities[y] >= t).mean()) if y.any() else 0.0 for t in feasible}
     best = max(recall.values())
     medium = float(max(t for t in feasible if recall[t] >= best - 0.02))
-    clean = [t for t in grid if t > medium and not (probabilities[benign] >= t).any()]
+    clean = [t for t in GRID if t > medium and not (probabilities[benign] >= t).any()]
     high = max(0.8, float(clean[0]) if clean else 0.95)
     return round(medium / 2, 3), medium, max(high, medium)
 
@@ -382,7 +382,6 @@ def joint_thresholds(
     whose step costs the least recall (share of its dev texts no longer blocked) per look-alike
     unflagged; `low` stays half of `medium`, and `high` at least `medium`."""
     out = thresholds.copy()
-    grid = np.round(np.arange(0.30, 0.951, 0.05), 2)
     while True:
         flagged = int(look_alikes_flagged(probabilities, judged, tricky, out[:, 1]).sum())
         if flagged <= budget * int(tricky.sum()):
@@ -390,7 +389,7 @@ def joint_thresholds(
         best: tuple[float, int, float] | None = None
         for i in range(out.shape[0]):
             positives = y[:, i] & judged[:, i]
-            for t in grid[grid > out[i, 1] + 1e-9]:
+            for t in GRID[out[i, 1] + 1e-9 < GRID]:
                 mediums = out[:, 1].copy()
                 mediums[i] = t
                 gained = flagged - int(look_alikes_flagged(probabilities, judged, tricky, mediums).sum())
@@ -440,7 +439,7 @@ def choose_output_threshold(
     a few samples; a plain threat, 0.98 and more, is still cut)."""
     benign = probabilities[benign_answers]
     worst = float(benign.max()) if benign.size else 0.0
-    grid = [*np.round(np.arange(0.30, 0.951, 0.05), 2), 0.97, 0.99]
+    grid = [*GRID, 0.97, 0.99]
     above = [float(t) for t in grid if t >= medium and t >= worst + ANSWER_MARGIN]
     return above[0] if above else 0.99
 
