@@ -57,6 +57,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         "safety_holdout_r35.jsonl",
         "safety_holdout_r39.jsonl",
         "safety_holdout_r41.jsonl",
+        "safety_holdout_r43.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
