@@ -1,6 +1,6 @@
 """Text normalisation before matching, so invisible characters and look-alike letters hide nothing.
 
-Three steps, in this order:
+Four steps, in this order:
 
 1. Unicode NFKC, which folds compatibility forms: fullwidth `ｋｉｌｌ`, ligatures, circled and
    mathematical letters (`𝐤𝐢𝐥𝐥`) become plain letters, and a no-break space becomes a space.
@@ -11,6 +11,11 @@ Three steps, in this order:
    them with Latin letters (`kіll` with a Cyrillic `і`), and, in text that is mostly Latin, also in
    a word made only of look-alikes (`соск`). Russian or Greek text is otherwise left alone, so it
    is not turned into accidental English.
+4. Leetspeak inside a word is undone: where digits or symbols drawn like letters stand between
+   letters (`k1ll`, `mys3lf`, `f@gg0t`, `ch!nks`), the whole word reads as letters (`kill`, `myself`,
+   `faggot`, `chinks`). Numbers, words that only begin or end in digits (`mp3`, `ipv4`, `3d`),
+   e-mail addresses, links, paths, cell references (`Prices!A:B`), assignments, base64 and tokens
+   longer than `LEET_LONGEST` (hashes) are left alone.
 
 Case is kept; matchers compare case-insensitively themselves.
 """
@@ -45,6 +50,36 @@ _LATIN_WORD = re.compile(r"\b[A-Za-z]+\b")
 _OTHER_WORD = re.compile(r"\b\w*[^\W\d_A-Za-z]\w*\b")
 
 
+# Digits and symbols drawn like letters, as leetspeak writes them.
+_LEET = str.maketrans({
+    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "l",
+})  # fmt: skip
+LEET_LONGEST = 20
+_CHUNK = re.compile(r"\S+")
+_NOT_PROSE = re.compile(r":\w|://|@[^@]*\.\w|[/\\=]")
+_LEET_WORD = re.compile(r"[A-Za-z][A-Za-z0-9@$!|]*[A-Za-z0-9]")
+_LEET_INSIDE = re.compile(r"[A-Za-z][013456789@$!|]+(?=[A-Za-z])")
+_MAYBE_LEET = re.compile(r"[A-Za-z][013456789@$!|]")
+
+
+def _unleet_word(match: re.Match[str]) -> str:
+    word = match.group()
+    return word.translate(_LEET) if _LEET_INSIDE.search(word) else word
+
+
+def _unleet_chunk(match: re.Match[str]) -> str:
+    chunk = match.group()
+    if len(chunk) > LEET_LONGEST or _NOT_PROSE.search(chunk):
+        return chunk
+    return _LEET_WORD.sub(_unleet_word, chunk)
+
+
+def unleet(text: str) -> str:
+    """`text` with leetspeak inside words undone (step 4 of the module docstring)."""
+    return _CHUNK.sub(_unleet_chunk, text) if _MAYBE_LEET.search(text) else text
+
+
 def _fold_mixed(match: re.Match[str]) -> str:
     word = match.group()
     return word.translate(_FOLD) if _LATIN.search(word) else word
@@ -57,9 +92,9 @@ def _fold_all(match: re.Match[str]) -> str:
 
 def normalize(text: str) -> str:
     """`text` as matchers should see it (see the module docstring)."""
-    if text.isascii():
-        return text
-    text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE.sub("", text)
-    mostly_latin = len(_LATIN_WORD.findall(text)) > len(_OTHER_WORD.findall(text))
-    return _WORD_WITH_LOOKALIKE.sub(_fold_all if mostly_latin else _fold_mixed, text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        text = _INVISIBLE.sub("", text)
+        mostly_latin = len(_LATIN_WORD.findall(text)) > len(_OTHER_WORD.findall(text))
+        text = _WORD_WITH_LOOKALIKE.sub(_fold_all if mostly_latin else _fold_mixed, text)
+    return unleet(text)
