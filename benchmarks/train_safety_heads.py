@@ -25,18 +25,20 @@
    their variants') as exemplars (`aimi.safety.exemplars`, for the prompts' heads only), whose
    score joins the network's at `EXEMPLAR_SHARE`; fit the word-pieces model on the same rows
    (`fit_pieces`, `aimi.safety.pieces`).
-5. On dev, score each text as the filter does (the worst of its windows), choose per label how
-   much of the word-pieces model's output joins the network's (`choose_scales`), fit Platt
-   scaling per label, and choose the severity thresholds (`choose_thresholds`), raised where
-   the labels together flag too many look-alikes (`joint_thresholds`); then score dev
-   and the dev answers as completions (windows in context) and choose the completions'
+5. On dev, score each text as the filter does (the worst of its windows; for the prompts' heads
+   the windows the language test finds in English, `aimi.safety.language`, since the
+   multilingual member judges the others), choose per label how much of the word-pieces model's
+   output joins the network's (`choose_scales`), fit Platt scaling per label, and choose the
+   severity thresholds (`choose_thresholds`: the prompts' heads the most recall their budget of
+   false flags allows, the completions' within `RECALL_MARGIN` of it); then score dev and the
+   dev answers as completions (whole texts, windows in context) and choose the completions'
    thresholds (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
 
 With `--multilingual`, the heads of the multilingual member (`aimi.safety.heads.MULTILINGUAL_HEADS_FILE`):
 the same steps on the multilingual encoder's vectors, but steps 5 and 6 on the dev texts with a
-window the language test finds not in English (`aimi.safety.language`), scored on those windows
-alone, as the member judges them, and without completions' thresholds.
+window the language test finds not in English, scored on those windows alone, as the member
+judges them, and without completions' thresholds.
 
 Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
 """
@@ -89,6 +91,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r25",),  # round 27
         *("candidates_c28",),  # round 29
         *("holdout_r27", "holdout_r29", "holdout_r31", "holdout_r33", "candidates_c39"),  # round 39
+        *("holdout_r35", "holdout_r37", "holdout_r39", "candidates_c43"),  # round 43
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -96,7 +99,8 @@ to 12 (round 16), round 16's training candidates c18 (round 17), the scored hold
 and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 and round 21's
 candidates c22 (round 23), the scored holdouts of rounds 19 and 23 and round 23's candidates c24
 (round 25), the scored holdout of round 25 (round 27), c28's translations (round 29), and the
-scored holdouts of rounds 27 to 33 and round 39's candidates c39 (round 39). The
+scored holdouts of rounds 27 to 33 and round 39's candidates c39 (round 39), and the scored
+holdouts of rounds 35 to 39 and round 43's candidates c43 (round 43). The
 completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
@@ -120,11 +124,12 @@ pick up Jake from football tonight? ... he'll wait by the back gate of the sport
 0.95, would have put violence's `medium` at 0.95 and its dev recall at 0.50 instead of 0.83)."""
 GRID = np.round(np.arange(0.30, 0.951, 0.05), 2)
 """The values a severity threshold is chosen among (the completions' `medium` also 0.97 and 0.99)."""
-LOOK_ALIKES_ANY = 0.02
-"""The share of dev's benign look-alikes that may reach some label's `medium` (`joint_thresholds`):
-the target, 2 % flagged in any category, for all labels together; each label's own 1 % let five
-labels flag 2.4 % together (round 37). Round 39 measured 1.5 %: it cost more harm than it saved
-look-alikes (docs/safety.md)."""
+RECALL_MARGIN = 0.02
+"""How much dev recall a label's `medium` may give up to sit higher above the benign texts
+(`choose_thresholds`), for the completions' heads. The prompts' heads (both members) take the most
+recall their budget allows (margin 0): on three writers' holdouts the margin, and round 39's joint
+budget of look-alikes for all labels, cost 1.8 points of harm blocked and spared no look-alike
+(docs/safety.md, Heads, "Round 43")."""
 ANSWER_MARGIN = 0.05
 """How far under the completions' `medium` the benign sampled answers of dev must stay."""
 ANSWER_OUTLIERS = 0.001
@@ -334,15 +339,16 @@ def choose_thresholds(
     y: npt.NDArray[np.bool_],
     benign: npt.NDArray[np.bool_],
     tricky: npt.NDArray[np.bool_],
+    margin: float = RECALL_MARGIN,
 ) -> tuple[float, float, float]:
     """Per label, on dev, from the calibrated probabilities:
 
     - `medium` (the default policy blocks from here): among the probabilities on a 0.05 grid from
       0.30 to 0.95 at which at most 1 % of the benign look-alikes and `EVERYDAY_OUTLIERS` of the
       everyday texts (rounded down: one of 814) are flagged (the targets are 2 % and 0.5 %, so
-      this keeps a margin for text nobody tuned on), the highest whose recall is within 0.02 of
-      the best of them: nearly the most recall the budget allows, with the widest margin above
-      the benign texts;
+      this keeps a margin for text nobody tuned on), the highest whose recall is within `margin`
+      of the best of them: nearly the most recall the budget allows, with the widest margin above
+      the benign texts (with `margin` 0, the most recall the budget allows);
     - `low`: half of `medium` (reported, blocks only under a policy that asks for it);
     - `high`: the lowest grid value above `medium` at which dev has no benign text at all, and
       at least 0.8.
@@ -350,60 +356,10 @@ def choose_thresholds(
     feasible = [t for t in GRID if within_budget(probabilities, t, benign, tricky)] or [GRID[-1]]
     recall = {t: float((probabilities[y] >= t).mean()) if y.any() else 0.0 for t in feasible}
     best = max(recall.values())
-    medium = float(max(t for t in feasible if recall[t] >= best - 0.02))
+    medium = float(max(t for t in feasible if recall[t] >= best - margin))
     clean = [t for t in GRID if t > medium and not (probabilities[benign] >= t).any()]
     high = max(0.8, float(clean[0]) if clean else 0.95)
     return round(medium / 2, 3), medium, max(high, medium)
-
-
-def look_alikes_flagged(
-    probabilities: npt.NDArray[np.float64],
-    judged: npt.NDArray[np.bool_],
-    tricky: npt.NDArray[np.bool_],
-    mediums: npt.NDArray[np.float64],
-) -> npt.NDArray[np.bool_]:
-    """Which of dev's benign look-alikes some label flags (`probabilities` and `judged` are texts ×
-    labels; a label does not judge a text where `judged` is false)."""
-    return np.asarray(((probabilities >= mediums) & judged)[tricky].any(axis=1), dtype=bool)
-
-
-def joint_thresholds(
-    probabilities: npt.NDArray[np.float64],
-    y: npt.NDArray[np.bool_],
-    judged: npt.NDArray[np.bool_],
-    tricky: npt.NDArray[np.bool_],
-    thresholds: npt.NDArray[np.float64],
-    budget: float = LOOK_ALIKES_ANY,
-) -> npt.NDArray[np.float64]:
-    """The labels' thresholds (`choose_thresholds`, one row per label) raised until at most
-    `budget` of dev's benign look-alikes reach some label's `medium`: each label keeps its own 1 %
-    budget, but five labels that each flag different look-alikes flag up to 5 % together. Each step
-    raises one label's `medium` to the next value of the grid that unflags a look-alike, the label
-    whose step costs the least recall (share of its dev texts no longer blocked) per look-alike
-    unflagged; `low` stays half of `medium`, and `high` at least `medium`."""
-    out = thresholds.copy()
-    while True:
-        flagged = int(look_alikes_flagged(probabilities, judged, tricky, out[:, 1]).sum())
-        if flagged <= budget * int(tricky.sum()):
-            return out
-        best: tuple[float, int, float] | None = None
-        for i in range(out.shape[0]):
-            positives = y[:, i] & judged[:, i]
-            for t in GRID[out[i, 1] + 1e-9 < GRID]:
-                mediums = out[:, 1].copy()
-                mediums[i] = t
-                gained = flagged - int(look_alikes_flagged(probabilities, judged, tricky, mediums).sum())
-                if gained:
-                    lost = float(
-                        ((probabilities[positives, i] >= out[i, 1]) & (probabilities[positives, i] < t)).sum()
-                    ) / max(int(positives.sum()), 1)
-                    if best is None or lost / gained < best[0]:
-                        best = (lost / gained, i, float(t))
-                    break
-        if best is None:
-            return out
-        _, i, t = best
-        out[i] = (round(t / 2, 3), t, max(out[i, 2], t))
 
 
 def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) -> list[str]:
@@ -578,17 +534,16 @@ def train(
     *,
     exemplars: bool = True,
     select: Callable[[str], bool] | None = None,
-    look_alikes_any: float | None = LOOK_ALIKES_ANY,
+    outputs: bool = True,
+    margin: float = RECALL_MARGIN,
 ) -> tuple[Heads, dict[str, object]]:
     """The heads trained on `corpus` (see the module docstring); with `exemplars`, the training
-    texts (not their variants) ship as exemplars beside the network. With `select` (the
-    multilingual member's language gate), the heads judge only the windows it keeps: they are
-    calibrated and their thresholds chosen on the dev texts with such a window, scored on those
-    windows alone, and they get no completions' thresholds. `look_alikes_any`: the budget of dev's
-    look-alikes all labels together may flag (`joint_thresholds`); `None` for the completions'
-    heads, whose prompt thresholds judge no prompt (they only floor the completions' ones), and
-    for the multilingual member's, whose dev has too few look-alikes to share out (98 in round 39:
-    one text is 1 %, so two labels with a false flag each would already exceed 2 %)."""
+    texts (not their variants) ship as exemplars beside the network. With `select`, the heads
+    judge only the windows it keeps (in the prompts' ensemble the multilingual member judges the
+    windows not in English and the semantic classifier the others): they are calibrated and their
+    thresholds chosen on the dev texts with such a window, scored on those windows alone. With
+    `outputs`, they also get completions' thresholds, chosen on whole dev texts and answers as
+    completions are judged. `margin`: `choose_thresholds`'s."""
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
     dev = [r for r in corpus if r.split == "dev" and (select is None or any_window(r.text, select))]
@@ -622,11 +577,9 @@ def train(
         if LABELS[i] == "jailbreak":
             judged[:, i] = ~trusted
         mine, p = judged[:, i], probabilities[:, i]
-        thresholds[i] = choose_thresholds(p[mine], dev_y[mine, i], benign[mine], tricky[mine])
-    if look_alikes_any is not None:
-        thresholds = joint_thresholds(probabilities, dev_y, judged, tricky, thresholds, look_alikes_any)
+        thresholds[i] = choose_thresholds(p[mine], dev_y[mine, i], benign[mine], tricky[mine], margin)
     output_thresholds = None
-    if select is None:
+    if outputs:
         with threadpool_limits(limits=1, user_api="blas"):
             raw_out = completion_scores(encoder, scorer, [r.text for r in [*dev, *dev_answers]], pieces).raw(
                 scale
@@ -687,14 +640,16 @@ if __name__ == "__main__":
     name = "multilingual" if args.multilingual else args.encoder
     encoder = load_encoder(name, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
+    gate = LanguageGate.load()
     heads, info = train(
         encoder,
         corpus,
         answers=load_answers(),
         seeds=args.seeds,
         exemplars=not args.completions,
-        look_alikes_any=None if args.completions or args.multilingual else LOOK_ALIKES_ANY,
-        select=LanguageGate.load().foreign if args.multilingual else None,
+        select=None if args.completions else gate.foreign if args.multilingual else gate.english,
+        outputs=not args.multilingual,
+        margin=RECALL_MARGIN if args.completions else 0.0,
     )
     default = MULTILINGUAL_HEADS_FILE if args.multilingual else HEADS_FILE
     args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else default)

@@ -13,7 +13,7 @@ from benchmarks.merge_safety_data import identity, read, split_of
 from benchmarks.safety_eval import HOLDOUT
 from benchmarks.train_safety_heads import (
     COMPLETIONS_WITHOUT,
-    LOOK_ALIKES_ANY,
+    RECALL_MARGIN,
     Row,
     WindowScores,
     augment,
@@ -23,7 +23,6 @@ from benchmarks.train_safety_heads import (
     choose_thresholds,
     fit_pieces,
     for_completions,
-    joint_thresholds,
     load_answers,
     load_corpus,
     output_thresholds_of,
@@ -54,9 +53,6 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
-        "safety_holdout_r35.jsonl",
-        "safety_holdout_r39.jsonl",
-        "safety_holdout_r41.jsonl",
         "safety_holdout_r43.jsonl",
     ):
         held = holdout(name)
@@ -100,31 +96,16 @@ def test_one_odd_everyday_text_in_eight_hundred_does_not_set_a_prompt_threshold(
     assert choose_thresholds(p, y, ~y, tricky)[1] == 0.95
 
 
-def test_labels_that_each_keep_their_own_budget_are_raised_until_together_they_keep_one() -> None:
-    """200 look-alikes: each of three labels flags 2 different ones at `medium` 0.5 (1 % each, 3 %
-    together). Raising the first to 0.6 loses a tenth of its harm; the second's and third's
-    look-alikes fall under 0.55 and 0.7 at no cost. Under a budget of 1.5 % (3 of 200), the two
-    free steps are taken and the costly one is not."""
-    n_harm, n_tricky = 30, 200
-    p = np.zeros((3 * n_harm + n_tricky, 3))
-    y = np.zeros(p.shape, dtype=bool)
-    for i in range(3):
-        y[i * n_harm : (i + 1) * n_harm, i] = True
-        p[i * n_harm : (i + 1) * n_harm, i] = 0.9
-    p[0:3, 0] = 0.52  # a tenth of the first label's harm sits just above its `medium`
-    tricky = np.arange(len(p)) >= 3 * n_harm
-    start = 3 * n_harm
-    p[start : start + 2, 0] = 0.58
-    p[start + 2 : start + 4, 1] = 0.52
-    p[start + 4 : start + 6, 2] = 0.66
-    judged = np.ones(p.shape, dtype=bool)
-    thresholds = np.array([[0.25, 0.5, 0.8]] * 3)
-    raised = joint_thresholds(p, y, judged, tricky, thresholds, budget=0.015)
-    assert raised[:, 1].tolist() == [0.5, 0.55, 0.7]
-    assert raised[:, 0].tolist() == [0.25, 0.275, 0.35]
-    assert joint_thresholds(p, y, judged, tricky, thresholds, budget=0.03)[:, 1].tolist() == [0.5] * 3
-    judged[start + 4 : start + 6, 2] = False  # the third label does not judge its look-alikes
-    assert joint_thresholds(p, y, judged, tricky, thresholds, budget=0.015)[:, 1].tolist() == [0.5, 0.55, 0.5]
+def test_with_no_margin_a_label_takes_the_most_recall_its_budget_allows() -> None:
+    """700 harmful texts, 7 of them between 0.30 and 0.49 and the rest at 0.97; look-alikes and
+    everyday texts under 0.3, so every grid value is within budget. The completions' margin (0.02)
+    gives up the 7 (1 %) for `medium` 0.95; with none, `medium` stays at 0.30 and blocks them."""
+    harmful = np.concatenate([np.linspace(0.3, 0.49, 7), np.full(693, 0.97)])
+    p = np.concatenate([harmful, np.linspace(0.0, 0.29, 800), np.linspace(0.0, 0.29, 100)])
+    y = np.arange(p.size) < 700
+    tricky = np.arange(p.size) >= 1500
+    assert choose_thresholds(p, y, ~y, tricky, margin=RECALL_MARGIN)[1] == 0.95
+    assert choose_thresholds(p, y, ~y, tricky, margin=0.0)[1] == 0.3
 
 
 def test_the_word_pieces_model_learns_a_word_and_leaves_buckets_no_text_has_at_zero() -> None:
@@ -261,7 +242,8 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
         corpus,
         answers=load_answers(),
         exemplars=side == "prompts",
-        look_alikes_any=LOOK_ALIKES_ANY if side == "prompts" else None,
+        select=LanguageGate.load().english if side == "prompts" else None,
+        margin=0.0 if side == "prompts" else RECALL_MARGIN,
     )
     shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
     assert (trained.exemplars is not None) == (side == "prompts")
@@ -276,7 +258,12 @@ def test_training_reproduces_the_shipped_multilingual_heads_bit_for_bit(
     gate = LanguageGate.load()
     corpus = load_corpus()
     trained, info = train(
-        multilingual_model.encoder, corpus, answers=load_answers(), select=gate.foreign, look_alikes_any=None
+        multilingual_model.encoder,
+        corpus,
+        answers=load_answers(),
+        select=gate.foreign,
+        outputs=False,
+        margin=0.0,
     )
     assert trained.encoder == MultilingualEncoder.name and trained.output_thresholds is None
     # Calibrated on the dev texts it judges: those with a window not in English.

@@ -54,6 +54,10 @@ class LanguageGate:
         """Whether `text` is, confidently, in a language other than English."""
         return self._foreign(text)
 
+    def english(self, text: str) -> bool:
+        """Whether `text` is not `foreign`: English, or too short or mixed to tell."""
+        return not self._foreign(text)
+
     def _decide(self, text: str) -> bool:
         language, confidence = self.language(text)
         return language != "en" and confidence >= self.confidence

@@ -195,7 +195,7 @@ class MultilingualMember:
 
     def english(self, window: str) -> bool:
         """Whether the semantic classifier, not the member, judges `window`."""
-        return not self.gate.foreign(window)
+        return self.gate.english(window)
 
     def filter(self) -> SemanticFilter:
         return SemanticFilter(self.model, select=self.gate.foreign, name="semantic-multilingual")
