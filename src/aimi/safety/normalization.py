@@ -51,16 +51,18 @@ _OTHER_WORD = re.compile(r"\b\w*[^\W\d_A-Za-z]\w*\b")
 
 
 # Digits and symbols drawn like letters, as leetspeak writes them.
-_LEET = str.maketrans({
+_LEET_LETTERS = {
     "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
     "@": "a", "$": "s", "!": "i", "|": "l",
-})  # fmt: skip
+}  # fmt: skip
+_LEET = str.maketrans(_LEET_LETTERS)
+_LEETS = re.escape("".join(_LEET_LETTERS))
 LEET_LONGEST = 20
 _CHUNK = re.compile(r"\S+")
 _NOT_PROSE = re.compile(r":\w|://|@[^@]*\.\w|[/\\=]")
-_LEET_WORD = re.compile(r"[A-Za-z][A-Za-z0-9@$!|]*[A-Za-z0-9]")
-_LEET_INSIDE = re.compile(r"[A-Za-z][013456789@$!|]+(?=[A-Za-z])")
-_MAYBE_LEET = re.compile(r"[A-Za-z][013456789@$!|]")
+_LEET_WORD = re.compile(rf"[A-Za-z][A-Za-z0-9{_LEETS}]*[A-Za-z0-9]")
+_LEET_INSIDE = re.compile(rf"[A-Za-z][{_LEETS}]+(?=[A-Za-z])")
+_MAYBE_LEET = re.compile(rf"[A-Za-z][{_LEETS}]")
 
 
 def _unleet_word(match: re.Match[str]) -> str:
