@@ -54,6 +54,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     for name in (
         HOLDOUT.name,
         "safety_holdout_r43.jsonl",
+        "safety_holdout_r45.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
