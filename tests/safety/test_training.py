@@ -55,6 +55,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         HOLDOUT.name,
         "safety_holdout_r43.jsonl",
         "safety_holdout_r45.jsonl",
+        "safety_holdout_r47.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
