@@ -6,7 +6,9 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r37.jsonl) is never read here. With `--completions`, the heads
+   (tests/data/safety_holdout_r43.jsonl) is never read here. Every text is read as the filter
+   reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
+   the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
    without the families merged for the prompts only (`for_completions`, `COMPLETIONS_WITHOUT`).
 2. Add variants of the training texts (`augment`, seeded): lower case without punctuation, a typo
@@ -51,7 +53,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,7 @@ from aimi.safety.heads import (
     sigmoid,
 )
 from aimi.safety.language import LanguageGate
+from aimi.safety.normalization import normalize
 from aimi.safety.pieces import WordPieces, piece_scores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +95,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("candidates_c28",),  # round 29
         *("holdout_r27", "holdout_r29", "holdout_r31", "holdout_r33", "candidates_c39"),  # round 39
         *("holdout_r35", "holdout_r37", "holdout_r39", "candidates_c43"),  # round 43
+        *("candidates_c45", "holdout_r41"),  # round 45
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -100,8 +104,8 @@ and 17 and round 17's candidates c20 (round 19), the scored holdout of round 21 
 candidates c22 (round 23), the scored holdouts of rounds 19 and 23 and round 23's candidates c24
 (round 25), the scored holdout of round 25 (round 27), c28's translations (round 29), and the
 scored holdouts of rounds 27 to 33 and round 39's candidates c39 (round 39), and the scored
-holdouts of rounds 35 to 39 and round 43's candidates c43 (round 43). The
-completions' heads are not trained on them:
+holdouts of rounds 35 to 39 and round 43's candidates c43 (round 43), and round 43's candidates
+c45 and the scored holdout of round 41 (round 45). The completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
 withheld (docs/safety.md, Heads, "Round 16")."""
@@ -217,6 +221,11 @@ def benign_windows(rows: Sequence[Row]) -> list[Row]:
             for w in parts:
                 pieces.setdefault(w, r)
     return [Row(w, r.labels, r.kind, r.family, r.split, r.role) for w, r in pieces.items()]
+
+
+def as_read(rows: Sequence[Row]) -> list[Row]:
+    """The rows with their texts as the filter reads them (`normalize`, before any window is cut)."""
+    return [replace(r, text=normalize(r.text)) for r in rows]
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -544,6 +553,7 @@ def train(
     thresholds chosen on the dev texts with such a window, scored on those windows alone. With
     `outputs`, they also get completions' thresholds, chosen on whole dev texts and answers as
     completions are judged. `margin`: `choose_thresholds`'s."""
+    corpus, answers = as_read(corpus), as_read(answers)
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
     dev = [r for r in corpus if r.split == "dev" and (select is None or any_window(r.text, select))]
