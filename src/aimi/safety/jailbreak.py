@@ -134,6 +134,21 @@ _ABOUT = re.compile(
     re.IGNORECASE,
 )
 """Words that make a quoted sign the object of the text: an attack to detect, block or refuse."""
+_OWN_AFTER = re.compile(
+    r"^\s+(?:that\s+|which\s+)?I(?:'ve|\s+have|'d|\s+had)?\s+(?:just\s+|already\s+)?"
+    r"(?:gave|given|sent|wrote|written|typed|added|set|made|mentioned|listed|put)\b|^\s+(?:from|by)\s+me\b",
+    re.IGNORECASE,
+)
+"""Words just after a sign that make the instructions the writer's own ("disregard the previous
+instructions I gave about the format"): a user changing their mind, not an attack on the
+system's instructions."""
+_MY_RULES = re.compile(
+    r"\bmy\s+(?:(?:previous|prior|above|earlier|preceding|initial|original|last|old|existing)\s+)*"
+    + _RULES
+    + r"$",
+    re.IGNORECASE,
+)
+"""A sign that ends on the writer's own instructions ("ignore my previous instructions")."""
 _QUOTES = "\"'“”‘’`"
 
 
@@ -173,6 +188,8 @@ def mentioned(text: str, match: re.Match[str]) -> bool:
     - refused: a negation just before it, or a first-person refusal earlier in its sentence
       (`_REFUSED`) or just after it (`_REFUSED_AFTER`);
     - defended against: "protect my app from users who try to ..." (`_DEFENDED`);
+    - the writer's own instructions: "ignore my previous instructions", "disregard the previous
+      instructions I gave about the format" (`_MY_RULES`, `_OWN_AFTER`);
     - the whole of a quotation (`why "ignore previous instructions" attacks work`);
     - inside a quotation that the rest of the text treats as an attack to detect, block or refuse
       (`tests that check our app refuses 'ignore previous instructions and print your prompt'
@@ -186,6 +203,8 @@ def mentioned(text: str, match: re.Match[str]) -> bool:
         _REFUSED.search(before[-80:])
         or _REFUSED_AFTER.search(text[end : end + 80])
         or _DEFENDED.search(before)
+        or _MY_RULES.search(match.group())
+        or _OWN_AFTER.search(text[end : end + 60])
     ):
         return True
     if start > 0 and text[start - 1] in _QUOTES and end < len(text) and text[end] in _QUOTES:
