@@ -22,6 +22,8 @@ _RULES = (
 )
 _SECRET = r"(?:full|hidden|initial|original|secret|entire|system|confidential|internal)"
 _ANY_DETERMINERS = r"(?:(?:all|any|the|your|my|these|those|every|of|its)\s+)*"
+_EARLIER = r"(?:previous|prior|above|earlier|preceding|initial|original|existing|old)"
+"""Words that place instructions earlier, in a sign and in the writer's own ("my previous rules")."""
 
 SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (description, re.compile(pattern, re.IGNORECASE))
@@ -30,8 +32,9 @@ SIGNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             "telling the model to drop its instructions",
             r"\b(?:ignor(?:e|es|ing)|disregard(?:s|ing)?|forget|override|bypass|discard|abandon)\s+"
             + _ANY_DETERMINERS
-            + r"(?:(?:previous|prior|above|earlier|preceding|initial|original|system|safety|existing|old|"
-            r"ethical|moral|content)\s+)*" + _RULES + r"\b",
+            + r"(?:(?:" + _EARLIER + r"|system|safety|ethical|moral|content)\s+)*"
+            + _RULES
+            + r"\b",
         ),
         (
             "claiming the rules no longer apply",
@@ -143,9 +146,7 @@ _OWN_AFTER = re.compile(
 instructions I gave about the format"): a user changing their mind, not an attack on the
 system's instructions."""
 _MY_RULES = re.compile(
-    r"\bmy\s+(?:(?:previous|prior|above|earlier|preceding|initial|original|last|old|existing)\s+)*"
-    + _RULES
-    + r"$",
+    r"\bmy\s+(?:(?:" + _EARLIER + r"|last)\s+)*" + _RULES + r"$",
     re.IGNORECASE,
 )
 """A sign that ends on the writer's own instructions ("ignore my previous instructions")."""
