@@ -23,7 +23,7 @@ from aimi.safety.pieces import BUCKETS, buckets
 
 def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
     heads = Heads.load()
-    assert HEADS_FILE.stat().st_size < 3_500_000 and OUTPUT_HEADS_FILE.stat().st_size < 2_500_000
+    assert HEADS_FILE.stat().st_size < 4_000_000 and OUTPUT_HEADS_FILE.stat().st_size < 2_500_000
     assert heads.exemplars is not None and heads.exemplars.vectors.shape[1] == 64
     assert Heads.load(OUTPUT_HEADS_FILE).exemplars is None  # the completions' heads have none
     assert heads.labels == LABELS

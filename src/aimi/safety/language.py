@@ -2,19 +2,31 @@
 ensemble judges them (and only them).
 
 The identifier is langid.py's naive Bayes model over byte n-grams, as the numpy fork
-`py3langid` ships it (BSD; its 4.6 MB model is a file of the package, nothing is downloaded),
-restricted to the languages the multilingual encoder was trained on (`ENCODER_LANGUAGES`):
-a window in another language is still called one of those, and slang such as "lol u r so dumb"
-is called English rather than Nigerian Pidgin. A window is foreign when the identifier's
-normalised confidence that it is in a language other than English reaches
-`FOREIGN_CONFIDENCE`. About 0.1 ms a sentence, asked once per window (the verdicts of recent
-windows are kept: the semantic classifier and the multilingual member both ask about each window
-of a prompt); loading reads the model once (about a second).
+`py3langid` ships it (BSD; its 4.6 MB model is a file of the package, nothing is downloaded).
+A window is foreign when any of three signs holds:
+
+- the identifier, restricted to the languages the multilingual encoder was trained on
+  (`ENCODER_LANGUAGES`), is at least `FOREIGN_CONFIDENCE` sure (normalised) that it is in one
+  of them other than English. Restricted, it calls slang such as "lol u r so dumb" English
+  rather than Nigerian Pidgin;
+- most of its letters are not Latin (`NON_LATIN_SHARE`): Hindi in Devanagari, Greek, Hebrew.
+  The English encoder cannot read those scripts, and the restricted identifier, made to choose
+  among its fifteen, is seldom sure which of them Hindi is ("pl" at 0.14);
+- the identifier over all its 142 languages is at least `OTHER_LANGUAGE_CONFIDENCE` sure of a
+  language the encoder does not know, written in Latin letters (Indonesian, Vietnamese, Zulu),
+  which the restricted identifier calls Dutch at 0.44. Nigerian Pidgin and "no language"
+  (`ENGLISH_READABLE`: English slang, base64, ROT13) stay with the English encoder.
+
+About 0.1 ms a sentence, asked once per window (the verdicts of recent windows are kept: the
+semantic classifier and the multilingual member both ask about each window of a prompt);
+loading reads the model once (under a second).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +39,24 @@ FOREIGN_CONFIDENCE = 0.7
 """Chosen on the training corpus (docs/safety.md, "Round 31"): of its 17,800 English texts, 108
 have a window called foreign at 0.7 (nearly all quote another language: "Translate this German
 letter ..."), against 127 at 0.5; of c28's 1,784 translations, 8 have none, against 26 at 0.9."""
+NON_LATIN_SHARE = 0.5
+"""The share of a window's letters outside the Latin script at which it is foreign."""
+OTHER_LANGUAGE_CONFIDENCE = 0.8
+"""Chosen on the training corpus (docs/safety.md, "Round 49"): of its windows the two signs above
+leave in English, 22 are at least this sure of another language (all Vietnamese, Indonesian,
+Zulu or "no language"), against 36 at 0.7, which adds English slang called Hausa or Pidgin."""
+ENGLISH_READABLE = ("en", "pcm", "zxx")
+"""The languages the English encoder reads: English, Nigerian Pidgin, and text in no language."""
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 class LanguageGate:
     """Says whether a window is in a language other than English; see the module docstring."""
 
-    def __init__(self, identifier: Any, confidence: float = FOREIGN_CONFIDENCE) -> None:
+    def __init__(self, identifier: Any, everywhere: Any, confidence: float = FOREIGN_CONFIDENCE) -> None:
         self._identifier = identifier
+        self._everywhere = everywhere
         self.confidence = confidence
         self._foreign = functools.lru_cache(maxsize=CACHE_WINDOWS)(self._decide)
 
@@ -41,9 +64,10 @@ class LanguageGate:
     def load(cls, confidence: float = FOREIGN_CONFIDENCE) -> LanguageGate:
         from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-        identifier = LanguageIdentifier.from_modelpath(Path(MODEL_DIR) / MODEL_FILE, norm_probs=True)
+        everywhere = LanguageIdentifier.from_modelpath(Path(MODEL_DIR) / MODEL_FILE, norm_probs=True)
+        identifier = copy.copy(everywhere)
         identifier.set_languages(list(ENCODER_LANGUAGES))
-        return cls(identifier, confidence)
+        return cls(identifier, everywhere, confidence)
 
     def language(self, text: str) -> tuple[str, float]:
         """The most likely language of `text` among `ENCODER_LANGUAGES`, and its confidence."""
@@ -60,4 +84,21 @@ class LanguageGate:
 
     def _decide(self, text: str) -> bool:
         language, confidence = self.language(text)
-        return language != "en" and confidence >= self.confidence
+        if language != "en" and confidence >= self.confidence:
+            return True
+        if non_latin(text):
+            return True
+        language, confidence = self._everywhere.classify(text)
+        return (
+            language not in ENCODER_LANGUAGES
+            and language not in ENGLISH_READABLE
+            and confidence >= OTHER_LANGUAGE_CONFIDENCE
+        )
+
+
+def non_latin(text: str) -> bool:
+    """Whether at least `NON_LATIN_SHARE` of the letters of `text` are not Latin."""
+    letters = _LETTER.findall(text)
+    if not letters:
+        return False
+    return sum(1 for letter in letters if not _LATIN.match(letter)) >= NON_LATIN_SHARE * len(letters)
