@@ -39,8 +39,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 47's), kept out of the corpus, as
-    rounds 49's and 51's (written for the next rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 49's), kept out of the corpus, as
+    round 51's (written for the next round) is."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -53,7 +53,6 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
-        "safety_holdout_r49.jsonl",
         "safety_holdout_r51.jsonl",
     ):
         held = holdout(name)

@@ -14,8 +14,9 @@ A window is foreign when any of three signs holds:
   among its fifteen, is seldom sure which of them Hindi is ("pl" at 0.14);
 - the identifier over all its 142 languages is at least `OTHER_LANGUAGE_CONFIDENCE` sure of a
   language the encoder does not know, written in Latin letters (Indonesian, Vietnamese, Zulu),
-  which the restricted identifier calls Dutch at 0.44. Nigerian Pidgin and "no language"
-  (`ENGLISH_READABLE`: English slang, base64, ROT13) stay with the English encoder.
+  which the restricted identifier calls Dutch at 0.44, in a window of at least
+  `OTHER_LANGUAGE_MIN_WORDS` words. Nigerian Pidgin and "no language" (`ENGLISH_READABLE`:
+  English slang, base64, ROT13) stay with the English encoder.
 
 About 0.1 ms a sentence, asked once per window (the verdicts of recent windows are kept: the
 semantic classifier and the multilingual member both ask about each window of a prompt);
@@ -41,10 +42,13 @@ have a window called foreign at 0.7 (nearly all quote another language: "Transla
 letter ..."), against 127 at 0.5; of c28's 1,784 translations, 8 have none, against 26 at 0.9."""
 NON_LATIN_SHARE = 0.5
 """The share of a window's letters outside the Latin script at which it is foreign."""
-OTHER_LANGUAGE_CONFIDENCE = 0.8
-"""Chosen on the training corpus (docs/safety.md, "Round 49"): of its windows the two signs above
-leave in English, 22 are at least this sure of another language (all Vietnamese, Indonesian,
-Zulu or "no language"), against 36 at 0.7, which adds English slang called Hausa or Pidgin."""
+OTHER_LANGUAGE_CONFIDENCE = 0.6
+OTHER_LANGUAGE_MIN_WORDS = 4
+"""Both chosen on the training corpus (docs/safety.md, The multilingual member): of its texts the
+two signs above leave in English, round 49's 0.8 called 22 foreign (Vietnamese, Indonesian,
+Zulu), and 0.6 over at least four words 30 more, all of them Indonesian, Malay, Zulu or
+romanised Hindi; 0.5 adds English ("Why did Brutus stab Julius Caesar?", Latin at 0.54), and
+shorter windows English slang ("u wanna fuk", Hausa at 0.78)."""
 ENGLISH_READABLE = ("en", "pcm", "zxx")
 """The languages the English encoder reads: English, Nigerian Pidgin, and text in no language."""
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
@@ -88,6 +92,8 @@ class LanguageGate:
             return True
         if non_latin(text):
             return True
+        if len(text.split()) < OTHER_LANGUAGE_MIN_WORDS:
+            return False
         language, confidence = self._everywhere.classify(text)
         return (
             language not in ENCODER_LANGUAGES
