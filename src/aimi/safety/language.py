@@ -69,8 +69,8 @@ class LanguageGate:
         from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
         everywhere = LanguageIdentifier.from_modelpath(Path(MODEL_DIR) / MODEL_FILE, norm_probs=True)
-        identifier = copy.copy(everywhere)
-        identifier.set_languages(list(ENCODER_LANGUAGES))
+        identifier = copy.copy(everywhere)  # one read of the model for both identifiers:
+        identifier.set_languages(list(ENCODER_LANGUAGES))  # it rebinds the copy's tables, not the original's
         return cls(identifier, everywhere, confidence)
 
     def language(self, text: str) -> tuple[str, float]:
