@@ -7,10 +7,10 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r49.jsonl`, written before round
-  51's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 47's holdouts are in the corpus now; round 51's waits unscored); `--holdout-file` scores
-  another one in its place;
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r53.jsonl`, written before round
+  53's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 49's holdouts are in the corpus now; round 51's was scored beside it, round 55's waits
+  unscored); `--holdout-file` scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -69,9 +69,9 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r49.jsonl"
-"""The holdout the round's heads are scored on (round 49's, written before round 51's training;
-rounds 1 to 47's are in the corpus now, round 51's waits);
+HOLDOUT = DATA / "safety_holdout_r53.jsonl"
+"""The holdout the round's heads are scored on (round 53's, written before round 53's training;
+rounds 1 to 49's are in the corpus now, round 55's waits);
 the next round's replaces it here once that round's heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 

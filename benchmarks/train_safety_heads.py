@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r49.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r53.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -99,6 +99,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("candidates_c47", "holdout_r43"),  # round 47
         *("candidates_c49", "holdout_r45"),  # round 49
         *("candidates_c51", "holdout_r47"),  # round 51
+        *("candidates_c53", "holdout_r49"),  # round 53
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -110,7 +111,8 @@ scored holdouts of rounds 27 to 33 and round 39's candidates c39 (round 39), and
 holdouts of rounds 35 to 39 and round 43's candidates c43 (round 43), and round 43's candidates
 c45 and the scored holdout of round 41 (round 45), round 45's candidates c47 and the scored
 holdout of round 43 (round 47), round 47's candidates c49 and the scored holdout of round 45
-(round 49), and round 49's candidates c51 and the scored holdout of round 47 (round 51). The
+(round 49), round 49's candidates c51 and the scored holdout of round 47 (round 51), and round
+51's candidates c53 and the scored holdout of round 49 (round 53). The
 completions' heads are not trained on them:
 trained with the holdouts, benign sampled answers scored higher, the completions' violence
 threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were

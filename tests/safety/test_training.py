@@ -39,8 +39,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 49's), kept out of the corpus, as
-    rounds 51's to 55's (written for the next rounds) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 53's), kept out of the corpus, as
+    round 51's (scored beside it) and round 55's (written for the next round) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -54,7 +54,6 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     for name in (
         HOLDOUT.name,
         "safety_holdout_r51.jsonl",
-        "safety_holdout_r53.jsonl",
         "safety_holdout_r55.jsonl",
     ):
         held = holdout(name)
