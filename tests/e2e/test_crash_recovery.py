@@ -22,12 +22,17 @@ STREAMS = 6
 
 
 def stream(server: Server, received: list[int], index: int) -> None:
-    """Read a long streamed answer until the connection breaks, counting the tokens received."""
+    """Read a long streamed answer until the connection breaks, counting the tokens received.
+
+    Tokens are counted by their logprobs, not by content chunks: a character of several bytes
+    (an emoji, a CJK character, which sampled text drifts into) can take several tokens, and
+    only the one that completes it gives a chunk, carrying the logprobs of all of them."""
     body = {
         "messages": [{"role": "user", "content": "Count to a thousand."}],
         "stream": True,
         "max_tokens": 3000,
         "ignore_eos": True,
+        "logprobs": True,
     }
     try:
         with httpx.stream(
@@ -40,8 +45,10 @@ def stream(server: Server, received: list[int], index: int) -> None:
             for line in response.iter_lines():
                 if line.startswith("data: {"):
                     chunk = json.loads(line[len("data: ") :])
-                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                        received[index] += 1
+                    if chunk["choices"]:
+                        received[index] += len(
+                            (chunk["choices"][0].get("logprobs") or {}).get("content") or []
+                        )
     except httpx.HTTPError:
         pass  # the server died under it
 
@@ -91,5 +98,6 @@ def test_kill_9_mid_stream_loses_no_bill_and_the_next_start_closes_the_rows(tmp_
     assert all(cost > 0 for *_, cost in closed)
     billed = sum(completion for _, _, completion, *_ in closed)
     delivered = sum(received)
-    # what was delivered before the last progress tick is billed; at most a step per stream more
-    assert before_last_tick <= billed <= delivered + 2 * STREAMS, (before_last_tick, billed, delivered)
+    # what was delivered before the last progress tick is billed; at most a step per stream more,
+    # and the up to three tokens of a character a stream was cut in the middle of
+    assert before_last_tick <= billed <= delivered + 4 * STREAMS, (before_last_tick, billed, delivered)
