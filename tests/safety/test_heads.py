@@ -14,6 +14,7 @@ from aimi.safety.heads import (
     OUTPUT_HEADS_FILE,
     Heads,
     Network,
+    _flush_subnormal,
     fit_network,
     fit_platt,
     sigmoid,
@@ -189,3 +190,9 @@ def test_heads_with_exemplars_add_each_label_s_share_of_their_score_and_survive_
     loaded = Heads.load(tmp_path / "exemplars.npz")
     assert loaded.exemplars is not None and np.array_equal(loaded.exemplars.vectors, memory.vectors)
     assert np.array_equal(loaded.probabilities(window), heads.probabilities(window))
+
+
+def test_weights_too_small_for_a_normal_float_are_flushed_to_zero_and_the_rest_kept() -> None:
+    values = np.array([1e-310, -4e-320, 2.3e-308, -1.0, 0.0, 1e-300])
+    _flush_subnormal(values)
+    assert values.tolist() == [0.0, 0.0, 2.3e-308, -1.0, 0.0, 1e-300]
