@@ -7,10 +7,10 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r53.jsonl`, written before round
-  53's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 49's holdouts are in the corpus now; round 51's was scored beside it, round 55's waits
-  unscored); `--holdout-file` scores another one in its place;
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r55.jsonl`, written before round
+  55's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 49's holdouts are in the corpus now; rounds 51's and 53's, scored in earlier rounds, are
+  kept out of it, and round 57's waits unscored); `--holdout-file` scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -19,19 +19,26 @@ Sets (tests/data/):
   how many harmful ones are cut.
 
 For each filter alone (`semantic-classifier` on the windows in English, `semantic-multilingual`
-the multilingual member on the others, `patterns` with all its patterns, `default patterns` with
+the multilingual member on those in its fifteen languages, `semantic-other-languages` the
+other-languages member on the rest, `patterns` with all its patterns, `default patterns` with
 the three the default ensemble keeps), the old default ensemble (toxicity classifier + patterns +
 jailbreak patterns) and the semantic one (`semantic_filters`; on prompts, and as completions), per
 label: recall, precision, and the share of benign look-alikes (`benign_tricky`) and of everyday
 texts (`benign`) flagged. "Flagged" means blocked at the default policy (medium and above;
 jailbreak when detected). Then each extra filter's contribution over the semantic classifier alone
-(what it adds, what it costs), both ensembles on the texts in English and on those with a window
-in another language, the time per request for 100-word prompts (and for 100-word prompts in other
-languages), and the cost per streamed token of the output window. Prints tables and writes the
-numbers as JSON. `--heads` scores other heads than the shipped ones (an earlier round's, from
-`git show`), with the encoder they name, `--output-heads` judges completions by other heads than
-the shipped completions' heads, and `--multilingual-heads` judges the windows not in English by
-other heads than the member's.
+(what it adds, what it costs), both ensembles on the texts in English, on those with a window in
+one of the multilingual encoder's other fourteen languages and on those with a window in a language
+it does not read, the time per request for 100-word prompts (and for 100-word prompts not in
+English, and in languages the multilingual encoder does not read), and the cost per streamed
+token of the output window. Prints tables and writes the numbers as JSON.
+
+`--heads` scores other heads than the shipped ones (an earlier round's, from `git show`), with the
+encoder they name; `--output-heads` judges completions by other heads than the shipped
+completions' heads; `--multilingual-heads` judges the windows in the multilingual encoder's
+languages by other heads than the member's, and `--other-languages-heads` the windows in other
+languages by other heads than the other-languages member's; `--no-other-languages` scores the
+ensemble without that member (the multilingual member judges every window not in English, as
+before round 55).
 """
 
 from __future__ import annotations
@@ -62,14 +69,14 @@ from aimi.safety import (
 from aimi.safety.base import Category
 from aimi.safety.chunks import any_window
 from aimi.safety.encoders import MiniLMEncoder
-from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OTHER_LANGUAGES_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
 from aimi.safety.language import LanguageGate
 from aimi.safety.patterns import DEFAULT_PATTERNS
 from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r53.jsonl"
+HOLDOUT = DATA / "safety_holdout_r55.jsonl"
 """The holdout the round's heads are scored on (round 53's, written before round 53's training;
 rounds 1 to 49's are in the corpus now, round 55's waits);
 the next round's replaces it here once that round's heads are trained."""
@@ -243,8 +250,16 @@ async def answers(service: SafetyService) -> dict[str, Any]:
 
 
 def not_in_english(gate: LanguageGate, example: Example) -> bool:
-    """Whether the multilingual member judges any window of the example."""
+    """Whether a multilingual member judges any window of the example."""
     return any_window(example.text, gate.foreign)
+
+
+def language_group(gate: LanguageGate, example: Example) -> str:
+    """ "other languages" when a window of the example is in a language the multilingual encoder
+    does not read, "the fifteen" when another is not in English, else "English"."""
+    if any_window(example.text, gate.other_language):
+        return "other languages"
+    return "the fifteen" if not_in_english(gate, example) else "English"
 
 
 async def evaluate(
@@ -254,6 +269,7 @@ async def evaluate(
     holdout_file: Path = HOLDOUT,
     output_heads: Path = OUTPUT_HEADS_FILE,
     multilingual_heads: Path = MULTILINGUAL_HEADS_FILE,
+    other_languages_heads: Path | None = OTHER_LANGUAGES_HEADS_FILE,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     model = SemanticModel.load() if heads is None else SemanticModel.load(heads)
@@ -261,7 +277,8 @@ async def evaluate(
     semantic_load_s = time.perf_counter() - started
     started = time.perf_counter()
     member = MultilingualMember.load(multilingual_heads)
-    gate, multilingual = member.gate, member.filter()
+    others_model = None if other_languages_heads is None else SemanticModel.load(other_languages_heads)
+    gate, multilingual = member.gate, member.filter(others=others_model is not None)
     multilingual_load_s = time.perf_counter() - started
     started = time.perf_counter()
     classifier = ClassifierFilter.load()
@@ -270,12 +287,13 @@ async def evaluate(
     filters: dict[str, SafetyFilter] = {
         "semantic-classifier": semantic,
         "semantic-multilingual": multilingual,
+        **({} if others_model is None else {"semantic-other-languages": member.others_filter(others_model)}),
         "toxicity-classifier": classifier,
         "patterns": PatternFilter(),
         "default patterns": PatternFilter(DEFAULT_PATTERNS),
         "jailbreak-patterns": JailbreakFilter(),
     }
-    new_inputs, new_outputs = semantic_filters(model, completions_model, member)
+    new_inputs, new_outputs = semantic_filters(model, completions_model, member, others_model)
     services = {
         "old ensemble": SafetyService(
             SafetyPolicy(), input_filters=[classifier, PatternFilter(), JailbreakFilter()], output_filters=[]
@@ -302,11 +320,11 @@ async def evaluate(
         completions = services["new ensemble"].check_output
         flags["new ensemble, completions"] = [flags_of_decision(await completions(t)) for t in texts]
         entry: dict[str, Any] = {"filters": {}, "contribution": {}, "languages": {}}
-        foreign = [not_in_english(gate, e) for e in examples]
+        groups = [language_group(gate, e) for e in examples]
         for name in ("old ensemble", "new ensemble"):
-            for language, wanted in (("English", False), ("not English", True)):
+            for language in ("English", "the fifteen", "other languages"):
                 picked = [
-                    (e, f) for e, f, x in zip(examples, flags[name], foreign, strict=True) if x == wanted
+                    (e, f) for e, f, x in zip(examples, flags[name], groups, strict=True) if x == language
                 ]
                 entry["languages"][f"{name}, {language}"] = overall(
                     [e for e, _ in picked], [f for _, f in picked]
@@ -322,8 +340,14 @@ async def evaluate(
                 "overall": overall(examples, found),
             }
         base = flags["semantic-classifier"]
-        contributors = ("semantic-multilingual", "toxicity-classifier", "patterns", "default patterns")
-        for name in (*contributors, "jailbreak-patterns"):
+        contributors = (
+            "semantic-multilingual",
+            "semantic-other-languages",
+            "toxicity-classifier",
+            "patterns",
+            "default patterns",
+        )
+        for name in (*(c for c in contributors if c in flags), "jailbreak-patterns"):
             added = [
                 (label in f and label not in b, e.kind == "harmful" and label in e.labels)
                 for e, f, b in zip(examples, flags[name], base, strict=True)
@@ -350,12 +374,21 @@ async def evaluate(
     others = hundred_word_prompts([e for e in dev if e.kind != "harmful" and not_in_english(gate, e)], 30)
     latency["prompts_not_in_english"] = len(others)
 
-    def clear_both() -> None:
+    def clear_all() -> None:
         clear()
         multilingual.model.clear_cache()
+        if others_model is not None:
+            others_model.clear_cache()
 
     latency["new ensemble, not in English"] = percentiles(
-        await timed(services["new ensemble"].check_input, others, repeat, clear_both)
+        await timed(services["new ensemble"].check_input, others, repeat, clear_all)
+    )
+    elsewhere = hundred_word_prompts(
+        [e for e in dev if e.kind != "harmful" and language_group(gate, e) == "other languages"], 30
+    )
+    latency["prompts_in_other_languages"] = len(elsewhere)
+    latency["new ensemble, other languages"] = percentiles(
+        await timed(services["new ensemble"].check_input, elsewhere, repeat, clear_all)
     )
     latency["old ensemble"] = percentiles(
         await timed(services["old ensemble"].check_input, prompts, repeat, lambda: None)
@@ -441,6 +474,17 @@ if __name__ == "__main__":
         default=MULTILINGUAL_HEADS_FILE,
         help="the multilingual member's heads",
     )
+    parser.add_argument(
+        "--other-languages-heads",
+        type=Path,
+        default=OTHER_LANGUAGES_HEADS_FILE,
+        help="the other-languages member's heads",
+    )
+    parser.add_argument(
+        "--no-other-languages",
+        action="store_true",
+        help="without the other-languages member (the multilingual one judges every window not in English)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "safety_eval.json")
     args = parser.parse_args()
     result = asyncio.run(
@@ -451,6 +495,7 @@ if __name__ == "__main__":
             args.holdout_file,
             args.output_heads,
             args.multilingual_heads,
+            None if args.no_other_languages else args.other_languages_heads,
         )
     )
     print_report(result)

@@ -1,12 +1,12 @@
 """Train the semantic classifier's heads from tests/data/safety_corpus.jsonl, reproducibly.
 
-    .venv/bin/python benchmarks/train_safety_heads.py [--completions | --multilingual]
-        [--encoder minilm|static|multilingual] [--layers N] [--out PATH]
+    .venv/bin/python benchmarks/train_safety_heads.py [--completions | --multilingual | --other-languages]
+        [--encoder minilm|static|multilingual|e5] [--layers N] [--out PATH]
 
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r53.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r55.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -39,8 +39,11 @@
 
 With `--multilingual`, the heads of the multilingual member (`aimi.safety.heads.MULTILINGUAL_HEADS_FILE`):
 the same steps on the multilingual encoder's vectors, but steps 5 and 6 on the dev texts with a
-window the language test finds not in English, scored on those windows alone, as the member
-judges them, and without completions' thresholds.
+window the language test finds in a language other than English that the encoder reads, scored
+on those windows alone, as the member judges them, and without completions' thresholds. With
+`--other-languages`, the heads of the other-languages member
+(`aimi.safety.heads.OTHER_LANGUAGES_HEADS_FILE`): the same on multilingual-e5-small's vectors and
+the windows in languages the multilingual encoder does not read.
 
 Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
 """
@@ -63,12 +66,13 @@ from threadpoolctl import threadpool_limits
 
 from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import any_window, windows
-from aimi.safety.encoders import MiniLMEncoder, MultilingualEncoder, SentenceEncoder, StaticEncoder
+from aimi.safety.encoders import E5Encoder, MiniLMEncoder, MultilingualEncoder, SentenceEncoder, StaticEncoder
 from aimi.safety.exemplars import Exemplars
 from aimi.safety.heads import (
     HEADS_FILE,
     LABELS,
     MULTILINGUAL_HEADS_FILE,
+    OTHER_LANGUAGES_HEADS_FILE,
     OUTPUT_HEADS_FILE,
     Heads,
     Network,
@@ -633,18 +637,25 @@ def load_encoder(
         return StaticEncoder.load()
     if name == "multilingual":
         return MultilingualEncoder.load()
+    if name == "e5":
+        return E5Encoder.load(workers=2)
     return MiniLMEncoder.load(layers=layers, max_pool=max_pool, earlier=earlier, fused=fused)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", choices=("minilm", "static", "multilingual"), default="minilm")
+    parser.add_argument("--encoder", choices=("minilm", "static", "multilingual", "e5"), default="minilm")
     parser.add_argument("--layers", type=int, default=LAYERS, help="MiniLM layers kept (1 to 6)")
     parser.add_argument("--completions", action="store_true", help="the completions' heads")
     parser.add_argument(
         "--multilingual",
         action="store_true",
         help="the multilingual member's heads: the multilingual encoder, judging windows not in English",
+    )
+    parser.add_argument(
+        "--other-languages",
+        action="store_true",
+        help="the other-languages member's heads: multilingual-e5-small, judging windows in other languages",
     )
     parser.add_argument("--out", type=Path, help="default: the shipped heads file of that side")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="default: the committed corpus")
@@ -655,7 +666,7 @@ if __name__ == "__main__":
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
-    name = "multilingual" if args.multilingual else args.encoder
+    name = "multilingual" if args.multilingual else "e5" if args.other_languages else args.encoder
     encoder = load_encoder(name, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
     gate = LanguageGate.load()
@@ -665,11 +676,25 @@ if __name__ == "__main__":
         answers=load_answers(),
         seeds=args.seeds,
         exemplars=not args.completions,
-        select=None if args.completions else gate.foreign if args.multilingual else gate.english,
-        outputs=not args.multilingual,
+        select=(
+            None
+            if args.completions
+            else gate.multilingual
+            if args.multilingual
+            else gate.other_language
+            if args.other_languages
+            else gate.english
+        ),
+        outputs=not (args.multilingual or args.other_languages),
         margin=RECALL_MARGIN if args.completions else 0.0,
     )
-    default = MULTILINGUAL_HEADS_FILE if args.multilingual else HEADS_FILE
+    default = (
+        MULTILINGUAL_HEADS_FILE
+        if args.multilingual
+        else OTHER_LANGUAGES_HEADS_FILE
+        if args.other_languages
+        else HEADS_FILE
+    )
     args.out = args.out or (OUTPUT_HEADS_FILE if args.completions else default)
     heads.save(args.out)
     outputs = heads.output_thresholds

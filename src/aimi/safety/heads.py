@@ -45,6 +45,10 @@ MULTILINGUAL_HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_m
 """The heads of the multilingual member, which judges the windows of a prompt that are not in
 English on the multilingual encoder (`train_safety_heads.py --multilingual`; no completions'
 thresholds)."""
+OTHER_LANGUAGES_HEADS_FILE = Path(__file__).resolve().parent / "data" / "semantic_other_languages_heads.npz"
+"""The heads of the other-languages member, which judges the windows of a prompt in a language the
+multilingual encoder was not trained on, on multilingual-e5-small (`train_safety_heads.py
+--other-languages`; no completions' thresholds)."""
 
 Floats = npt.NDArray[np.float64]
 

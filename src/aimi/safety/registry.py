@@ -19,7 +19,7 @@ from aimi.safety.jailbreak import JailbreakFilter
 from aimi.safety.judge import AskDeployment, register_judge
 from aimi.safety.patterns import DEFAULT_PATTERNS, PatternFilter
 from aimi.safety.policy import SafetyPolicy
-from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel
+from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel, load_other_languages
 
 ENTRY_POINTS = "aimi.safety_filters"
 
@@ -130,17 +130,21 @@ def register_semantic(
     model: Callable[[], SemanticModel] | None = None,
     completions: Callable[[], SemanticModel] | None = None,
     multilingual: Callable[[], MultilingualMember] | None = MultilingualMember.load,
+    other_languages: Callable[[], SemanticModel] | None = load_other_languages,
 ) -> None:
     """The semantic ensemble (a server's default, `safety_ensemble = "semantic"`): the semantic
     classifier on both sides (jailbreak on prompts only; completions judged sentence by sentence in
     context, by their own heads at their own thresholds) with its encoder loaded once, its
-    multilingual member on prompts, the three
+    multilingual and other-languages members on prompts, the three
     harm patterns that add to it (`patterns.DEFAULT_PATTERNS`), the jailbreak patterns on prompts.
     `model` loads the prompts' model and `completions` the completions' (by default the shipped
     heads, `HEADS_FILE` and `OUTPUT_HEADS_FILE`, on one encoder); given `model` alone, both sides
     are judged by it. `multilingual` loads the multilingual member, which judges the windows of
     prompts that are not in English while the semantic classifier judges the others
     (`semantic.MultilingualMember`; None: no member, the classifier judges every window).
+    `other_languages` loads the other-languages member's model, which judges the windows in
+    languages the multilingual encoder does not read (`MultilingualMember.others_filter`; None, or
+    no multilingual member: the multilingual member judges every window not in English).
 
     Chosen by measuring each filter's contribution over the semantic classifier on the dev set
     (docs/safety.md): those patterns add detections it misses without flagging benign text; the
@@ -150,13 +154,18 @@ def register_semantic(
         completions = loaded if model is not None else lambda: loaded().beside(Heads.load(OUTPUT_HEADS_FILE))
     answers = functools.cache(completions)
     member = functools.cache(multilingual) if multilingual is not None else None
+    others = functools.cache(other_languages) if other_languages is not None and member is not None else None
 
     def semantic() -> SemanticFilter:
         return SemanticFilter(loaded(), select=member().english if member is not None else None)
 
     filters.add("semantic", semantic, outputs=False)
     if member is not None:
-        filters.add("semantic-multilingual", lambda: member().filter(), outputs=False)
+        filters.add(
+            "semantic-multilingual", lambda: member().filter(others=others is not None), outputs=False
+        )
+    if member is not None and others is not None:
+        filters.add("semantic-other-languages", lambda: member().others_filter(others()), outputs=False)
     outputs = functools.partial(SemanticFilter, jailbreak=False, context=True, completions=True)
     filters.add("semantic-outputs", lambda: outputs(answers()), inputs=False)
     filters.add("patterns", lambda: PatternFilter(DEFAULT_PATTERNS))

@@ -32,7 +32,7 @@ from aimi.safety.base import Category, FilterResult, Severity, over_limit
 from aimi.safety.blas import OneBlasThread
 from aimi.safety.chunks import windows
 from aimi.safety.encoders import SentenceEncoder, named_encoder
-from aimi.safety.heads import HEADS_FILE, MULTILINGUAL_HEADS_FILE, Heads
+from aimi.safety.heads import HEADS_FILE, MULTILINGUAL_HEADS_FILE, OTHER_LANGUAGES_HEADS_FILE, Heads
 from aimi.safety.language import LanguageGate
 from aimi.safety.normalization import normalize
 from aimi.safety.pieces import WordPieces
@@ -197,5 +197,21 @@ class MultilingualMember:
         """Whether the semantic classifier, not the member, judges `window`."""
         return self.gate.english(window)
 
-    def filter(self) -> SemanticFilter:
-        return SemanticFilter(self.model, select=self.gate.foreign, name="semantic-multilingual")
+    def filter(self, *, others: bool = False) -> SemanticFilter:
+        """The member's filter: every window not in English, or with `others` (the other-languages
+        member judges the windows in languages the multilingual encoder does not read) the windows
+        in its fifteen languages."""
+        select = self.gate.multilingual if others else self.gate.foreign
+        return SemanticFilter(self.model, select=select, name="semantic-multilingual")
+
+    def others_filter(self, model: SemanticModel) -> SemanticFilter:
+        """The other-languages member's filter: `model` (multilingual-e5-small and its heads,
+        `OTHER_LANGUAGES_HEADS_FILE`) judging the windows in languages the multilingual encoder
+        does not read (`language.LanguageGate.other_language`). Measured in docs/safety.md (The
+        other-languages member)."""
+        return SemanticFilter(model, select=self.gate.other_language, name="semantic-other-languages")
+
+
+def load_other_languages() -> SemanticModel:
+    """The other-languages member's model: its heads and multilingual-e5-small."""
+    return SemanticModel.load(OTHER_LANGUAGES_HEADS_FILE)

@@ -36,10 +36,12 @@ def semantic_filters(
     model: SemanticModel,
     completions: SemanticModel | None = None,
     multilingual: MultilingualMember | None = None,
+    other_languages: SemanticModel | None = None,
 ) -> Filters:
     """The semantic ensemble for prompts and for completions, around loaded models (`completions`
     judges the completions, `model` both sides without it; `multilingual`, the multilingual
-    member, judges the prompts' windows not in English when given; `registry.register_semantic`); a server's
+    member, judges the prompts' windows not in English when given, and `other_languages` (with it)
+    those in languages the multilingual encoder does not read; `registry.register_semantic`); a server's
     default (`Settings.safety_ensemble`)."""
     registry = FilterRegistry()
     register_semantic(
@@ -47,6 +49,7 @@ def semantic_filters(
         lambda: model,
         None if completions is None else lambda: completions,
         None if multilingual is None else lambda: multilingual,
+        None if other_languages is None else lambda: other_languages,
     )
     return registry.filters()
 
