@@ -16,6 +16,7 @@ from benchmarks.train_safety_heads import (
     RECALL_MARGIN,
     Row,
     WindowScores,
+    as_read,
     augment,
     benign_windows,
     choose_output_threshold,
@@ -29,6 +30,7 @@ from benchmarks.train_safety_heads import (
     train,
 )
 
+from aimi.safety.chunks import any_window
 from aimi.safety.encoders import E5Encoder, MultilingualEncoder
 from aimi.safety.heads import (
     HEADS_FILE,
@@ -261,44 +263,34 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
 
 
 @WHOLE_TRAINING
-def test_training_reproduces_the_shipped_multilingual_heads_bit_for_bit(
-    multilingual_model: SemanticModel,
+@pytest.mark.parametrize(
+    ("member", "model", "encoder", "heads_file"),
+    [
+        ("multilingual", "multilingual_model", MultilingualEncoder.name, MULTILINGUAL_HEADS_FILE),
+        ("other_language", "other_languages_model", E5Encoder.name, OTHER_LANGUAGES_HEADS_FILE),
+    ],
+    ids=["multilingual member", "other-languages member"],
+)
+def test_training_reproduces_a_member_s_shipped_heads_bit_for_bit(
+    request: pytest.FixtureRequest, member: str, model: str, encoder: str, heads_file: Path
 ) -> None:
-    gate = LanguageGate.load()
     corpus = load_corpus()
+    select = getattr(LanguageGate.load(), member)
     trained, info = train(
-        multilingual_model.encoder,
+        request.getfixturevalue(model).encoder,
         corpus,
         answers=load_answers(),
-        select=gate.multilingual,
+        select=select,
         outputs=False,
         margin=0.0,
     )
-    assert trained.encoder == MultilingualEncoder.name and trained.output_thresholds is None
-    # Calibrated on the dev texts it judges: those with a window in its languages other than English.
-    assert 300 < int(str(info["dev_rows"])) < sum(r.split == "dev" for r in corpus) // 5
-    assert_same_heads(trained, Heads.load(MULTILINGUAL_HEADS_FILE))
-
-
-@WHOLE_TRAINING
-def test_training_reproduces_the_shipped_other_languages_heads_bit_for_bit(
-    other_languages_model: SemanticModel,
-) -> None:
-    gate = LanguageGate.load()
-    corpus = load_corpus()
-    trained, info = train(
-        other_languages_model.encoder,
-        corpus,
-        answers=load_answers(),
-        select=gate.other_language,
-        outputs=False,
-        margin=0.0,
-    )
-    assert trained.encoder == E5Encoder.name and trained.output_thresholds is None
-    # Calibrated on the dev texts it judges: those with a window in a language the multilingual
-    # encoder does not read.
-    assert 200 < int(str(info["dev_rows"])) < sum(r.split == "dev" for r in corpus) // 20
-    assert_same_heads(trained, Heads.load(OTHER_LANGUAGES_HEADS_FILE))
+    assert trained.encoder == encoder and trained.output_thresholds is None
+    # Calibrated on the dev texts it judges: those with a window in the languages it reads (the
+    # multilingual member's fifteen but English, or the others).
+    dev = sum(r.split == "dev" for r in corpus)
+    judged = sum(r.split == "dev" and any_window(r.text, select) for r in as_read(corpus))
+    assert int(str(info["dev_rows"])) == judged and 200 < judged < dev // 5
+    assert_same_heads(trained, Heads.load(heads_file))
 
 
 def test_the_answer_sentences_waiting_for_the_output_side_quote_the_answers_they_come_from() -> None:
