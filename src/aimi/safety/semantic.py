@@ -181,7 +181,9 @@ class SemanticFilter:
 class MultilingualMember:
     """The multilingual member of the semantic ensemble, for prompts: heads of its own
     (`MULTILINGUAL_HEADS_FILE`) on the multilingual encoder, judging the windows the language gate
-    finds not in English, while the semantic classifier judges the rest (`english`). Measured on
+    finds not in English (since round 55, with the other-languages member beside it, only those in
+    its fifteen languages: `filter(others=True)`, `others_filter`), while the semantic classifier
+    judges the rest (`english`). Measured on
     dev (docs/safety.md, "Round 31"): MiniLM's heads read other languages as noise, block about
     0.4 of their harm and flagged 7 of their 90 look-alikes; the member blocks 0.85 and flagged
     none. English text costs it a language guess per window (about 0.1 ms) and nothing more."""
