@@ -89,11 +89,11 @@ class E5Weights:
             self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         data = self._data
         magic, _version, *shape = struct.unpack_from("<4sI7ifi", data, 0)
-        hidden, layers, heads, feed, self.rows, self.positions, _types, self.epsilon, block = shape
+        hidden, layers, heads, feed, _rows, self.positions, _types, self.epsilon, block = shape
         if magic != b"E5S1" or (hidden, layers, heads, feed) != _SHAPE or block != _WEIGHTS:
             raise ValueError(f"{path} is not the multilingual-e5-small file this reader was written for")
         self.hidden, self.layers, self.heads, self.feed = hidden, layers, heads, feed
-        self.pieces, self.bos, self.eos, _pad, self.unk, text_bytes = struct.unpack_from("<5iQ", data, 44)
+        self.pieces, self.bos, self.eos, self.pad, self.unk, text_bytes = struct.unpack_from("<5iQ", data, 44)
         self._vocabulary = 72
         at = self._vocabulary + 4 * (self.pieces + 1) + 4 * self.pieces + text_bytes
         self._normalisation = at
@@ -210,7 +210,9 @@ class E5Tokenizer:
         import sentencepiece
 
         pieces, scores = weights.vocabulary()
-        proto = sentencepiece_model(pieces, scores, unk=weights.unk, bos=weights.bos, eos=weights.eos, pad=1)
+        proto = sentencepiece_model(
+            pieces, scores, unk=weights.unk, bos=weights.bos, eos=weights.eos, pad=weights.pad
+        )
         self._processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
         self._table = weights.normalisation()
         self._bos, self._eos = weights.bos, weights.eos

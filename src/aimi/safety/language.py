@@ -124,16 +124,13 @@ class LanguageGate:
             return self._which(text)
         if len(text.split()) < OTHER_LANGUAGE_MIN_WORDS:
             return Reader.ENGLISH
-        language, confidence = self._everywhere.classify(text)
-        if (
-            language not in ENCODER_LANGUAGES
-            and language not in ENGLISH_READABLE
-            and confidence >= OTHER_LANGUAGE_CONFIDENCE
-        ):
-            return Reader.OTHER
-        return Reader.ENGLISH
+        # The third sign: a window of enough words surely in a language the encoder does not know.
+        return Reader.OTHER if self._which(text) is Reader.OTHER else Reader.ENGLISH
 
     def _which(self, text: str) -> Reader:
+        """Which member reads a foreign window: the other-languages member when the identifier over
+        all its languages is at least `OTHER_LANGUAGE_CONFIDENCE` sure of a language outside
+        `ENCODER_LANGUAGES` (and `ENGLISH_READABLE`), else the multilingual member."""
         language, confidence = self._everywhere.classify(text)
         if (
             language in ENCODER_LANGUAGES
