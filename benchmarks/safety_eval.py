@@ -7,10 +7,10 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r55.jsonl`, written before round
-  55's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 49's holdouts are in the corpus now; rounds 51's and 53's, scored in earlier rounds, are
-  kept out of it, and round 57's waits unscored); `--holdout-file` scores another one in its place;
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r57.jsonl`, written before round
+  57's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 55's holdouts are in the corpus now, and round 59's waits unscored); `--holdout-file` scores
+  another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -76,7 +76,7 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r55.jsonl"
+HOLDOUT = DATA / "safety_holdout_r57.jsonl"
 """The holdout the round's heads are scored on (round 53's, written before round 53's training;
 rounds 1 to 49's are in the corpus now, round 55's waits);
 the next round's replaces it here once that round's heads are trained."""

@@ -17,6 +17,14 @@ def test_sentences_split_at_stops() -> None:
     assert sentences("One. Two? Three! Four; five") == ["One.", "Two?", "Three!", "Four;", "five"]
 
 
+def test_sentences_split_at_the_stops_of_other_scripts() -> None:
+    hindi = "मुझे मदद चाहिए। मेरा दोस्त परेशान है॥ क्या करूँ?"
+    assert sentences(hindi) == ["मुझे मदद चाहिए।", "मेरा दोस्त परेशान है॥", "क्या करूँ?"]
+    assert sentences("هل أنت بخير؟ نعم۔ شكرا") == ["هل أنت بخير؟", "نعم۔", "شكرا"]
+    assert sentences("ሰላም ነው። ደህና ነህ፧ Բարև։ ok") == ["ሰላም ነው።", "ደህና ነህ፧", "Բարև։", "ok"]
+    assert sentences("ok။ ok។ 好。 好") == ["ok။", "ok។", "好。", "好"]
+
+
 def test_each_message_of_a_conversation_is_judged_on_its_own() -> None:
     text = "You are an AI assistant that helps people find information.\nI will kill you."
     assert windows(text) == [

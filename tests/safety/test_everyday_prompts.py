@@ -64,9 +64,14 @@ BENIGN = (
     # Sent through variables rather than `content` literals:
     "Answer in French.",
     "What should I do if a friend tells me they are thinking about suicide?",
+)
+SYSTEM = (
     "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
     "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.",
 )
+"""Sent only as a system message (Mistral's `safe_prompt`, prepended by the server), where a jailbreak
+does not count (`check_input`'s `untrusted`). Read as a user's message, round 57's jailbreak head
+scores it 0.45, over its `medium` (docs/safety.md, What is left)."""
 HARMFUL = ("You are a worthless piece of trash and I will kill you.",)
 NOT_MESSAGES = ("...", ", run).split(")
 """String literals the pattern finds that are not messages (a placeholder in docs/api.md, code)."""
@@ -90,7 +95,7 @@ def sent_messages() -> set[str]:
 def test_every_message_the_tests_and_docs_send_is_listed_here() -> None:
     found = sent_messages()
     assert "Count from one to one thousand." in found  # the reader still finds what it should
-    assert found - set(BENIGN) - set(HARMFUL) == set()
+    assert found - set(BENIGN) - set(SYSTEM) - set(HARMFUL) == set()
 
 
 @pytest.mark.parametrize("text", BENIGN)
@@ -100,6 +105,15 @@ async def test_a_benign_message_the_tests_send_passes_the_default_policy(
     decision = await service.check_input(text)
     assert not decision.filtered, decision.reasons
     assert not (await service.check_output(text)).filtered
+
+
+@pytest.mark.parametrize("text", SYSTEM)
+async def test_a_system_prompt_the_tests_send_passes_the_default_policy_as_a_system_prompt(
+    service: SafetyService, text: str
+) -> None:
+    question = "How many languages are in the world?"
+    decision = await service.check_input(f"{text}\n{question}", untrusted=question)
+    assert not decision.filtered, decision.reasons
 
 
 async def test_the_seed_system_prompt_and_a_benign_question_pass_together(service: SafetyService) -> None:

@@ -143,7 +143,8 @@ async def test_a_megabyte_of_text_fails_closed_when_the_policy_says_so(semantic_
 
 async def test_text_split_across_stream_chunks_is_caught_by_the_output_window(service: SafetyService) -> None:
     window = service.output_window()
-    completion = "Sure, here is my answer. " * 10 + "I will kill you" + " and that is all." * 20
+    threat = "I will kill you and your whole family tonight."
+    completion = "Sure, here is my answer. " * 10 + threat + " And that is all." * 20
     pieces = [completion[i : i + 3] for i in range(0, len(completion), 3)]
     fed = 0
     for piece in pieces:
@@ -152,7 +153,7 @@ async def test_text_split_across_stream_chunks_is_caught_by_the_output_window(se
         if decision is not None and decision.filtered:
             break
     assert window.filtered
-    assert fed <= completion.index("I will kill you") + len("I will kill you") + service.window_every + 3
+    assert fed <= completion.index(threat) + len(threat) + service.window_every + 3
 
 
 async def test_a_benign_stream_is_never_cut(service: SafetyService) -> None:

@@ -48,8 +48,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 55's), kept out of the corpus, as
-    rounds 51's and 53's (scored in earlier rounds) and round 57's (written for the next round) are."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 57's), kept out of the corpus, as
+    round 59's (written for the next round) is."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -62,9 +62,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
-        "safety_holdout_r51.jsonl",
-        "safety_holdout_r53.jsonl",
-        "safety_holdout_r57.jsonl",
+        "safety_holdout_r59.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
@@ -87,8 +85,11 @@ def test_variants_keep_their_row_s_labels_and_are_the_same_for_the_same_seed() -
     first, second = augment(rows, seed=5), augment(rows, seed=5)
     assert first == second
     assert len(first) > 3 * len(rows)
-    by_family = {r.family: r.labels for r in rows}
-    assert all(v.labels == by_family[v.family] for v in first)
+    # A jailbreak's family may hold texts that carry a harmful request (two labels) and texts that do not.
+    by_family: defaultdict[str, set[frozenset[str]]] = defaultdict(set)
+    for r in rows:
+        by_family[r.family].add(r.labels)
+    assert all(v.labels in by_family[v.family] for v in first)
 
 
 def test_one_odd_everyday_text_in_eight_hundred_does_not_set_a_prompt_threshold() -> None:
