@@ -77,8 +77,8 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HOLDOUT = DATA / "safety_holdout_r57.jsonl"
-"""The holdout the round's heads are scored on (round 53's, written before round 53's training;
-rounds 1 to 49's are in the corpus now, round 55's waits);
+"""The holdout the round's heads are scored on (round 57's, written before round 57's training;
+rounds 1 to 55's are in the corpus now, round 59's waits);
 the next round's replaces it here once that round's heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 

@@ -23,6 +23,9 @@ def test_sentences_split_at_the_stops_of_other_scripts() -> None:
     assert sentences("هل أنت بخير؟ نعم۔ شكرا") == ["هل أنت بخير؟", "نعم۔", "شكرا"]
     assert sentences("ሰላም ነው። ደህና ነህ፧ Բարև։ ok") == ["ሰላም ነው።", "ደህና ነህ፧", "Բարև։", "ok"]
     assert sentences("ok။ ok។ 好。 好") == ["ok။", "ok។", "好。", "好"]
+    assert sentences("أولا؛ ثانيا") == ["أولا؛", "ثانيا"]
+    # A stop ends a sentence only before whitespace: Chinese writes none after 。
+    assert sentences("你好。我很好") == ["你好。我很好"]
 
 
 def test_each_message_of_a_conversation_is_judged_on_its_own() -> None:

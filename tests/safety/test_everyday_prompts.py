@@ -1,5 +1,6 @@
 """Every benign message the end-to-end tests, the JS seed examples and the README/docs send passes
-the default policy; the one threat they send is blocked.
+the default policy (a system prompt as the system message it is sent as); the one threat they send
+is blocked.
 
 The messages are read from the files themselves (every `content` string literal), so a test that
 starts sending a new message fails here until the message is listed below as benign or harmful:
@@ -69,9 +70,10 @@ SYSTEM = (
     "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, "
     "unethical, prejudiced, or negative content. Ensure replies promote fairness and positivity.",
 )
-"""Sent only as a system message (Mistral's `safe_prompt`, prepended by the server), where a jailbreak
-does not count (`check_input`'s `untrusted`). Read as a user's message, round 57's jailbreak head
-scores it 0.45, over its `medium` (docs/safety.md, What is left)."""
+"""Sent only as a system message: the end-to-end tests send Mistral's `safe_prompt` text as a client's
+own system message, where a jailbreak does not count (`check_input`'s `untrusted`); the text the
+server adds for `safe_prompt` is added after the check. Read as a user's message, round 57's
+jailbreak head scores it 0.45, over its `medium` (docs/safety.md, What is left)."""
 HARMFUL = ("You are a worthless piece of trash and I will kill you.",)
 NOT_MESSAGES = ("...", ", run).split(")
 """String literals the pattern finds that are not messages (a placeholder in docs/api.md, code)."""
@@ -108,12 +110,25 @@ async def test_a_benign_message_the_tests_send_passes_the_default_policy(
 
 
 @pytest.mark.parametrize("text", SYSTEM)
-async def test_a_system_prompt_the_tests_send_passes_the_default_policy_as_a_system_prompt(
+async def test_a_system_prompt_the_tests_send_passes_the_default_policy_beside_a_user_question(
     service: SafetyService, text: str
 ) -> None:
     question = "How many languages are in the world?"
     decision = await service.check_input(f"{text}\n{question}", untrusted=question)
     assert not decision.filtered, decision.reasons
+    assert not (await service.check_output(text)).filtered
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="round 57's jailbreak head reads Mistral's safe-prompt text as a jailbreak, 0.45 against its "
+    "medium 0.35 (docs/safety.md, What is left)",
+)
+@pytest.mark.parametrize("text", SYSTEM)
+async def test_a_system_prompt_the_tests_send_passes_as_a_user_s_message(
+    service: SafetyService, text: str
+) -> None:
+    assert not (await service.check_input(text)).filtered
 
 
 async def test_the_seed_system_prompt_and_a_benign_question_pass_together(service: SafetyService) -> None:

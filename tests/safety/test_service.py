@@ -144,7 +144,7 @@ async def test_a_megabyte_of_text_fails_closed_when_the_policy_says_so(semantic_
 async def test_text_split_across_stream_chunks_is_caught_by_the_output_window(service: SafetyService) -> None:
     window = service.output_window()
     threat = "I will kill you and your whole family tonight."
-    completion = "Sure, here is my answer. " * 10 + threat + " And that is all." * 20
+    completion = "Sure, here is my answer. " * 10 + threat + " and that is all." * 20
     pieces = [completion[i : i + 3] for i in range(0, len(completion), 3)]
     fed = 0
     for piece in pieces:
@@ -154,6 +154,20 @@ async def test_text_split_across_stream_chunks_is_caught_by_the_output_window(se
             break
     assert window.filtered
     assert fed <= completion.index(threat) + len(threat) + service.window_every + 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="completions' violence medium is 0.99 since round 57 and this threat scores 0.979 in the "
+    "stream (docs/safety.md, Heads, 'Round 57'; What is left)",
+)
+async def test_a_threat_among_filler_in_a_stream_is_cut(service: SafetyService) -> None:
+    window = service.output_window()
+    completion = "Sure, here is my answer. " * 10 + "I will kill you" + " and that is all." * 20
+    for i in range(0, len(completion), 3):
+        await window.feed(completion[i : i + 3])
+    await window.close()
+    assert window.filtered
 
 
 async def test_a_benign_stream_is_never_cut(service: SafetyService) -> None:

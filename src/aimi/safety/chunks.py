@@ -33,7 +33,10 @@ SENTENCE_END = re.compile(r"(?<=[.!?;\u0589\u061b\u061f\u06d4\u0964\u0965\u104b\
 otherwise (Armenian ։, Arabic ؛ ؟ and Urdu ۔, the danda । ॥ of Hindi, Bengali, Marathi and Nepali,
 Burmese ။, Ethiopic ። ፧, Khmer ។, the ideographic 。). Without them a long Hindi message was one
 "sentence", cut into overlapping pieces: twice the tokens to encode, and a harmful sentence diluted
-by its neighbours."""
+by its neighbours. A stop ends a sentence only before whitespace, and a line is cut only when it
+has more than `max_words` words between spaces: Chinese and Japanese put no space after 。, and
+Chinese, Japanese, Burmese and Khmer write few spaces, so a long paragraph in them is still one
+window."""
 MAX_WORDS = 32
 """About 40 WordPiece tokens of English."""
 MIN_WORDS = 6
