@@ -7,9 +7,9 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r57.jsonl`, written before round
-  57's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 55's holdouts are in the corpus now, and round 59's waits unscored); `--holdout-file` scores
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r59.jsonl`, written before round
+  59's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 57's holdouts are in the corpus now, and round 61's waits unscored); `--holdout-file` scores
   another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
@@ -76,11 +76,15 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r57.jsonl"
-"""The holdout the round's heads are scored on (round 57's, written before round 57's training;
-rounds 1 to 55's are in the corpus now, round 59's waits);
+HOLDOUT = DATA / "safety_holdout_r59.jsonl"
+"""The holdout the round's heads are scored on (round 59's, written before round 59's training;
+rounds 1 to 57's are in the corpus now, round 61's waits);
 the next round's replaces it here once that round's heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
+LATENCY_ROWS = 32_822
+"""The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows
+(the corpus as round 57 measured it), so they stay the same as merges append rows. Until round 59
+twenty of them came from the end of dev and changed with every merge."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,10 @@ class Example:
     in it does not block; `SafetyService.check_input(text, untrusted=...)`)."""
 
 
-def read(path: Path, split: str | None = None) -> list[Example]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def read(path: Path, split: str | None = None, first: int | None = None) -> list[Example]:
+    """The examples of `path` (of `split` only, when given; among its `first` rows, when given)."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:first]
+    rows = [json.loads(line) for line in lines]
     return [
         Example(r["text"], frozenset(r["labels"]), r["kind"], r.get("role", "user"))
         for r in rows
@@ -360,7 +366,7 @@ async def evaluate(
         report["sets"][set_name] = entry
     report["answers"] = await answers(services["new ensemble"])
 
-    dev = sets(False)["dev"]
+    dev = read(DATA / "safety_corpus.jsonl", "dev", first=LATENCY_ROWS)
     prompts = hundred_word_prompts([e for e in dev if e.kind != "harmful"]) + hundred_word_prompts(
         dev[::-1], 20
     )
