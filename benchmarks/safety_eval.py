@@ -84,7 +84,8 @@ LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822
 """The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows
 (the corpus as round 57 measured it), so they stay the same as merges append rows. Until round 59
-twenty of them came from the end of dev and changed with every merge."""
+they moved with every merge: twenty came from the end of dev, and the prompts in other languages
+grew with the dev texts in them."""
 
 
 @dataclass(frozen=True)

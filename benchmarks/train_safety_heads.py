@@ -122,11 +122,10 @@ holdout of round 43 (round 47), round 47's candidates c49 and the scored holdout
 51's candidates c53 and the scored holdout of round 49 (round 53), and the scored holdouts of
 rounds 51 to 55 and round 57's candidates c57 (round 57), and the scored holdout of round 57 and
 round 57's candidates c59 (round 59), and the scored holdout of round 59 and round 59's
-candidates c61 (round 61). The
-completions' heads are not trained on them:
-trained with the holdouts, benign sampled answers scored higher, the completions' violence
-threshold rose from 0.90 to 0.97, above a plain threat's score, and more fresh answers were
-withheld (docs/safety.md, Heads, "Round 16")."""
+candidates c61 (round 61). The completions' heads are not trained on them: trained with the
+holdouts, benign sampled answers scored higher, the completions' violence threshold rose from
+0.90 to 0.97, above a plain threat's score, and more fresh answers were withheld (docs/safety.md,
+Heads, "Round 16")."""
 SEED = 13
 HIDDEN = 128
 SEEDS = 3
