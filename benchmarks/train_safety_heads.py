@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r61.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r63.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -107,6 +107,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r51", "holdout_r53", "holdout_r55", "candidates_c57"),  # round 57
         *("holdout_r57", "candidates_c59"),  # round 59
         *("holdout_r59", "candidates_c61"),  # round 61
+        *("holdout_r61", "candidates_c63"),  # round 63
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -121,8 +122,9 @@ holdout of round 43 (round 47), round 47's candidates c49 and the scored holdout
 (round 49), round 49's candidates c51 and the scored holdout of round 47 (round 51), and round
 51's candidates c53 and the scored holdout of round 49 (round 53), and the scored holdouts of
 rounds 51 to 55 and round 57's candidates c57 (round 57), and the scored holdout of round 57 and
-round 57's candidates c59 (round 59), and the scored holdout of round 59 and round 59's
-candidates c61 (round 61). The completions' heads are not trained on them: trained with the
+round 57's candidates c59 (round 59), the scored holdout of round 59 and round 59's
+candidates c61 (round 61), and the scored holdout of round 61 and round 61's candidates c63
+(round 63). The completions' heads are not trained on them: trained with the
 holdouts, benign sampled answers scored higher, the completions' violence threshold rose from
 0.90 to 0.97, above a plain threat's score, and more fresh answers were withheld (docs/safety.md,
 Heads, "Round 16")."""
