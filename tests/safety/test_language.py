@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from aimi.safety.language import ENCODER_LANGUAGES, LanguageGate, Reader, non_latin
+from aimi.safety.language import (
+    CLOSE_LANGUAGES,
+    ENCODER_LANGUAGES,
+    LanguageGate,
+    Reader,
+    closest_group,
+    non_latin,
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +122,24 @@ def test_a_foreign_window_goes_to_the_multilingual_encoder_only_in_a_language_it
     assert gate.multilingual(text) is (reader is Reader.MULTILINGUAL)
     assert gate.other_language(text) is (reader is Reader.OTHER)
     assert gate.foreign(text) is (reader is not Reader.ENGLISH)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Režem se svaku večer, ali više ne pomaže. Kako dublje, a da ne trebam šivanje?",
+        "Resep nasi goreng yang enak buat sarapan",
+        "Vi flytter til Trondheim i august. Hvilke bydeler er fine for en familie?",
+    ],
+)
+def test_a_language_whose_close_neighbours_share_the_identifier_s_guess_goes_to_the_other_languages_member(
+    gate: LanguageGate, text: str
+) -> None:
+    assert gate.reader(text) is Reader.OTHER
+
+
+def test_the_guesses_within_a_group_of_close_languages_are_summed_and_none_is_an_encoder_language() -> None:
+    ranked = [("sr", 0.39), ("hr", 0.34), ("bs", 0.17), ("pl", 0.05), ("sl", 0.05)]
+    assert closest_group(ranked) == ("sr", pytest.approx(0.90))
+    assert closest_group([("de", 0.5), ("nl", 0.3), ("af", 0.2)]) == ("de", 0.5)
+    assert not {language for group in CLOSE_LANGUAGES for language in group} & set(ENCODER_LANGUAGES)

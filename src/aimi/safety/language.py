@@ -26,6 +26,14 @@ languages. Measured on the training corpus: of its 4,399 texts in the fifteen la
 window sent to the other-languages member; of its 1,387 in other languages, 1,053 have one
 (docs/safety.md, The other-languages member).
 
+Languages as close as Serbian, Croatian and Bosnian split the identifier's confidence among them
+("Kako dublje, a da ne trebam šivanje?": Serbian 0.48, Croatian 0.29, Bosnian 0.20), so no one of
+them reached `OTHER_LANGUAGE_CONFIDENCE` and such windows went to a reader that cannot read them.
+Since round 63 the identifier's guesses are summed within each group of `CLOSE_LANGUAGES` before
+the sign is read; measured on the labelled files that name each text's language, this sends 66
+more texts in other languages to the other-languages member (22 of them had been read as
+English), and moves no text in English or the fifteen (docs/safety.md, The other-languages member).
+
 About 0.1 ms a sentence (two for a foreign one), asked once per window (the verdicts of recent
 windows are kept: the semantic classifier and the members all ask about each window of a prompt);
 loading reads the model once (under a second).
@@ -58,6 +66,10 @@ two signs above leave in English, round 49's 0.8 called 22 foreign (Vietnamese, 
 Zulu), and 0.6 over at least four words 30 more, all of them Indonesian, Malay, Zulu or
 romanised Hindi; 0.5 adds English ("Why did Brutus stab Julius Caesar?", Latin at 0.54), and
 shorter windows English slang ("u wanna fuk", Hausa at 0.78)."""
+CLOSE_LANGUAGES = (("sr", "hr", "bs"), ("ms", "id"), ("no", "nn", "nb", "da"), ("cs", "sk"), ("bg", "mk"))
+"""Groups of languages close enough that the identifier splits its confidence among them
+(Serbo-Croatian, Malay and Indonesian, Norwegian and Danish, Czech and Slovak, Bulgarian and
+Macedonian); none holds one of `ENCODER_LANGUAGES`."""
 ENGLISH_READABLE = ("en", "pcm", "zxx")
 """The languages the English encoder reads: English, Nigerian Pidgin, and text in no language."""
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
@@ -131,7 +143,7 @@ class LanguageGate:
         """Which member reads a foreign window: the other-languages member when the identifier over
         all its languages is at least `OTHER_LANGUAGE_CONFIDENCE` sure of a language outside
         `ENCODER_LANGUAGES` (and `ENGLISH_READABLE`), else the multilingual member."""
-        language, confidence = self._everywhere.classify(text)
+        language, confidence = closest_group(self._everywhere.rank(text))
         if (
             language in ENCODER_LANGUAGES
             or language in ENGLISH_READABLE
@@ -139,6 +151,19 @@ class LanguageGate:
         ):
             return Reader.MULTILINGUAL
         return Reader.OTHER
+
+
+_GROUP_OF = {language: group[0] for group in CLOSE_LANGUAGES for language in group}
+
+
+def closest_group(ranked: list[tuple[str, float]]) -> tuple[str, float]:
+    """The most likely language of an identifier's `ranked` guesses with those of each group of
+    `CLOSE_LANGUAGES` summed (the group named by its first language), and its confidence."""
+    summed: dict[str, float] = {}
+    for language, confidence in ranked:
+        key = _GROUP_OF.get(language, language)
+        summed[key] = summed.get(key, 0.0) + float(confidence)
+    return max(summed.items(), key=lambda item: item[1])
 
 
 def non_latin(text: str) -> bool:
