@@ -67,10 +67,12 @@ two signs above leave in English, round 49's 0.8 called 22 foreign (Vietnamese, 
 Zulu), and 0.6 over at least four words 30 more, all of them Indonesian, Malay, Zulu or
 romanised Hindi; 0.5 adds English ("Why did Brutus stab Julius Caesar?", Latin at 0.54), and
 shorter windows English slang ("u wanna fuk", Hausa at 0.78)."""
-CLOSE_LANGUAGES = (("sr", "hr", "bs"), ("ms", "id"), ("no", "nn", "nb", "da"), ("cs", "sk"), ("bg", "mk"))
+CLOSE_LANGUAGES = (("sr", "hr", "bs"), ("ms", "id"), ("no", "nn", "da"), ("cs", "sk"), ("bg", "mk"))
 """Groups of languages close enough that the identifier splits its confidence among them
 (Serbo-Croatian, Malay and Indonesian, Norwegian and Danish, Czech and Slovak, Bulgarian and
 Macedonian); none holds one of `ENCODER_LANGUAGES`."""
+_GROUP_OF = {language: group[0] for group in CLOSE_LANGUAGES for language in group}
+"""Each language of `CLOSE_LANGUAGES` to the first of its group."""
 ENGLISH_READABLE = ("en", "pcm", "zxx")
 """The languages the English encoder reads: English, Nigerian Pidgin, and text in no language."""
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
@@ -152,9 +154,6 @@ class LanguageGate:
         ):
             return Reader.MULTILINGUAL
         return Reader.OTHER
-
-
-_GROUP_OF = {language: group[0] for group in CLOSE_LANGUAGES for language in group}
 
 
 def closest_group(ranked: list[tuple[str, float]]) -> tuple[str, float]:
