@@ -7,9 +7,9 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r65.jsonl`, written before round
-  65's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 63's holdouts are in the corpus now, and round 67's waits unscored); `--holdout-file` scores
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r67.jsonl`, written before round
+  67's training or tuning, in families of its own, and scored once the heads were final (rounds 1
+  to 65's holdouts are in the corpus now, and round 69's waits unscored); `--holdout-file` scores
   another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
@@ -76,9 +76,9 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r65.jsonl"
-"""The holdout the round's heads are scored on (round 65's, written before round 65's training;
-rounds 1 to 63's are in the corpus now, round 67's waits);
+HOLDOUT = DATA / "safety_holdout_r67.jsonl"
+"""The holdout the round's heads are scored on (round 67's, written before round 67's training;
+rounds 1 to 65's are in the corpus now, round 69's waits);
 the next round's replaces it here once that round's heads are trained."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822

@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r65.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r67.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -109,6 +109,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r59", "candidates_c61"),  # round 61
         *("holdout_r61", "candidates_c63"),  # round 63
         *("holdout_r63", "candidates_c65"),  # round 65
+        *("holdout_r65", "candidates_c67"),  # round 67
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -125,10 +126,11 @@ holdout of round 43 (round 47), round 47's candidates c49 and the scored holdout
 rounds 51 to 55 and round 57's candidates c57 (round 57), and the scored holdout of round 57 and
 round 57's candidates c59 (round 59), the scored holdout of round 59 and round 59's
 candidates c61 (round 61), the scored holdout of round 61 and round 61's candidates c63
-(round 63), and the scored holdout of round 63 and round 63's candidates c65 (round 65). The
-completions' heads are not trained on them: trained with the holdouts, benign sampled answers
-scored higher, the completions' violence threshold rose from 0.90 to 0.97, above a plain threat's
-score, and more fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
+(round 63), the scored holdout of round 63 and round 63's candidates c65 (round 65), and the
+scored holdout of round 65 and round 65's candidates c67 (round 67). The completions' heads are
+not trained on them: trained with the holdouts, benign sampled answers scored higher, the
+completions' violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more
+fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
 SEED = 13
 HIDDEN = 128
 SEEDS = 3

@@ -49,8 +49,8 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
-    """The holdout `safety_eval.py` scores (`--holdout`, round 65's), kept out of the corpus, as
-    round 67's (written for the next round) is."""
+    """The holdout `safety_eval.py` scores (`--holdout`, round 67's), kept out of the corpus, as
+    round 69's (written for the next round) is."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -63,7 +63,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
     seen = {identity(r.text) for r in load_corpus()}
     for name in (
         HOLDOUT.name,
-        "safety_holdout_r67.jsonl",
+        "safety_holdout_r69.jsonl",
     ):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
