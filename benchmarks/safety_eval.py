@@ -80,6 +80,9 @@ HOLDOUT = DATA / "safety_holdout_r67.jsonl"
 """The holdout the round's heads are scored on (round 67's, written before round 67's training;
 rounds 1 to 65's are in the corpus now, round 69's waits);
 the next round's replaces it here once that round's heads are trained."""
+NEXT_HOLDOUT = DATA / "safety_holdout_r69.jsonl"
+"""The holdout written for the next round, unscored: kept out of the corpus and of the waiting
+candidates (`tests/safety`), and read by nothing here."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822
 """The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows

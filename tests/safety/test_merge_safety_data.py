@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from benchmarks.merge_safety_data import CORPUS, identity, merged, read, split_of
+from benchmarks.safety_eval import HOLDOUT, NEXT_HOLDOUT
 
 
 def test_every_family_of_the_corpus_is_on_the_side_its_hash_gives_except_the_older_set_s() -> None:
@@ -81,7 +82,7 @@ def test_the_candidates_waiting_for_a_round_share_nothing_with_the_holdouts_outs
     name: str,
 ) -> None:
     waiting = read(CORPUS.parent / name)
-    held = [r for n in (67, 69) for r in read(CORPUS.parent / f"safety_holdout_r{n}.jsonl")]
+    held = [r for path in (HOLDOUT, NEXT_HOLDOUT) for r in read(path)]
     assert not {r["family"] for r in waiting} & {r["family"] for r in held}
     assert not {identity(r["text"]) for r in waiting} & {identity(r["text"]) for r in held}
     assert not {r["family"] for r in waiting} & {r["family"] for r in read(CORPUS)}
