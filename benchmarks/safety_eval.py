@@ -9,8 +9,8 @@ Sets (tests/data/):
   calibration and severity thresholds, and the choice of filters, were made on it);
 - `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r67.jsonl`, written before round
   67's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 65's holdouts are in the corpus now, and round 69's waits unscored); `--holdout-file` scores
-  another one in its place;
+  to 65's holdouts are in the corpus now, and rounds 69 and 71's wait unscored); `--holdout-file`
+  scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -78,11 +78,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HOLDOUT = DATA / "safety_holdout_r67.jsonl"
 """The holdout the round's heads are scored on (round 67's, written before round 67's training;
-rounds 1 to 65's are in the corpus now, round 69's waits);
+rounds 1 to 65's are in the corpus now, rounds 69 and 71's wait);
 the next round's replaces it here once that round's heads are trained."""
-NEXT_HOLDOUT = DATA / "safety_holdout_r69.jsonl"
-"""The holdout written for the next round, unscored: kept out of the corpus and of the waiting
-candidates (`tests/safety`), and read by nothing here."""
+NEXT_HOLDOUTS = (DATA / "safety_holdout_r69.jsonl", DATA / "safety_holdout_r71.jsonl")
+"""The holdouts written for the rounds after, unscored: kept out of the corpus and of the waiting
+candidates (`tests/safety`), and read by nothing here. Round 69's training did not ship by its
+rule (docs/safety.md, Heads, "Round 69"), so round 69's holdout still waits beside round 71's."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822
 """The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from benchmarks.merge_safety_data import identity, read, split_of
-from benchmarks.safety_eval import HOLDOUT, NEXT_HOLDOUT
+from benchmarks.safety_eval import HOLDOUT, NEXT_HOLDOUTS
 from benchmarks.train_safety_heads import (
     COMPLETIONS_WITHOUT,
     RECALL_MARGIN,
@@ -50,7 +50,7 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 def holdout(name: str = HOLDOUT.name) -> list[dict[str, object]]:
     """The holdout `safety_eval.py` scores (`--holdout`, `HOLDOUT`), kept out of the corpus, as the
-    one written for the next round (`NEXT_HOLDOUT`) is."""
+    ones written for the rounds after (`NEXT_HOLDOUTS`) are."""
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -61,7 +61,7 @@ def test_no_family_is_on_both_sides_of_a_split() -> None:
         splits[row.family].add(row.split)
     assert all(len(s) == 1 for s in splits.values())
     seen = {identity(r.text) for r in load_corpus()}
-    for name in (HOLDOUT.name, NEXT_HOLDOUT.name):
+    for name in (HOLDOUT.name, *(path.name for path in NEXT_HOLDOUTS)):
         held = holdout(name)
         assert not {str(r["family"]) for r in held} & set(splits), name
         assert not {identity(str(r["text"])) for r in held} & seen, name
