@@ -7,10 +7,10 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r67.jsonl`, written before round
-  67's training or tuning, in families of its own, and scored once the heads were final (rounds 1
-  to 65's holdouts are in the corpus now, and rounds 69 and 71's wait unscored); `--holdout-file`
-  scores another one in its place;
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r69.jsonl`, written before round
+  69's trainings or tuning, in families of its own, and scored once round 71's heads were final
+  (rounds 1 to 67's holdouts are in the corpus now, and rounds 71 and 73's wait unscored);
+  `--holdout-file` scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
 - `answers`: the dev questions of `safety_answers.jsonl`, the embedded model's sampled answers
@@ -76,14 +76,15 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r67.jsonl"
-"""The holdout the round's heads are scored on (round 67's, written before round 67's training;
-rounds 1 to 65's are in the corpus now, rounds 69 and 71's wait);
-the next round's replaces it here once that round's heads are trained."""
-NEXT_HOLDOUTS = (DATA / "safety_holdout_r69.jsonl", DATA / "safety_holdout_r71.jsonl")
+HOLDOUT = DATA / "safety_holdout_r69.jsonl"
+"""The holdout the round's heads are scored on (round 69's, written before round 69's trainings,
+which did not ship, and scored once with round 71's heads final; rounds 1 to 67's are in the
+corpus now, rounds 71 and 73's wait); the next round's replaces it here once that round's heads
+are trained."""
+NEXT_HOLDOUTS = (DATA / "safety_holdout_r71.jsonl", DATA / "safety_holdout_r73.jsonl")
 """The holdouts written for the rounds after, unscored: kept out of the corpus and of the waiting
-candidates (`tests/safety`), and read by nothing here. Round 69's training did not ship by its
-rule (docs/safety.md, Heads, "Round 69"), so round 69's holdout still waits beside round 71's."""
+candidates (`tests/safety`), and read by nothing here. Round 73's is the first written with long
+texts asked for (`benchmarks/safety_holdout_brief.md`, "Length")."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822
 """The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows

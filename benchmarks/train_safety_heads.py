@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r67.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r69.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -32,7 +32,9 @@
    multilingual member judges the others), choose per label how much of the word-pieces model's
    output joins the network's (`choose_scales`), fit Platt scaling per label, and choose the
    severity thresholds (`choose_thresholds`: the prompts' heads the most recall their budget of
-   false flags allows, the completions' within `RECALL_MARGIN` of it); then score dev and the
+   false flags allows, the completions' within `RECALL_MARGIN` of it; for a prompts' reader, on
+   scores discounted for the number of windows by the `window_penalty` that blocks the most dev
+   harm within those budgets, `choose_penalty`); then score dev and the
    dev answers as completions (whole texts, windows in context) and choose the completions'
    thresholds (`choose_output_threshold`).
 6. Write the heads (`aimi.safety.heads.Heads`) and print the dev figures.
@@ -78,6 +80,7 @@ from aimi.safety.heads import (
     Network,
     fit_network,
     fit_platt,
+    penalize,
     sigmoid,
 )
 from aimi.safety.language import LanguageGate
@@ -110,6 +113,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r61", "candidates_c63"),  # round 63
         *("holdout_r63", "candidates_c65"),  # round 65
         *("holdout_r65", "candidates_c67"),  # round 67
+        *("holdout_r67", "candidates_c69", "candidates_c71"),  # round 71
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -127,7 +131,8 @@ rounds 51 to 55 and round 57's candidates c57 (round 57), and the scored holdout
 round 57's candidates c59 (round 59), the scored holdout of round 59 and round 59's
 candidates c61 (round 61), the scored holdout of round 61 and round 61's candidates c63
 (round 63), the scored holdout of round 63 and round 63's candidates c65 (round 65), and the
-scored holdout of round 65 and round 65's candidates c67 (round 67). The completions' heads are
+scored holdout of round 65 and round 65's candidates c67 (round 67), and the scored holdout of
+round 67 and the candidates c69 and c71 (round 71). The completions' heads are
 not trained on them: trained with the holdouts, benign sampled answers scored higher, the
 completions' violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more
 fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
@@ -170,6 +175,14 @@ EXEMPLAR_SHARE = 60.0
 """How much of the exemplars' score (`aimi.safety.exemplars`, a difference of mean similarities,
 mostly within ±0.2) joins the network's raw output, for every label of the prompts' heads (round
 23 measured 5 to 160 on dev). The completions' heads have none (`train(exemplars=False)`)."""
+
+WINDOW_PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The values a prompts' reader's `window_penalty` (`aimi.safety.heads.Heads.penalized`: a text's
+worst window lowered by β·ln(windows) in log-odds) is chosen among on dev (`choose_penalty`).
+Round 69 measured the shipped MiniLM heads flag 16 of 77 English everyday texts of 100 words or
+more and 1 of 167 short ones; with β = 0.25, 6 of 77, for 5 of 3,332 harmful dev texts (docs/safety.md,
+What is left, "Round 69"). Round 71 chose 1 for MiniLM and the multilingual member, 0.5 for the
+other-languages member (docs/safety.md, Heads, "Round 71")."""
 
 PIECE_DECAY = 3e-6
 """The word-pieces model's L2 penalty (round 14 compared 1e-6 to 3e-5 on dev: docs/safety.md)."""
@@ -393,6 +406,47 @@ def choose_thresholds(
     return round(medium / 2, 3), medium, max(high, medium)
 
 
+def blocked_harm(
+    probabilities: npt.NDArray[np.float64],
+    thresholds: npt.NDArray[np.float64],
+    y: npt.NDArray[np.bool_],
+    judged: npt.NDArray[np.bool_],
+) -> int:
+    """How many harmful texts reach `medium` in at least one of their own labels (a label counts
+    only where it is `judged`: jailbreak not in system prompts)."""
+    hit = (probabilities >= thresholds[:, 1]) & y & judged
+    return int(hit.any(axis=1).sum())
+
+
+def choose_penalty(
+    probabilities: npt.NDArray[np.float64],
+    windows: npt.NDArray[np.intp],
+    y: npt.NDArray[np.bool_],
+    judged: npt.NDArray[np.bool_],
+    benign: npt.NDArray[np.bool_],
+    tricky: npt.NDArray[np.bool_],
+    margin: float = 0.0,
+    penalties: Sequence[float] = WINDOW_PENALTIES,
+) -> tuple[float, npt.NDArray[np.float64]]:
+    """Of `penalties`, the β whose thresholds (`choose_thresholds`, chosen on the dev texts' scores
+    discounted by β·ln(their windows), `aimi.safety.heads.penalize`) block the most of dev's
+    harmful texts; the smaller β on a tie. Each β is held to the same budget of look-alikes and
+    everyday texts, so a larger one wins only where it lets the thresholds sit lower: where long
+    benign texts, not harmful ones, held them up. Returns β and its thresholds."""
+    best: tuple[int, float, npt.NDArray[np.float64]] | None = None
+    for beta in penalties:
+        p = penalize(probabilities, windows, beta) if beta else probabilities
+        thresholds = np.zeros((y.shape[1], 3))
+        for i in range(y.shape[1]):
+            mine = judged[:, i]
+            thresholds[i] = choose_thresholds(p[mine, i], y[mine, i], benign[mine], tricky[mine], margin)
+        blocked = blocked_harm(p, thresholds, y, judged)
+        if best is None or blocked > best[0]:
+            best = (blocked, beta, thresholds)
+    assert best is not None
+    return best[1], best[2]
+
+
 def stream_checks(text: str, size: int = 400, every: int = 100, piece: int = 4) -> list[str]:
     """The texts an output window (`aimi.safety.window.OutputWindow`, its defaults) checks when
     `text` streams in pieces of `piece` characters: each check is the new text with the end of
@@ -567,6 +621,7 @@ def train(
     select: Callable[[str], bool] | None = None,
     outputs: bool = True,
     margin: float = RECALL_MARGIN,
+    penalize_windows: bool = False,
 ) -> tuple[Heads, dict[str, object]]:
     """The heads trained on `corpus` (see the module docstring); with `exemplars`, the training
     texts (not their variants) ship as exemplars beside the network. With `select`, the heads
@@ -574,7 +629,9 @@ def train(
     windows not in English and the semantic classifier the others): they are calibrated and their
     thresholds chosen on the dev texts with such a window, scored on those windows alone. With
     `outputs`, they also get completions' thresholds, chosen on whole dev texts and answers as
-    completions are judged. `margin`: `choose_thresholds`'s."""
+    completions are judged. `margin`: `choose_thresholds`'s. With `penalize_windows` (a prompts'
+    reader), the prompts' thresholds are chosen with a `window_penalty` (`choose_penalty`); the
+    completions' thresholds are chosen on scores without it, as completions are judged."""
     corpus, answers = as_read(corpus), as_read(answers)
     train_rows = [r for r in corpus if r.split == "train"]
     fit_rows = augment(train_rows, seed) + answer_windows(answers) + benign_windows(train_rows)
@@ -600,7 +657,6 @@ def train(
         scale = choose_scales(dev_scores, dev_y, benign, tricky, trusted)
         raw = dev_scores.raw(scale)
     calibration = np.zeros((len(LABELS), 2))
-    thresholds = np.zeros((len(LABELS), 3))
     probabilities = np.zeros((len(dev), len(LABELS)))
     judged = np.ones((len(dev), len(LABELS)), dtype=bool)
     for i in range(len(LABELS)):
@@ -608,8 +664,11 @@ def train(
         probabilities[:, i] = sigmoid(raw[:, i] * calibration[i, 0] + calibration[i, 1])
         if LABELS[i] == "jailbreak":
             judged[:, i] = ~trusted
-        mine, p = judged[:, i], probabilities[:, i]
-        thresholds[i] = choose_thresholds(p[mine], dev_y[mine, i], benign[mine], tricky[mine], margin)
+    windows_of = np.array([len(m) for m in dev_scores.members], np.intp)
+    penalties = WINDOW_PENALTIES if penalize_windows else (0.0,)
+    penalty, thresholds = choose_penalty(
+        probabilities, windows_of, dev_y, judged, benign, tricky, margin, penalties
+    )
     output_thresholds = None
     if outputs:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -632,6 +691,7 @@ def train(
         piece_scale=scale.astype(np.float32),
         exemplars=memory,
         exemplar_share=np.full(len(LABELS), EXEMPLAR_SHARE, np.float32) if memory is not None else None,
+        window_penalty=penalty,
     )
     return heads, {"fit_rows": len(fit_rows), "dev_rows": len(dev), "dev_answers": len(dev_answers)}
 
@@ -697,6 +757,7 @@ if __name__ == "__main__":
         ),
         outputs=not (args.multilingual or args.other_languages),
         margin=RECALL_MARGIN if args.completions else 0.0,
+        penalize_windows=not args.completions,
     )
     default = (
         MULTILINGUAL_HEADS_FILE
@@ -721,4 +782,5 @@ if __name__ == "__main__":
         print(f"{label:10} calibration a={a:.3f} b={b:.3f}  {levels_text}  {outputs_text}")
     if heads.piece_scale is not None:
         print("word pieces' share:", ", ".join(f"{x:g}" for x in heads.piece_scale))
+    print(f"window penalty: {heads.window_penalty:g}")
     print(f"wrote {args.out}")

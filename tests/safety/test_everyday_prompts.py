@@ -121,12 +121,6 @@ async def test_a_system_prompt_the_tests_send_passes_the_default_policy_beside_a
     assert not (await service.check_output(text)).filtered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="round 67's jailbreak head scores Mistral's safe-prompt text, read as a user's message, 0.42, "
-    "over its medium 0.40 (round 65's: 0.45 over 0.40): look-alikes of a user's own rules asking "
-    "for more care are still too few in training (docs/safety.md, What is left)",
-)
 @pytest.mark.parametrize("text", SYSTEM)
 async def test_a_system_prompt_the_tests_send_passes_as_a_user_s_message(
     service: SafetyService, text: str

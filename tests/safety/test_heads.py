@@ -17,6 +17,7 @@ from aimi.safety.heads import (
     _flush_subnormal,
     fit_network,
     fit_platt,
+    penalize,
     sigmoid,
 )
 from aimi.safety.pieces import BUCKETS, buckets
@@ -24,7 +25,7 @@ from aimi.safety.pieces import BUCKETS, buckets
 
 def test_the_shipped_heads_are_small_and_match_their_encoder() -> None:
     heads = Heads.load()
-    assert HEADS_FILE.stat().st_size < 4_000_000 and OUTPUT_HEADS_FILE.stat().st_size < 2_500_000
+    assert HEADS_FILE.stat().st_size < 4_500_000 and OUTPUT_HEADS_FILE.stat().st_size < 2_500_000
     assert heads.exemplars is not None and heads.exemplars.vectors.shape[1] == 64
     assert Heads.load(OUTPUT_HEADS_FILE).exemplars is None  # the completions' heads have none
     assert heads.labels == LABELS
@@ -93,6 +94,29 @@ def test_a_plain_logistic_head_has_no_hidden_layer(tmp_path: Path) -> None:
     assert loaded.probabilities(np.array([[1.0, 1.0]], np.float32))[0, 0] == pytest.approx(
         sigmoid(np.array([2.0]))[0]
     )
+
+
+def test_a_text_of_many_windows_is_discounted_by_the_log_of_their_number_in_log_odds(tmp_path: Path) -> None:
+    heads = _toy_heads(window_penalty=0.5)
+    p = np.array([0.8], np.float32)
+    assert heads.penalized(p, 1) is p  # one window: nothing to discount
+    four = heads.penalized(p, 4)
+    # logit(0.8) = ln 4, less 0.5·ln 4: ½·ln 4 = ln 2, so 2:1 odds.
+    assert four.dtype == np.float32 and four[0] == pytest.approx(2 / 3, abs=1e-6)
+    assert heads.penalized(p, 16)[0] < four[0] < p[0]
+    assert _toy_heads().penalized(p, 16) is p  # heads without a penalty are not discounted
+    heads.save(tmp_path / "penalized.npz")
+    assert Heads.load(tmp_path / "penalized.npz").window_penalty == 0.5
+    _toy_heads().save(tmp_path / "plain.npz")
+    assert Heads.load(tmp_path / "plain.npz").window_penalty == 0.0
+
+
+def test_a_penalty_applies_per_row_to_a_batch_of_texts_and_keeps_certainty_finite() -> None:
+    p = np.array([[0.5, 0.9], [0.5, 0.9], [1.0, 0.0]])
+    out = penalize(p, np.array([1, np.e**2, 1]), 0.5)
+    assert out[0] == pytest.approx([0.5, 0.9])
+    assert out[1] == pytest.approx(sigmoid(np.log(p[1] / (1 - p[1])) - 1.0))
+    assert np.isfinite(out).all() and 0.99 < out[2, 0] < 1 and 0 < out[2, 1] < 0.01
 
 
 def test_the_network_learns_a_separable_toy_problem_and_is_the_same_for_the_same_seed() -> None:

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from aimi.safety.base import Category, Severity
+from aimi.safety.chunks import windows
 from aimi.safety.encoders import Vectors
 from aimi.safety.heads import Heads
+from aimi.safety.normalization import normalize
 from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticModel
 
 pytestmark = pytest.mark.anyio
@@ -102,6 +105,29 @@ def test_windows_seen_before_are_not_encoded_again(semantic_model: SemanticModel
     model.clear_cache()
     model.scores(text)
     assert len(counting.encoded) == 2 * encoded
+
+
+def test_a_prompt_s_worst_window_is_discounted_for_its_windows_and_a_completion_s_is_not(
+    semantic_model: SemanticModel,
+) -> None:
+    model = semantic_model.beside(replace(semantic_model.heads, window_penalty=1.0))
+    text = FILLER + "Then we rowed back to the pier."
+    parts = set(windows(normalize(text)))
+    assert len(parts) > 1
+    undiscounted = model.scores(text, penalize=False)
+    discounted = model.scores(text)
+    labels = model.heads.labels
+    expected = model.heads.penalized(
+        np.array([undiscounted[label] for label in labels], np.float32), len(parts)
+    )
+    assert [discounted[label] for label in labels] == pytest.approx(expected.tolist(), abs=2e-4)
+    assert max(discounted.values()) < max(undiscounted.values())
+    completion = SemanticFilter(model, jailbreak=False, context=True, completions=True).evaluate(text)
+    assert completion.scores == {
+        k: v for k, v in model.scores(text, context=True, penalize=False).items() if k != "jailbreak"
+    }
+    one = "Then we rowed back to the pier."
+    assert model.scores(one) == model.scores(one, penalize=False)
 
 
 def test_text_over_the_limit_is_not_evaluated(semantic_model: SemanticModel) -> None:

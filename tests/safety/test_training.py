@@ -20,7 +20,9 @@ from benchmarks.train_safety_heads import (
     as_read,
     augment,
     benign_windows,
+    blocked_harm,
     choose_output_threshold,
+    choose_penalty,
     choose_scales,
     choose_thresholds,
     fit_pieces,
@@ -115,6 +117,28 @@ def test_with_no_margin_a_label_takes_the_most_recall_its_budget_allows() -> Non
     tricky = np.arange(p.size) >= 1500
     assert choose_thresholds(p, y, ~y, tricky, margin=RECALL_MARGIN)[1] == 0.95
     assert choose_thresholds(p, y, ~y, tricky, margin=0.0)[1] == 0.3
+
+
+def test_the_window_penalty_is_the_smallest_that_lets_long_everyday_texts_stop_holding_a_threshold_up() -> (
+    None
+):
+    """100 harmful texts of one window from 0.4 to 1.0, 100 look-alikes under 0.5, 800 everyday
+    texts under 0.3, and five everyday texts of 50 windows at 0.9: undiscounted they hold `medium`
+    at 0.95. Discounted by 0.75·ln 50 they fall to 0.32, `medium` comes down to the look-alikes'
+    0.5, and β = 1 blocks no more; without the long texts no penalty is chosen."""
+    harmful = np.linspace(0.4, 1.0, 100)
+    p = np.concatenate([harmful, np.linspace(0.0, 0.49, 100), np.linspace(0.0, 0.29, 800), np.full(5, 0.9)])
+    y = (np.arange(p.size) < 100)[:, None]
+    tricky = (np.arange(p.size) >= 100) & (np.arange(p.size) < 200)
+    windows = np.where(np.arange(p.size) >= 1000, 50, 1)
+    judged = np.ones_like(y)
+    beta, thresholds = choose_penalty(p[:, None], windows, y, judged, ~y[:, 0], tricky)
+    assert beta == 0.75 and thresholds[0, 1] == 0.5
+    assert blocked_harm(p[:, None], thresholds, y, judged) == int((harmful >= 0.5).sum())
+    beta, thresholds = choose_penalty(
+        p[:1000, None], windows[:1000], y[:1000], judged[:1000], ~y[:1000, 0], tricky[:1000]
+    )
+    assert beta == 0.0 and thresholds[0, 1] == 0.5
 
 
 def test_the_word_pieces_model_learns_a_word_and_leaves_buckets_no_text_has_at_zero() -> None:
@@ -232,6 +256,7 @@ def assert_same_heads(trained: Heads, shipped: Heads) -> None:
     if trained.exemplars is not None and shipped.exemplars is not None:
         for name in ("mean", "axes", "vectors", "scale", "labels", "nearest"):
             assert np.array_equal(getattr(trained.exemplars, name), getattr(shipped.exemplars, name)), name
+    assert trained.window_penalty == shipped.window_penalty
     assert (trained.output_thresholds is None) == (shipped.output_thresholds is None)
     if trained.output_thresholds is not None and shipped.output_thresholds is not None:
         assert np.array_equal(trained.output_thresholds, shipped.output_thresholds)
@@ -253,6 +278,7 @@ def test_training_reproduces_the_shipped_heads_bit_for_bit(semantic_model: Seman
         exemplars=side == "prompts",
         select=LanguageGate.load().english if side == "prompts" else None,
         margin=0.0 if side == "prompts" else RECALL_MARGIN,
+        penalize_windows=side == "prompts",
     )
     shipped = Heads.load(HEADS_FILE if side == "prompts" else OUTPUT_HEADS_FILE)
     assert (trained.exemplars is not None) == (side == "prompts")
@@ -281,6 +307,7 @@ def test_training_reproduces_a_member_s_shipped_heads_bit_for_bit(
         select=select,
         outputs=False,
         margin=0.0,
+        penalize_windows=True,
     )
     assert trained.encoder == encoder and trained.output_thresholds is None
     # Calibrated on the dev texts it judges: those with a window in the languages it reads (the

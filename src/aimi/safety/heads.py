@@ -6,17 +6,19 @@ The network is one hidden layer of ReLU units shared by the labels, then one log
 label (without the hidden layer it is a plain logistic regression per label, which the format
 also allows). The heads are trained by `benchmarks/train_safety_heads.py` from
 `tests/data/safety_corpus.jsonl` and ship in aimi as `safety/data/semantic_heads.npz` (about
-2.2 MB): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights` (labels × hidden) and
-`bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b) for the raw output z),
-and `thresholds` (per label the calibrated probability from which it is low, medium and high),
-optionally `output_thresholds` (the same for completions, chosen on sampled answers of the
-embedded model: an assistant's answer is judged in context and is held to its own thresholds),
+4 MB with the exemplars): `hidden_weights` (hidden × dimension) and `hidden_bias`, `weights`
+(labels × hidden) and `bias`, `calibration` (per label `a, b` of Platt scaling, p = σ(a·z + b)
+for the raw output z), and `thresholds` (per label the calibrated probability from which it is
+low, medium and high), optionally `output_thresholds` (the same for completions, chosen on
+sampled answers of the embedded model: an assistant's answer is judged in context and is held to
+its own thresholds),
 with the `labels` and the `encoder` they were trained for; optionally the word-pieces model
 (`pieces.py`): `piece_weights` (labels × buckets), `piece_bias` and `piece_scale`, whose output,
 times its label's scale, is added to the network's raw output before calibration; optionally the
 exemplars (`exemplars.py`): `exemplar_mean`, `exemplar_axes`, `exemplar_vectors` (int8),
 `exemplar_scale`, `exemplar_labels`, `exemplar_nearest` and `exemplar_share` (per label), whose
-score, times its label's share, is added the same way. Fitting the
+score, times its label's share, is added the same way; optionally `window_penalty` (β), by which
+a text's worst window is discounted for the number of windows it has (`Heads.penalized`). Fitting the
 network lives here too, in float64, seeded, on one BLAS thread, so the same vectors give the same
 heads bit for bit.
 """
@@ -57,6 +59,18 @@ def sigmoid(x: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
     return 0.5 * np.tanh(0.5 * x) + 0.5
 
 
+def penalize(
+    probabilities: npt.NDArray[np.floating], windows: int | npt.NDArray[np.integer], beta: float
+) -> npt.NDArray[np.float64]:
+    """σ(logit(p) − β·ln(windows)), in float64: `probabilities` of texts of `windows` windows each
+    (one count, or one per row), discounted for their number of windows (`Heads.penalized`)."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
+    shift = beta * np.log(np.asarray(windows, np.float64))
+    if np.ndim(shift) == 1 and p.ndim == 2:
+        shift = shift[:, None]
+    return np.asarray(sigmoid(np.log(p) - np.log1p(-p) - shift), np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class Heads:
     """Per-label logistic heads over one encoder's vectors (see the module docstring)."""
@@ -78,6 +92,8 @@ class Heads:
     exemplars: Exemplars | None = None
     exemplar_share: npt.NDArray[np.float32] | None = None
     """Per label, how much of the exemplars' score joins the network's."""
+    window_penalty: float = 0.0
+    """β of `penalized`: 0 (no discount) unless the training chose one on dev."""
 
     @property
     def reads_pieces(self) -> bool:
@@ -107,6 +123,15 @@ class Heads:
         """Calibrated probability of each label for each vector: shape (n, labels)."""
         scores = self.raw(vectors, pieces)
         return sigmoid(scores * self.calibration[:, 0] + self.calibration[:, 1]).astype(np.float32)
+
+    def penalized(self, probabilities: npt.NDArray[np.floating], windows: int) -> npt.NDArray[np.floating]:
+        """Each label's worst-window probability of a text judged in `windows` distinct windows,
+        lowered by `window_penalty`·ln(windows) in log-odds (`penalize`): a text of many windows
+        gets as many chances for one benign sentence to look harmful when read alone, so its
+        worst window must stand out further (docs/safety.md, Heads, "Round 71")."""
+        if self.window_penalty == 0.0 or windows <= 1:
+            return probabilities
+        return penalize(probabilities, windows, self.window_penalty).astype(probabilities.dtype)
 
     def severity(self, label: int, probability: float, *, output: bool = False) -> Severity:
         """The severity of `probability` for `label`, at the thresholds for prompts, or for
@@ -139,6 +164,8 @@ class Heads:
             )
         if self.exemplars is not None and self.exemplar_share is not None:
             arrays.update(self.exemplars.arrays(), exemplar_share=self.exemplar_share)
+        if self.window_penalty:
+            arrays.update(window_penalty=np.array(self.window_penalty, np.float32))
         with path.open("wb") as f:  # compressed: most buckets of the word-pieces model are never used
             np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
@@ -171,6 +198,7 @@ class Heads:
                     if "exemplar_share" in data
                     else {}
                 ),
+                window_penalty=float(data["window_penalty"]) if "window_penalty" in data else 0.0,
             )
         n = len(heads.labels)
         outputs = heads.output_thresholds

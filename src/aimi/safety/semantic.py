@@ -5,7 +5,9 @@ and for jailbreak attempts. Long text is cut into windows (`chunks.windows`: its
 most about 40 tokens each), each window is encoded once and scored by one calibrated head per
 label (`heads.Heads`, which read the window's word pieces too, `pieces.py`, and for prompts its
 nearest training texts, `exemplars.py`), and each label keeps
-its worst window, so one harmful sentence inside a long benign message is found. A label's
+its worst window, so one harmful sentence inside a long benign message is found; for prompts, that
+worst window is discounted for how many windows the text has (`heads.Heads.penalized`), since a
+long benign text gives one of its sentences, read alone, more chances to look harmful. A label's
 probability becomes a severity at the thresholds shipped with the heads (chosen on the dev split;
 see docs/safety.md).
 
@@ -98,17 +100,26 @@ class SemanticModel:
         return out
 
     def scores(
-        self, text: str, *, context: bool = False, select: Callable[[str], bool] | None = None
+        self,
+        text: str,
+        *,
+        context: bool = False,
+        select: Callable[[str], bool] | None = None,
+        penalize: bool = True,
     ) -> dict[str, float]:
-        """Each label's probability in its worst window (0 for empty text); with `context`, the
-        windows are pairs of consecutive sentences (`chunks.in_context`); with `select`, only the
-        windows it keeps are judged (0 when it keeps none)."""
+        """Each label's probability in its worst window (0 for empty text), discounted for the
+        number of distinct windows judged when `penalize` (`heads.Heads.penalized`; heads without a
+        `window_penalty` are not discounted); with `context`, the windows are pairs of consecutive
+        sentences (`chunks.in_context`); with `select`, only the windows it keeps are judged (0
+        when it keeps none)."""
         parts = windows(normalize(text), context=context)
         if select is not None:
             parts = [part for part in parts if select(part)]
         if not parts:
             return dict.fromkeys(self.heads.labels, 0.0)
         worst = self.window_probabilities(parts).max(axis=0)
+        if penalize:
+            worst = self.heads.penalized(worst, len(set(parts)))
         return {label: round(float(p), 4) for label, p in zip(self.heads.labels, worst, strict=True)}
 
 
@@ -146,7 +157,10 @@ class SemanticFilter:
         words = len(text.split())
         if words > self.max_words:
             return FilterResult(filter=self.name, error=over_limit(words, self.max_words, "words"))
-        scores = self.model.scores(text, context=self.context, select=self.select)
+        # Completions are not discounted: their thresholds were chosen on undiscounted scores.
+        scores = self.model.scores(
+            text, context=self.context, select=self.select, penalize=not self.completions
+        )
         heads = self.model.heads
         severities: dict[Category, Severity] = {}
         evidence = []
