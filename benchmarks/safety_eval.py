@@ -7,9 +7,9 @@ they cost.
 Sets (tests/data/):
 - `dev`: the dev families of `safety_corpus.jsonl` (never trained on; the semantic heads'
   calibration and severity thresholds, and the choice of filters, were made on it);
-- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r69.jsonl`, written before round
-  69's trainings or tuning, in families of its own, and scored once round 71's heads were final
-  (rounds 1 to 67's holdouts are in the corpus now, and rounds 71 to 77's wait unscored);
+- `holdout` (only with `--holdout`): `HOLDOUT`, `safety_holdout_r71.jsonl`, written before round
+  69's first training was judged, in families of its own, and scored once round 79's heads were final
+  (rounds 1 to 69's holdouts are in the corpus now, and rounds 73 to 77's wait unscored);
   `--holdout-file` scores another one in its place;
 - `legacy-dev` and `legacy-holdout`: the older `safety_eval.jsonl` (its dev texts are in the
   training corpus, so only `legacy-holdout` is unseen; it is reported with `--holdout`);
@@ -76,22 +76,19 @@ from aimi.safety.semantic import MultilingualMember, SemanticFilter, SemanticMod
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
-HOLDOUT = DATA / "safety_holdout_r69.jsonl"
-"""The holdout the round's heads are scored on (round 69's, written before round 69's trainings,
-which did not ship, and scored once with round 71's heads final; rounds 1 to 67's are in the
-corpus now, rounds 71 to 77's wait); the next round's replaces it here once that round's heads
-are trained."""
+HOLDOUT = DATA / "safety_holdout_r71.jsonl"
+"""The holdout the round's heads are scored on (round 71's, written before round 69's first training
+was judged, and scored once with round 79's heads final; rounds 1 to 69's are in the corpus now,
+rounds 73 to 77's wait); the next round's replaces it here once that round's heads are trained."""
 NEXT_HOLDOUTS = (
-    DATA / "safety_holdout_r71.jsonl",
     DATA / "safety_holdout_r73.jsonl",
     DATA / "safety_holdout_r75.jsonl",
     DATA / "safety_holdout_r77.jsonl",
 )
 """The holdouts written for the rounds after, unscored: kept out of the corpus and of the waiting
 candidates (`tests/safety`), and read by nothing here. Round 73's is the first written with long
-texts asked for (`benchmarks/safety_holdout_brief.md`, "Length"). Round 75's training did not ship
-(docs/safety.md, Heads, "Round 75"), so round 71's still judges the next round that does; round
-77's was written at round 75's end, for round 77's training to come."""
+texts asked for (`benchmarks/safety_holdout_brief.md`, "Length"), and judges the next round that
+ships."""
 LABELS = [*(c.value for c in Category), "jailbreak"]
 LATENCY_ROWS = 32_822
 """The latency prompts are drawn from the dev texts among the corpus's first `LATENCY_ROWS` rows

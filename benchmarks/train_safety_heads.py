@@ -6,7 +6,7 @@
 1. Read the corpus and the embedded model's labelled sampled answers
    (tests/data/safety_answers.jsonl, a family per question). Their `train` families are used for
    fitting, their `dev` families for calibration and thresholds; the untouched holdout
-   (tests/data/safety_holdout_r69.jsonl) is never read here. Every text is read as the filter
+   (tests/data/safety_holdout_r71.jsonl) is never read here. Every text is read as the filter
    reads it (`aimi.safety.normalization.normalize`: look-alike letters and leetspeak folded), so
    the heads learn the text they will be shown. With `--completions`, the heads
    completions are judged by (`aimi.safety.heads.OUTPUT_HEADS_FILE`): the same steps on the corpus
@@ -114,6 +114,7 @@ COMPLETIONS_WITHOUT = tuple(
         *("holdout_r63", "candidates_c65"),  # round 65
         *("holdout_r65", "candidates_c67"),  # round 67
         *("holdout_r67", "candidates_c69", "candidates_c71"),  # round 71
+        *("holdout_r69", "candidates_c75", "candidates_c77"),  # round 79
     )
 )
 """The files merged into the corpus for the prompts' heads only: the scored holdouts of rounds 10
@@ -132,7 +133,8 @@ round 57's candidates c59 (round 59), the scored holdout of round 59 and round 5
 candidates c61 (round 61), the scored holdout of round 61 and round 61's candidates c63
 (round 63), the scored holdout of round 63 and round 63's candidates c65 (round 65), and the
 scored holdout of round 65 and round 65's candidates c67 (round 67), and the scored holdout of
-round 67 and the candidates c69 and c71 (round 71). The completions' heads are
+round 67 and the candidates c69 and c71 (round 71), and the scored holdout of round 69 and
+the candidates c75 and c77 (round 79). The completions' heads are
 not trained on them: trained with the holdouts, benign sampled answers scored higher, the
 completions' violence threshold rose from 0.90 to 0.97, above a plain threat's score, and more
 fresh answers were withheld (docs/safety.md, Heads, "Round 16")."""
