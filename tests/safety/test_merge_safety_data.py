@@ -75,6 +75,7 @@ def test_every_translation_in_the_corpus_is_on_the_side_of_its_source_family() -
         "safety_candidates_c11.jsonl",
         "safety_candidates_c15.jsonl",
         "safety_candidates_c26.jsonl",
+        "safety_candidates_c81.jsonl",
     ],
 )
 def test_the_candidates_waiting_for_a_round_share_nothing_with_the_holdouts_outside_the_corpus(
