@@ -107,14 +107,17 @@ class SemanticModel:
         select: Callable[[str], bool] | None = None,
         penalize: bool = True,
     ) -> dict[str, float]:
-        """Each label's probability in its worst window (0 for empty text), discounted for the
-        number of distinct windows judged when `penalize` (`heads.Heads.penalized`; heads without a
-        `window_penalty` are not discounted); with `context`, the windows are pairs of consecutive
-        sentences (`chunks.in_context`); with `select`, only the windows it keeps are judged (0
-        when it keeps none)."""
+        """`worst` of the windows of `text`; with `context`, the windows are pairs of consecutive
+        sentences (`chunks.in_context`); with `select`, only the windows it keeps are judged."""
         parts = windows(normalize(text), context=context)
         if select is not None:
             parts = [part for part in parts if select(part)]
+        return self.worst(parts, penalize=penalize)
+
+    def worst(self, parts: Sequence[str], *, penalize: bool = True) -> dict[str, float]:
+        """Each label's probability in its worst window of `parts` (0 for none), discounted for
+        the number of distinct windows when `penalize` (`heads.Heads.penalized`; heads without a
+        `window_penalty` are not discounted)."""
         if not parts:
             return dict.fromkeys(self.heads.labels, 0.0)
         worst = self.window_probabilities(parts).max(axis=0)
@@ -161,6 +164,12 @@ class SemanticFilter:
         scores = self.model.scores(
             text, context=self.context, select=self.select, penalize=not self.completions
         )
+        return self._result(scores)
+
+    async def check(self, text: str) -> FilterResult:
+        return await asyncio.to_thread(self.evaluate, text)
+
+    def _result(self, scores: dict[str, float]) -> FilterResult:
         heads = self.model.heads
         severities: dict[Category, Severity] = {}
         evidence = []
@@ -186,9 +195,6 @@ class SemanticFilter:
             scores=scores,
             evidence=tuple(evidence),
         )
-
-    async def check(self, text: str) -> FilterResult:
-        return await asyncio.to_thread(self.evaluate, text)
 
 
 @dataclass(frozen=True)
