@@ -16,6 +16,7 @@ from aimi.safety.heads import (
     OUTPUT_HEADS_FILE,
     Heads,
 )
+from aimi.safety.language import Reader
 from aimi.safety.registry import FilterRegistry, filter_registry, load_plugins
 from aimi.safety.semantic import SemanticFilter, SemanticModel
 from tests.distributions import install
@@ -76,20 +77,25 @@ def test_the_semantic_ensemble_loads_each_model_once_and_has_heads_for_completio
     assert isinstance(inputs[0], SemanticFilter) and inputs[0].jailbreak and inputs[0].model is model
     assert isinstance(outputs[0], SemanticFilter) and not outputs[0].jailbreak and outputs[0].model is answers
     member = inputs[1]
-    assert isinstance(member, SemanticFilter) and member.model is other and member.select is not None
+    assert (
+        isinstance(member, SemanticFilter)
+        and member.model is other
+        and member.readers == {Reader.MULTILINGUAL}
+    )
     assert member.name == "semantic-multilingual" and member.jailbreak and not member.completions
     others = inputs[2]
-    assert isinstance(others, SemanticFilter) and others.model is e5 and others.select is not None
+    assert isinstance(others, SemanticFilter) and others.model is e5 and others.readers == {Reader.OTHER}
     assert others.name == "semantic-other-languages" and others.jailbreak and not others.completions
     # Each window is judged by one of them: the members those the language gate finds foreign, each
-    # in the languages its encoder reads.
+    # in the languages its encoder reads; one router cuts and tests a prompt for all three.
+    router = inputs[0].router
+    assert router is not None and member.router is router and others.router is router
     english, spanish = "Good morning, how are you today?", "¿Dónde está la estación de tren más cercana?"
     swedish = "Kan du rekommendera en bra bok för sommaren?"
-    assert inputs[0].select is not None and inputs[0].select(english)
-    assert not inputs[0].select(spanish) and not inputs[0].select(swedish)
-    assert member.select(spanish) and not member.select(english) and not member.select(swedish)
-    assert others.select(swedish) and not others.select(english) and not others.select(spanish)
-    assert outputs[0].select is None
+    routing = router.route(f"{english}\n{spanish}\n{swedish}")
+    assert routing.of(inputs[0].readers) == [english]
+    assert routing.of(member.readers) == [spanish] and routing.of(others.readers) == [swedish]
+    assert outputs[0].select is None and outputs[0].router is None
     assert [type(f) for f in inputs[3:]] == [PatternFilter, JailbreakFilter]
     assert [type(f) for f in outputs[1:]] == [PatternFilter]
 

@@ -35,9 +35,10 @@ Measured on the labelled files that name each text's language (4,791 texts), thi
 texts in other languages to the other-languages member (22 of them had been read as English), and
 moves no text in English or the fifteen (docs/safety.md, The other-languages member).
 
-About 0.1 ms a sentence (two for a foreign one), asked once per window (the verdicts of recent
-windows are kept: the semantic classifier and the members all ask about each window of a prompt);
-loading reads the model once (under a second).
+About 0.1 ms a sentence (two for a foreign one), asked once per window of a prompt for all the
+semantic readers (`routing.WindowRouter`); the verdicts of recent windows are kept, for the windows
+a conversation sends again with each turn and the judgement of its untrusted part alone. Loading
+reads the model once (under a second).
 """
 
 from __future__ import annotations

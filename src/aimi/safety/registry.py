@@ -140,8 +140,9 @@ def register_semantic(
     `model` loads the prompts' model and `completions` the completions' (by default the shipped
     heads, `HEADS_FILE` and `OUTPUT_HEADS_FILE`, on one encoder); given `model` alone, both sides
     are judged by it. `multilingual` loads the multilingual member, which judges the windows of
-    prompts that are not in English while the semantic classifier judges the others
-    (`semantic.MultilingualMember`; None: no member, the classifier judges every window).
+    prompts that are not in English while the semantic classifier judges the others, each window
+    routed once for all of them (`semantic.MultilingualMember`, `routing.WindowRouter`; None: no
+    member, the classifier judges every window).
     `other_languages` loads the other-languages member's model, which judges the windows in
     languages the multilingual encoder does not read (`MultilingualMember.others_filter`; None, or
     no multilingual member: the multilingual member judges every window not in English).
@@ -157,7 +158,8 @@ def register_semantic(
     others = functools.cache(other_languages) if other_languages is not None and member is not None else None
 
     def semantic() -> SemanticFilter:
-        return SemanticFilter(loaded(), select=member().english if member is not None else None)
+        model = loaded()
+        return member().english_filter(model) if member is not None else SemanticFilter(model)
 
     filters.add("semantic", semantic, outputs=False)
     if member is not None:

@@ -9,7 +9,9 @@ its worst window, so one harmful sentence inside a long benign message is found;
 worst window is discounted for how many windows the text has (`heads.Heads.penalized`), since a
 long benign text gives one of its sentences, read alone, more chances to look harmful. A label's
 probability becomes a severity at the thresholds shipped with the heads (chosen on the dev split;
-see docs/safety.md).
+see docs/safety.md). With the multilingual members beside it, a prompt is cut and the language of
+each window told once for all three readers (`routing.WindowRouter`, `MultilingualMember.router`),
+and each judges only the windows in the languages it reads.
 
 Scores of recent windows are kept (a small LRU), because a streamed completion is checked in
 overlapping windows (`window.OutputWindow`) whose sentences repeat from one check to the next:
@@ -23,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +34,11 @@ import numpy.typing as npt
 
 from aimi.safety.base import Category, FilterResult, Severity, over_limit
 from aimi.safety.blas import OneBlasThread
-from aimi.safety.chunks import windows
 from aimi.safety.encoders import SentenceEncoder, named_encoder
 from aimi.safety.heads import HEADS_FILE, MULTILINGUAL_HEADS_FILE, OTHER_LANGUAGES_HEADS_FILE, Heads
-from aimi.safety.language import LanguageGate
-from aimi.safety.normalization import normalize
+from aimi.safety.language import LanguageGate, Reader
 from aimi.safety.pieces import WordPieces
+from aimi.safety.routing import MAX_WORDS, WindowRouter, cut
 
 CACHE_WINDOWS = 2048
 # A prompt's windows are encoded two at a time (the caller and one helper thread): on an idle 2-core
@@ -107,9 +108,10 @@ class SemanticModel:
         select: Callable[[str], bool] | None = None,
         penalize: bool = True,
     ) -> dict[str, float]:
-        """`worst` of the windows of `text`; with `context`, the windows are pairs of consecutive
-        sentences (`chunks.in_context`); with `select`, only the windows it keeps are judged."""
-        parts = windows(normalize(text), context=context)
+        """`worst` of the windows of `text` (`routing.cut`); with `context`, the windows are pairs
+        of consecutive sentences (`chunks.in_context`); with `select`, only the windows it keeps
+        are judged."""
+        parts = cut(text, context=context)
         if select is not None:
             parts = [part for part in parts if select(part)]
         return self.worst(parts, penalize=penalize)
@@ -137,18 +139,27 @@ class SemanticFilter:
         context: bool = False,
         completions: bool = False,
         select: Callable[[str], bool] | None = None,
+        router: WindowRouter | None = None,
+        readers: Collection[Reader] = (Reader.ENGLISH,),
         name: str = "semantic-classifier",
-        max_words: int = 10_000,
+        max_words: int = MAX_WORDS,
     ) -> None:
         """`context`: judge each short sentence after the end of the one before it (for
         completions: an answer's short sentences read alone were judged without what led to them);
         `completions`: severities at the heads' thresholds for completions, chosen on sampled
-        answers of the embedded model (docs/safety.md); `select`: judge only the windows it keeps
-        (the multilingual member judges those not in English, `language.LanguageGate.foreign`),
-        and find nothing in a text where it keeps none."""
+        answers of the embedded model (docs/safety.md); `select`: judge only the windows it keeps,
+        and find nothing in a text where it keeps none; `router`: judge only the windows it routes
+        to `readers` (the semantic ensemble's readers of a prompt share one router,
+        `MultilingualMember.router`, so a prompt is cut and its language tested once for all)."""
+        if router is not None and (select is not None or context):
+            raise ValueError("a routed filter judges the windows its router cuts: no select, no context")
+        if router is not None and max_words > router.max_words:
+            raise ValueError(f"the router cuts prompts of at most {router.max_words} words, not {max_words}")
         self.name = name
         self.model = model
         self.select = select
+        self.router = router
+        self.readers = frozenset(readers)
         self.jailbreak = jailbreak
         self.context = context
         self.completions = completions
@@ -159,7 +170,9 @@ class SemanticFilter:
         """The synchronous check (CPU-bound: about a millisecond per ten tokens it has not seen)."""
         words = len(text.split())
         if words > self.max_words:
-            return FilterResult(filter=self.name, error=over_limit(words, self.max_words, "words"))
+            return self._over_limit(words)
+        if self.router is not None:
+            return self._judged(self.router.route(text).of(self.readers))
         # Completions are not discounted: their thresholds were chosen on undiscounted scores.
         scores = self.model.scores(
             text, context=self.context, select=self.select, penalize=not self.completions
@@ -167,7 +180,21 @@ class SemanticFilter:
         return self._result(scores)
 
     async def check(self, text: str) -> FilterResult:
-        return await asyncio.to_thread(self.evaluate, text)
+        if self.router is None:
+            return await asyncio.to_thread(self.evaluate, text)
+        routing = await self.router.routing(text)
+        if routing.words > self.max_words:
+            return self._over_limit(routing.words)
+        parts = routing.of(self.readers)
+        if not parts:  # nothing to encode: answered here, without a thread hop
+            return self._judged(parts)
+        return await asyncio.to_thread(self._judged, parts)
+
+    def _judged(self, parts: Sequence[str]) -> FilterResult:
+        return self._result(self.model.worst(parts, penalize=not self.completions))
+
+    def _over_limit(self, words: int) -> FilterResult:
+        return FilterResult(filter=self.name, error=over_limit(words, self.max_words, "words"))
 
     def _result(self, scores: dict[str, float]) -> FilterResult:
         heads = self.model.heads
@@ -203,13 +230,18 @@ class MultilingualMember:
     (`MULTILINGUAL_HEADS_FILE`) on the multilingual encoder, judging the windows the language gate
     finds not in English (since round 55, with the other-languages member beside it, only those in
     its fifteen languages: `filter(others=True)`, `others_filter`), while the semantic classifier
-    judges the rest (`english`). Measured on
+    judges the rest (`english_filter`). Measured on
     dev (docs/safety.md, "Round 31"): MiniLM's heads read other languages as noise, block about
     0.4 of their harm and flagged 7 of their 90 look-alikes; the member blocks 0.85 and flagged
-    none. English text costs it a language guess per window (about 0.1 ms) and nothing more."""
+    none. The filters it makes share its `router`, which cuts a prompt and asks the gate about
+    each window once for all of them: an English prompt costs the member nothing."""
 
     model: SemanticModel
     gate: LanguageGate
+    router: WindowRouter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "router", WindowRouter(self.gate))
 
     @classmethod
     def load(cls, heads_file: Path = MULTILINGUAL_HEADS_FILE) -> MultilingualMember:
@@ -219,19 +251,26 @@ class MultilingualMember:
         """Whether the semantic classifier, not the member, judges `window`."""
         return self.gate.english(window)
 
+    def english_filter(self, model: SemanticModel) -> SemanticFilter:
+        """The semantic classifier's filter beside the member: `model` (MiniLM and the prompts'
+        heads) judging the windows in English."""
+        return SemanticFilter(model, router=self.router, readers=(Reader.ENGLISH,))
+
     def filter(self, *, others: bool = False) -> SemanticFilter:
         """The member's filter: every window not in English, or with `others` (the other-languages
         member judges the windows in languages the multilingual encoder does not read) the windows
         in its fifteen languages."""
-        select = self.gate.multilingual if others else self.gate.foreign
-        return SemanticFilter(self.model, select=select, name="semantic-multilingual")
+        readers = (Reader.MULTILINGUAL,) if others else (Reader.MULTILINGUAL, Reader.OTHER)
+        return SemanticFilter(self.model, router=self.router, readers=readers, name="semantic-multilingual")
 
     def others_filter(self, model: SemanticModel) -> SemanticFilter:
         """The other-languages member's filter: `model` (multilingual-e5-small and its heads,
         `OTHER_LANGUAGES_HEADS_FILE`) judging the windows in languages the multilingual encoder
-        does not read (`language.LanguageGate.other_language`). Measured in docs/safety.md (The
-        other-languages member)."""
-        return SemanticFilter(model, select=self.gate.other_language, name="semantic-other-languages")
+        does not read (`language.Reader.OTHER`). Measured in docs/safety.md (The other-languages
+        member)."""
+        return SemanticFilter(
+            model, router=self.router, readers=(Reader.OTHER,), name="semantic-other-languages"
+        )
 
 
 def load_other_languages() -> SemanticModel:
