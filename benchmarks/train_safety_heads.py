@@ -47,7 +47,11 @@ on those windows alone, as the member judges them, and without completions' thre
 (`aimi.safety.heads.OTHER_LANGUAGES_HEADS_FILE`): the same on multilingual-e5-small's vectors and
 the windows in languages the multilingual encoder does not read.
 
-Same corpus, same seed, same encoder: the same heads, bit for bit (tests/safety/test_training.py).
+Same corpus, same seed, same encoder, and numpy's OpenBLAS running the kernels the shipped heads
+were made with (`BLAS_KERNELS`; `OPENBLAS_CORETYPE=Haswell` on x86-64, which `make` sets): the
+same heads, bit for bit (tests/safety/test_training.py). OpenBLAS picks its kernels by CPU, and
+its AVX-512 ones (`SkylakeX`) sum in another order, so on such a CPU left to itself the heads come
+out a few last bits apart; the script says so when it starts.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from scipy import optimize, sparse
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from aimi.safety import pieces as pieces_module
 from aimi.safety.chunks import any_window, windows
@@ -213,6 +217,21 @@ class Row:
 
 def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+BLAS_KERNELS = frozenset({"Haswell", "Zen"})
+"""The OpenBLAS kernels the shipped heads were trained with: Haswell's (the completions' heads
+measured the same with its Zen kernels). With AVX-512's (`SkylakeX`) the products sum in another
+order and the heads come out a few last bits apart; `OPENBLAS_CORETYPE=Haswell` asks for these on
+any x86-64 CPU."""
+
+
+def blas_kernels() -> frozenset[str]:
+    """The kernels numpy's OpenBLAS runs in this process (`threadpoolctl`; empty when its BLAS
+    is not OpenBLAS)."""
+    return frozenset(
+        str(info.get("architecture")) for info in threadpool_info() if info.get("internal_api") == "openblas"
+    )
 
 
 def load_corpus(path: Path = CORPUS) -> list[Row]:
@@ -738,6 +757,12 @@ if __name__ == "__main__":
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
+    if not blas_kernels() or not blas_kernels() <= BLAS_KERNELS:
+        print(
+            f"note: numpy's BLAS runs {sorted(blas_kernels()) or 'no OpenBLAS'} kernels, not"
+            f" {sorted(BLAS_KERNELS)}: the heads will not match the shipped ones bit for bit"
+            " (on x86-64, set OPENBLAS_CORETYPE=Haswell)"
+        )
     name = "multilingual" if args.multilingual else "e5" if args.other_languages else args.encoder
     encoder = load_encoder(name, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)
