@@ -234,6 +234,18 @@ def blas_kernels() -> frozenset[str]:
     )
 
 
+def other_kernels() -> str | None:
+    """Why this process will not reproduce the shipped heads bit for bit (None when it will)."""
+    kernels = blas_kernels()
+    if kernels and kernels <= BLAS_KERNELS:
+        return None
+    return (
+        f"numpy's OpenBLAS runs {sorted(kernels) or 'no OpenBLAS'} kernels, not the {sorted(BLAS_KERNELS)}"
+        " the shipped heads were trained with, so the last bits differ: run with OPENBLAS_CORETYPE=Haswell"
+        " (make sets it on x86-64)"
+    )
+
+
 def load_corpus(path: Path = CORPUS) -> list[Row]:
     rows = [json.loads(line) for line in _lines(path)]
     return [
@@ -757,12 +769,8 @@ if __name__ == "__main__":
         "--earlier", type=int, default=EARLIER, help="MiniLM vectors: also this layer's mean (0: none)"
     )
     args = parser.parse_args()
-    if not blas_kernels() or not blas_kernels() <= BLAS_KERNELS:
-        print(
-            f"note: numpy's BLAS runs {sorted(blas_kernels()) or 'no OpenBLAS'} kernels, not"
-            f" {sorted(BLAS_KERNELS)}: the heads will not match the shipped ones bit for bit"
-            " (on x86-64, set OPENBLAS_CORETYPE=Haswell)"
-        )
+    if (why := other_kernels()) is not None:
+        print(f"note: {why}")
     name = "multilingual" if args.multilingual else "e5" if args.other_languages else args.encoder
     encoder = load_encoder(name, args.layers, args.max_pool, args.earlier or None, not args.unfused)
     corpus = for_completions(load_corpus(args.corpus)) if args.completions else load_corpus(args.corpus)

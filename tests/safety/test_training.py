@@ -13,7 +13,6 @@ import pytest
 from benchmarks.merge_safety_data import identity, read, split_of
 from benchmarks.safety_eval import HOLDOUT, NEXT_HOLDOUTS
 from benchmarks.train_safety_heads import (
-    BLAS_KERNELS,
     COMPLETIONS_WITHOUT,
     RECALL_MARGIN,
     Row,
@@ -21,7 +20,6 @@ from benchmarks.train_safety_heads import (
     as_read,
     augment,
     benign_windows,
-    blas_kernels,
     blocked_harm,
     choose_output_threshold,
     choose_penalty,
@@ -31,6 +29,7 @@ from benchmarks.train_safety_heads import (
     for_completions,
     load_answers,
     load_corpus,
+    other_kernels,
     output_thresholds_of,
     train,
 )
@@ -268,12 +267,7 @@ WHOLE_TRAINING = pytest.mark.timeout(1800)
 """A whole training takes minutes (the prompts' side 11 on 2 cores, round 39's corpus): more
 than the suite's 600 s per test allows when the machine is shared."""
 
-SAME_KERNELS = pytest.mark.skipif(
-    not blas_kernels() or not blas_kernels() <= BLAS_KERNELS,
-    reason=f"numpy's OpenBLAS runs {sorted(blas_kernels()) or 'no OpenBLAS'} kernels, not the"
-    f" {sorted(BLAS_KERNELS)} the shipped heads were trained with, so the last bits differ:"
-    " run with OPENBLAS_CORETYPE=Haswell (make test sets it on x86-64)",
-)
+SAME_KERNELS = pytest.mark.skipif(other_kernels() is not None, reason=other_kernels() or "")
 
 
 @WHOLE_TRAINING
